@@ -1,0 +1,183 @@
+"""Study files: YAML validated by pydantic before any training. Errors name the file, the key and the fix."""
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class StudyError(ValueError):
+    """A study file that cannot run as written."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SplitConfig(Strict):
+    train: float = Field(0.7, gt=0, lt=1)
+    val: float = Field(0.15, ge=0, lt=1)
+    test: float = Field(0.15, ge=0, lt=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> "SplitConfig":
+        if abs(self.train + self.val + self.test - 1.0) > 1e-6:
+            raise ValueError(f"train + val + test must be 1, got {self.train + self.val + self.test:g}")
+        return self
+
+
+class DataConfig(Strict):
+    dataset: str = Field(description="a folder of class sub-folders, a name under $CNNSTUDY_DATA, "
+                                     "or 'fashion-mnist'")
+    image_size: int = Field(224, ge=8)
+    limit_per_class: int | None = Field(None, ge=1)
+    split: SplitConfig = SplitConfig()
+    num_workers: int = Field(0, ge=0)
+    on_bad_image: Literal["skip", "fail"] = "skip"
+
+
+class ModelConfig(Strict):
+    name: str
+    pretrained: bool = False
+    weights: str | None = None
+    init_from: str | None = Field(None, description="<phase>/<run> whose best checkpoint to start from")
+    freeze: str | list[str] = "none"
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+
+
+class VerdictConfig(Strict):
+    """Thresholds of the overfitting verdict (see docs/verdict.md)."""
+    max_gap: float = 0.10  # final train acc - val acc above this: overfit
+    val_loss_rise: float = 0.20  # final val loss above (1 + this) x its minimum: overfit
+    min_train_acc: float = 0.70  # final train acc below this: underfit
+
+
+class RunConfig(Strict):
+    name: str
+    phase: str
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig = TrainConfig()
+    augment: Literal["seed", "none"] = "none"
+    seed: int = 0
+    device: str = "auto"
+    verdict: VerdictConfig = VerdictConfig()
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_shorthand(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.phase}/{self.name}"
+
+
+class PhaseConfig(Strict):
+    name: str
+    title: str = ""
+    description: str = ""
+    defaults: dict[str, Any] = {}
+    runs: list[dict[str, Any]] = Field(min_length=1)
+
+
+class StudyConfig(Strict):
+    name: str
+    description: str = ""
+    defaults: dict[str, Any] = {}
+    phases: list[PhaseConfig] = Field(min_length=1)
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """`--set train.epochs=2 data.limit_per_class=50` as a nested dict, values read as YAML scalars."""
+    result: dict = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise StudyError(f"--set {pair!r}: write it as key=value, e.g. --set train.epochs=2")
+        node = result
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw)
+    return result
+
+
+def _suggest(key: str, location: tuple, model: type[BaseModel]) -> str:
+    fields: type[BaseModel] | None = model
+    for part in location[:-1]:
+        field = fields.model_fields.get(str(part)) if fields else None
+        annotation = getattr(field, "annotation", None)
+        fields = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    if not fields:
+        return ""
+    close = difflib.get_close_matches(key, list(fields.model_fields), n=1)
+    return f" (did you mean {'.'.join(map(str, location[:-1] + (close[0],)))}?)" if close else \
+        f" (allowed: {', '.join(fields.model_fields)})"
+
+
+def explain(err: ValidationError, where: str, model: type[BaseModel]) -> StudyError:
+    lines = [f"{where}:"]
+    for problem in err.errors():
+        location = tuple(problem["loc"])
+        key = ".".join(map(str, location)) or "(top level)"
+        if problem["type"] == "extra_forbidden":
+            lines.append(f"  unknown key {key}{_suggest(str(location[-1]), location, model)}")
+        elif problem["type"] == "missing":
+            lines.append(f"  missing key {key}: add it")
+        else:
+            lines.append(f"  {key}: {problem['msg']} (got {problem.get('input')!r})")
+    return StudyError("\n".join(lines))
+
+
+def load_study_file(path: str | Path) -> StudyConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise StudyError(f"study file {path} does not exist; pass the path of a YAML study such as "
+                         "studies/quick.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise StudyError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise StudyError(f"{path} must be a mapping with keys name, defaults, phases")
+    try:
+        return StudyConfig.model_validate(raw)
+    except ValidationError as err:
+        raise explain(err, str(path), StudyConfig) from None
+
+
+def resolve_runs(study: StudyConfig, overrides: dict, source: str) -> list[RunConfig]:
+    """Every run with defaults merged (study, then phase, then run, then --set), validated."""
+    runs = []
+    for phase in study.phases:
+        for raw_run in phase.runs:
+            merged = deep_merge(deep_merge(deep_merge(study.defaults, phase.defaults), raw_run), overrides)
+            merged["phase"] = phase.name
+            where = f"{source}, phase {phase.name!r}, run {raw_run.get('name', '?')!r}"
+            try:
+                runs.append(RunConfig.model_validate(merged))
+            except ValidationError as err:
+                raise explain(err, where, RunConfig) from None
+    return runs

@@ -1,0 +1,183 @@
+"""Where images come from: a folder of class sub-folders (optionally pre-split) or Fashion-MNIST's IDX files.
+
+A source lists labelled item ids per source split and opens any item as an RGB PIL image.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+SPLIT_NAMES = ("train", "val", "test")
+FASHION_MNIST = "fashion-mnist"
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FASHION_MNIST_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+                       "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+
+
+class DataError(ValueError):
+    """A dataset that cannot be used as configured; the message names the path and the fix."""
+
+
+def data_roots() -> list[Path]:
+    """Folders searched for a dataset given by name, first match wins."""
+    roots = [Path(p) for p in os.environ.get("CNNSTUDY_DATA", "").split(os.pathsep) if p]
+    return roots + [Path("data"), Path("../shared/data"), Path("/usr/share/datasets")]
+
+
+def resolve_dataset(spec: str, base: Path | None = None) -> Path:
+    """A dataset path as written, relative to `base` (the study file's folder), or a name under data_roots()."""
+    candidates = [Path(spec).expanduser()]
+    if base is not None and not Path(spec).is_absolute():
+        candidates.append(base / spec)
+    candidates += [root / spec for root in data_roots()]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate.resolve()
+    if spec == FASHION_MNIST:
+        return Path(FASHION_MNIST)  # not on disk: torchvision's downloader is the fallback
+    searched = ", ".join(str(c) for c in candidates)
+    raise DataError(f"dataset {spec!r} not found (looked in {searched}); set data.dataset to an "
+                    "existing folder or put it under $CNNSTUDY_DATA")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL image as upright 8-bit RGB: EXIF rotation applied, 16-bit scaled, alpha on white."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        wide = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") or wide.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(wide / peak * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    elif image.mode == "F":
+        image = Image.fromarray(np.clip(np.asarray(image), 0, 255).astype(np.uint8))
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def open_image_file(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        image.load()
+        return to_rgb(image)
+
+
+@dataclass
+class FolderSource:
+    """Images in <root>/<class>/<file>, or <root>/{train,val,test}/<class>/<file> when pre-split."""
+    root: Path
+    classes: list[str]
+    items: dict[str, list[tuple[str, int]]]  # source split -> [(path relative to root, label)]
+    ignored: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    def open(self, item_id: str) -> Image.Image:
+        return open_image_file(self.root / item_id)
+
+    def fingerprint(self, item_id: str) -> tuple[int, int]:
+        stat = (self.root / item_id).stat()
+        return stat.st_size, stat.st_mtime_ns
+
+
+def _visible_dirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def scan_folder(root: Path) -> FolderSource:
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder; set data.dataset to a folder of class sub-folders")
+    subdirs = {p.name for p in _visible_dirs(root)}
+    presplit = "train" in subdirs and bool({"val", "test"} & subdirs)
+    split_dirs = {s: root / s for s in SPLIT_NAMES if s in subdirs} if presplit else {"all": root}
+    classes = sorted({p.name for d in split_dirs.values() for p in _visible_dirs(d)})
+    if not classes:
+        raise DataError(f"{root} has no class sub-folders; lay it out as {root}/<class>/<image> "
+                        f"or {root}/train/<class>/<image>")
+    items: dict[str, list[tuple[str, int]]] = {}
+    ignored: list[str] = []
+    for split, folder in split_dirs.items():
+        items[split] = []
+        for label, cls in enumerate(classes):
+            for path in sorted((folder / cls).rglob("*")) if (folder / cls).is_dir() else []:
+                rel = path.relative_to(root).as_posix()
+                hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
+                if hidden or path.suffix.lower() not in IMAGE_EXTENSIONS:
+                    if path.is_file() or hidden:
+                        ignored.append(rel)
+                    continue
+                if path.is_file():
+                    items[split].append((rel, label))
+    return FolderSource(root, classes, items, ignored)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read a (gzip-compressed) IDX file of unsigned bytes: images (N, H, W) or labels (N,)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        raw = handle.read()
+    if len(raw) < 8 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{path} is not an unsigned-byte IDX file; re-download it")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise DataError(f"{path} is truncated: expected {int(np.prod(dims))} values, found {data.size}")
+    return data.reshape(dims)
+
+
+@dataclass
+class FashionMnistSource:
+    """The Fashion-MNIST IDX files as two source splits, train (60000) and test (10000)."""
+    root: Path
+    classes: list[str] = field(default_factory=lambda: list(FASHION_MNIST_CLASSES))
+    ignored: list[str] = field(default_factory=list)
+    name: str = FASHION_MNIST
+
+    @cached_property
+    def arrays(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        folder = self.root if self.root.is_dir() else _download_fashion_mnist()
+        return {split: (read_idx(folder / images), read_idx(folder / labels))
+                for split, (images, labels) in FASHION_MNIST_FILES.items()}
+
+    @cached_property
+    def items(self) -> dict[str, list[tuple[str, int]]]:
+        return {split: [(f"{split}/{i}", int(label)) for i, label in enumerate(labels)]
+                for split, (_, labels) in self.arrays.items()}
+
+    def open(self, item_id: str) -> Image.Image:
+        split, index = item_id.split("/")
+        return Image.fromarray(self.arrays[split][0][int(index)], mode="L").convert("RGB")
+
+    def fingerprint(self, item_id: str) -> tuple[int, int]:
+        return 0, 0  # the IDX files never change under an id
+
+
+def _download_fashion_mnist() -> Path:
+    """Users with internet get torchvision's real downloader; the raw IDX files land in its cache."""
+    from torchvision.datasets import FashionMNIST
+
+    cache = Path(os.environ.get("CNNSTUDY_CACHE", ".cache")) / "torchvision"
+    for train in (True, False):
+        FashionMNIST(str(cache), train=train, download=True)
+    return cache / "FashionMNIST" / "raw"
+
+
+def open_source(spec: str, base: Path | None = None) -> FolderSource | FashionMnistSource:
+    path = resolve_dataset(spec, base)
+    if spec == FASHION_MNIST or (path / FASHION_MNIST_FILES["train"][0]).exists():
+        return FashionMnistSource(path)
+    return scan_folder(path)

@@ -1,0 +1,70 @@
+"""Freezing policies with the same words for every model: none, head, last_conv, last:N, or module names."""
+from __future__ import annotations
+
+from torch import nn
+
+from .models import head_module_names, param_leaves
+
+
+class FreezeError(ValueError):
+    """A freeze policy that does not apply to the model."""
+
+
+def last_conv_block(model: nn.Module) -> list[str]:
+    """The last conv block: the block (parent module) holding the last Conv2d, or, for flat models
+    such as our CNNs, that conv and the parameter layers after it up to the head (its BatchNorm)."""
+    leaves = param_leaves(model)
+    convs = [i for i, (_, m) in enumerate(leaves) if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise FreezeError(f"{model._get_name()} has no Conv2d layer, so freeze: last_conv does not apply")
+    conv_name = leaves[convs[-1]][0]
+    parent = conv_name.rpartition(".")[0]
+    if parent:
+        return [parent]
+    head = set(head_module_names(model))
+    return [name for name, _ in leaves[convs[-1]:] if name not in head]
+
+
+def trainable_modules(model: nn.Module, policy: str | list[str]) -> list[str] | None:
+    """Module names left trainable by `policy`; None means everything."""
+    if isinstance(policy, list):
+        known = dict(model.named_modules())
+        unknown = [name for name in policy if name not in known]
+        if unknown:
+            sample = ", ".join(name for name, _ in param_leaves(model)[-6:])
+            raise FreezeError(f"freeze lists module(s) {', '.join(unknown)} that {model._get_name()} does "
+                              f"not have; its last layers are: {sample}")
+        return list(policy)
+    if policy == "none":
+        return None
+    if policy == "head":
+        return head_module_names(model)
+    if policy == "last_conv":
+        return last_conv_block(model) + head_module_names(model)
+    if policy.startswith("last:") and policy[5:].isdigit() and int(policy[5:]) > 0:
+        return [name for name, _ in param_leaves(model)[-int(policy[5:]):]]
+    raise FreezeError(f"freeze: {policy!r} is not a policy; use none, head, last_conv, last:N "
+                      "(N > 0) or a list of module names")
+
+
+def _inside(name: str, prefixes: list[str]) -> bool:
+    return any(p == "" or name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def apply_freeze(model: nn.Module, policy: str | list[str]) -> list[str]:
+    """Set requires_grad by `policy`; returns the names of the trainable parameters."""
+    keep = trainable_modules(model, policy)
+    for name, param in model.named_parameters():
+        param.requires_grad = keep is None or _inside(name.rpartition(".")[0], keep)
+    return [name for name, param in model.named_parameters() if param.requires_grad]
+
+
+def set_train_mode(model: nn.Module) -> None:
+    """model.train(), except that fully frozen BatchNorm layers stay in eval mode so their running
+    statistics do not move. Dropout behaves as usual."""
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            params = list(module.parameters(recurse=False))
+            if params and not any(p.requires_grad for p in params):
+                module.eval()

@@ -1,0 +1,83 @@
+"""Plots of a run, each written as a PNG under the run's plots/ folder."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; works without a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from .fileio import atomic_write_bytes  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def plot_curves(history: list[dict], path: Path, title: str = "") -> Path:
+    epochs = [row["epoch"] for row in history]
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, label in ((loss_ax, "loss", "Loss"), (acc_ax, "acc", "Accuracy")):
+        ax.plot(epochs, [row[f"train_{key}"] for row in history], "o-", label=f"train {key}")
+        ax.plot(epochs, [row[f"val_{key}"] for row in history], "s-", label=f"val {key}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title or "Training curves")
+    return _save(fig, path)
+
+
+def plot_roc(curves: list[tuple[np.ndarray, np.ndarray]], aucs: list[float | None],
+             class_names: list[str], path: Path, title: str = "") -> Path:
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    for (fpr, tpr), auc, name in zip(curves, aucs, class_names):
+        label = f"{name} (AUC = {auc:.3f})" if auc is not None else f"{name} (AUC n/a)"
+        ax.plot(fpr, tpr, label=label)
+    ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)
+    ax.set_xlabel("False positive rate")
+    ax.set_ylabel("True positive rate")
+    ax.set_title(title or "One-vs-rest ROC")
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
+
+
+def plot_confusion(matrix: list[list[int]], class_names: list[str], path: Path, title: str = "") -> Path:
+    cm = np.asarray(matrix)
+    size = max(4.5, 0.55 * len(class_names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(cm, cmap="Blues")
+    ticks = range(len(class_names))
+    ax.set_xticks(ticks, class_names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(ticks, class_names, fontsize=8)
+    threshold = cm.max() / 2 if cm.size else 0
+    for (i, j), count in np.ndenumerate(cm):
+        ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
+                color="white" if count > threshold else "black")
+    ax.set_xlabel("Predicted")
+    ax.set_ylabel("True")
+    ax.set_title(title or "Confusion matrix")
+    return _save(fig, path)
+
+
+def plot_prediction_grid(images: list[Image.Image], true_names: list[str], pred_names: list[str],
+                         path: Path, columns: int = 4) -> Path:
+    """Images captioned "True: X / Pred: Y"; wrong predictions in red."""
+    rows = max(1, int(np.ceil(len(images) / columns)))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.8 * columns, 3.0 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, true, pred in zip(axes.flat, images, true_names, pred_names):
+        ax.imshow(image)
+        ax.set_title(f"True: {true} / Pred: {pred}", fontsize=8,
+                     color="black" if true == pred else "red")
+    return _save(fig, path)
