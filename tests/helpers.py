@@ -1,0 +1,49 @@
+"""Test helpers: the shared datasets (skipped when absent), tiny synthetic image folders, study files."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("CNNSTUDY_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def shared_dataset(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f"shared dataset {name!r} not found at {path} (set CNNSTUDY_SHARED_DATA to the folder "
+                    "holding fashion-mnist, animals3, hymenoptera)")
+    return path
+
+
+def make_image_folder(root: Path, classes=("red", "green", "blue"), per_class: int = 12, size: int = 50,
+                      seed: int = 0) -> Path:
+    """Learnable synthetic images: class k has a bright channel k (plus noise), so a CNN can tell them apart."""
+    rng = np.random.default_rng(seed)
+    for k, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 90, size=(size, size, 3))
+            pixels[..., k % 3] += 150
+            if k >= 3:  # more classes than channels: a stripe pattern tells them apart
+                pixels[:: (k - 1), :, :] = 255
+            Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(root / name / f"{name}_{i:03d}.png")
+    return root
+
+
+
+def write_study(path: Path, dataset: Path, runs_yaml: str, extra_defaults: str = "") -> Path:
+    path.write_text(f"""
+name: tiny
+defaults:
+  data: {{dataset: {dataset}, image_size: 48}}
+  train: {{epochs: 2, batch_size: 8, lr: 0.002}}
+{extra_defaults}
+phases:
+{runs_yaml}
+""")
+    return path

@@ -1,0 +1,112 @@
+import shutil
+
+import pytest
+
+from cnnstudy.config import StudyError
+from cnnstudy.fileio import read_json, read_jsonl
+from cnnstudy.report import build_report
+from cnnstudy.study import plan_study, run_study
+
+from helpers import make_image_folder, write_study
+
+PHASES = """
+  - name: p1
+    title: From scratch
+    runs:
+      - {name: base, model: cnn_slim}
+  - name: p3
+    runs:
+      - {name: reg, model: cnn_regularized, augment: seed, train: {epochs: 1}}
+"""
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("study")
+    data = make_image_folder(tmp / "colors", per_class=16)
+    study = write_study(tmp / "tiny.yaml", data, PHASES)
+    logs: list[str] = []
+    study_dir = run_study(study, ["train.lr=0.003"], out_dir=tmp / "runs", log=logs.append)
+    return study, study_dir, logs
+
+
+def test_every_artefact_is_written(finished_study):
+    _, study_dir, logs = finished_study
+    run_dir = study_dir / "p1" / "base"
+    for name in ("config.yaml", "history.jsonl", "best.pt", "last.pt", "metrics.json", "predictions.npz",
+                 "model.txt", "misclassified.csv", "split.json", "plots/curves.png", "plots/roc.png",
+                 "plots/confusion.png", "plots/predictions.png"):
+        assert (run_dir / name).stat().st_size > 0, name
+    history = read_jsonl(run_dir / "history.jsonl")
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert {"train_loss", "train_acc", "val_loss", "val_acc", "seconds"} <= set(history[0])
+    assert "lr: 0.003" in (run_dir / "config.yaml").read_text()
+    assert any(line.startswith("Epoch [2/2], Loss: ") and "Validation Accuracy: " in line for line in logs)
+    assert (study_dir / "p3" / "reg" / "split.json").read_text() == (run_dir / "split.json").read_text()
+
+
+def test_summary_has_a_row_per_run(finished_study):
+    _, study_dir, _ = finished_study
+    lines = (study_dir / "summary.csv").read_text().splitlines()
+    assert lines[0].startswith("phase,run,model,init,params,trainable,epochs,best_epoch")
+    assert [line.split(",")[:3] for line in lines[1:]] == [["p1", "base", "cnn_slim"],
+                                                          ["p3", "reg", "cnn_regularized"]]
+
+
+def test_rerun_skips_finished_runs(finished_study):
+    study, study_dir, _ = finished_study
+    before = (study_dir / "p1" / "base" / "metrics.json").stat().st_mtime_ns
+    logs: list[str] = []
+    run_study(study, ["train.lr=0.003"], out_dir=study_dir.parent, log=logs.append)
+    assert sum("skip" in line for line in logs) == 2
+    assert (study_dir / "p1" / "base" / "metrics.json").stat().st_mtime_ns == before
+
+
+def test_changed_config_is_not_overwritten_without_force(finished_study, tmp_path):
+    study, study_dir, _ = finished_study
+    copy = tmp_path / "runs" / "tiny"
+    shutil.copytree(study_dir, copy)
+    (copy / "p1" / "base" / "metrics.json").unlink()
+    with pytest.raises(StudyError, match="another config.*--force"):
+        run_study(study, ["train.lr=0.001"], out_dir=tmp_path / "runs", log=lambda _: None)
+
+
+def test_report_rebuilds_from_files_alone(finished_study, tmp_path):
+    _, study_dir, _ = finished_study
+    copy = tmp_path / "tiny"
+    shutil.copytree(study_dir, copy, ignore=shutil.ignore_patterns("*.pt", "report.*"))
+    md, html = build_report(copy)
+    text = md.read_text()
+    assert "## p1: From scratch" in text and "Verdict: **" in text and "Epoch [2/2]" in text
+    assert "OptimizedCNNModel(" in text and "| p3 | reg | cnn_regularized |" in text
+    assert html.read_text().count("data:image/png;base64,") == 8
+
+
+def test_tiny_training_beats_chance_clearly(finished_study):
+    _, study_dir, _ = finished_study
+    metrics = read_json(study_dir / "p1" / "base" / "metrics.json")
+    assert metrics["best_val_acc"] >= 0.75  # 3 classes: chance is 0.33
+
+
+def test_unknown_key_is_named_with_a_suggestion(tmp_path, image_folder):
+    study = write_study(tmp_path / "s.yaml", image_folder, PHASES.replace("augment: seed", "augmnet: seed"))
+    with pytest.raises(StudyError, match=r"(?s)s.yaml, phase 'p3', run 'reg'.*unknown key augmnet.*did you mean augment"):
+        plan_study(study)
+    with pytest.raises(StudyError, match="unknown key train.epoch .*did you mean train.epochs"):
+        plan_study(write_study(tmp_path / "t.yaml", image_folder, PHASES), ["train.epoch=3"])
+
+
+def test_bad_yaml_wrong_type_and_bad_references_are_named(tmp_path, image_folder):
+    (tmp_path / "bad.yaml").write_text("name: x\nphases: [\n")
+    with pytest.raises(StudyError, match="bad.yaml is not valid YAML"):
+        plan_study(tmp_path / "bad.yaml")
+    study = write_study(tmp_path / "s.yaml", image_folder, PHASES)
+    with pytest.raises(StudyError, match="train.epochs: .*got 'many'"):
+        plan_study(study, ["train.epochs=many"])
+    with pytest.raises(StudyError, match="image_size 40 is below cnn_slim's minimum of 46"):
+        plan_study(study, ["data.image_size=40"])
+    later = PHASES.replace("model: cnn_slim}", "model: {name: cnn_slim, init_from: p3/reg}}")
+    with pytest.raises(StudyError, match="init_from 'p3/reg' names no earlier run"):
+        plan_study(write_study(tmp_path / "u.yaml", image_folder, later))
+    with pytest.raises(StudyError, match="data.dataset.*not found"):
+        plan_study(study, [f"data.dataset={tmp_path / 'missing'}"])
