@@ -1,0 +1,50 @@
+import pytest
+import torch
+
+from cnnstudy.checkpoint import CheckpointError
+from cnnstudy.fileio import read_json
+from cnnstudy.study import run_study
+
+from helpers import make_image_folder, write_study
+
+
+def test_init_from_carries_the_model_to_a_new_dataset_with_a_new_head(tmp_path):
+    colors = make_image_folder(tmp_path / "colors", per_class=10)
+    two = make_image_folder(tmp_path / "two", classes=("green", "blue"), per_class=10, seed=1)
+    phases = f"""
+  - name: p3
+    runs:
+      - {{name: reg, model: cnn_regularized}}
+  - name: p4
+    defaults: {{data: {{dataset: {two}}}}}
+    runs:
+      - {{name: head, model: {{name: cnn_regularized, init_from: p3/reg, freeze: head}}}}
+"""
+    study_dir = run_study(write_study(tmp_path / "s.yaml", colors, phases), out_dir=tmp_path / "runs",
+                          log=lambda _: None)
+    metrics = read_json(study_dir / "p4" / "head" / "metrics.json")
+    assert metrics["classes"] == ["blue", "green"] and metrics["init"] == "from p3/reg"
+    assert set(metrics["trainable_names"]) == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
+    assert metrics["trainable_params"] == 256 * 512 + 512 + 512 * 2 + 2
+    source = torch.load(study_dir / "p3" / "reg" / "best.pt", weights_only=True)["model"]
+    tuned = torch.load(study_dir / "p4" / "head" / "last.pt", weights_only=True)["model"]
+    for key, value in source.items():
+        if not key.startswith(("fc1.", "fc2.")):
+            assert torch.equal(tuned[key], value), f"{key} is frozen (BatchNorm statistics too) but moved"
+    assert tuned["fc2.weight"].shape == (2, 512)
+    summary = (study_dir / "summary.md").read_text()
+    assert "| p4 | head | cnn_regularized | from p3/reg | 521,986 | 132,610 |" in summary
+
+
+def test_init_from_a_run_of_another_model_is_refused(tmp_path):
+    colors = make_image_folder(tmp_path / "colors", per_class=8)
+    phases = """
+  - name: p1
+    runs:
+      - {name: slim, model: cnn_slim, train: {epochs: 1}}
+  - name: p4
+    runs:
+      - {name: bad, model: {name: cnn_regularized, init_from: p1/slim}}
+"""
+    with pytest.raises(CheckpointError, match="holds a 'cnn_slim' model.*builds 'cnn_regularized'"):
+        run_study(write_study(tmp_path / "s.yaml", colors, phases), out_dir=tmp_path / "runs", log=lambda _: None)
