@@ -1,4 +1,4 @@
-"""Command line: cnnstudy run | report | models."""
+"""Command line: cnnstudy run | report | inspect | models."""
 from __future__ import annotations
 
 import argparse
@@ -7,9 +7,10 @@ import sys
 from .checkpoint import CheckpointError
 from .config import StudyError
 from .datasets import DataError
+from .engine import NonFiniteLossError
 from .freeze import FreezeError
 
-USER_ERRORS = (StudyError, DataError, CheckpointError, FreezeError, FileNotFoundError)
+USER_ERRORS = (StudyError, DataError, CheckpointError, FreezeError, NonFiniteLossError, FileNotFoundError)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -32,6 +33,20 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     md, html = build_report(args.study_dir)
     print(f"report: {md} and {html}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from .datasets import open_source
+    from .fileio import write_json
+    from .inspection import format_report, inspect_dataset
+
+    report = inspect_dataset(open_source(args.data), args.min_size)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    if args.out:
+        write_json(args.out, report)
     return 0
 
 
@@ -58,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="rebuild report.md/report.html from a study folder")
     report.add_argument("study_dir", help="e.g. runs/quick")
     report.set_defaults(func=cmd_report)
+    inspect = sub.add_parser("inspect", help="check a dataset: counts, unreadable files, duplicates, sizes")
+    inspect.add_argument("data", help="a folder of class sub-folders, a dataset name, or fashion-mnist")
+    inspect.add_argument("--min-size", type=int, default=46, help="flag images smaller than this (px)")
+    inspect.add_argument("--json", action="store_true", help="print the report as JSON")
+    inspect.add_argument("--out", help="also write the JSON report to this file")
+    inspect.set_defaults(func=cmd_inspect)
     models = sub.add_parser("models", help="list registered models with their parameter counts")
     models.add_argument("--num-classes", type=int, default=10)
     models.set_defaults(func=cmd_models)

@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .checkpoint import load_checkpoint_file, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint_file, save_checkpoint
 from .fileio import read_jsonl, write_jsonl
 from .freeze import set_train_mode
 
@@ -101,12 +101,17 @@ def epoch_line(row: dict, epochs: int) -> str:
             f"Validation Accuracy: {row['val_acc'] * 100:.2f}%")
 
 
-def resume_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> FitState:
+def resume_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 meta: dict[str, Any]) -> FitState:
     """Pick up after the last completed epoch, if a previous attempt left last.pt behind."""
     last = run_dir / "last.pt"
     if not last.exists():
         return FitState(history=[])
     ckpt = load_checkpoint_file(last)
+    for key in ("model_name", "class_names", "trainable_names"):
+        if ckpt.get(key) != meta.get(key):
+            raise CheckpointError(f"{last} was saved with another {key} ({ckpt.get(key)!r}, now "
+                                  f"{meta.get(key)!r}); add --force to start the run again")
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     return FitState(ckpt["epoch"], list(ckpt["history"]), ckpt["best_val_acc"])
@@ -117,7 +122,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: DataLo
         meta: dict[str, Any], seed: int = 0, log=print) -> FitState:
     """Train for `epochs`, writing history.jsonl, last.pt and best.pt (by val acc) after every epoch."""
     criterion = nn.CrossEntropyLoss()
-    state = resume_state(run_dir, model, optimizer)
+    state = resume_state(run_dir, model, optimizer, meta)
     if state.epoch:
         log(f"resuming {run_dir} after epoch {state.epoch}/{epochs}")
     for epoch in range(state.epoch + 1, epochs + 1):

@@ -4,14 +4,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .datasets import DataError, FolderSource
+from .datasets import DataError
 from .fileio import read_json, write_json
+from .inspection import check_images
 
 Items = list[tuple[str, int]]
 
@@ -77,27 +77,16 @@ def stratified_split(items: Items, fractions: tuple[float, ...], rng: np.random.
     return parts
 
 
-def find_unreadable(source, items: Items, workers: int = 4) -> list[dict]:
-    """Decode every image once; return the ones that fail with the reason (truncated, not an image...)."""
-    if not isinstance(source, FolderSource):
-        return []
-
-    def check(item: str) -> dict | None:
-        try:
-            source.open(item)
-            return None
-        except Exception as err:  # noqa: BLE001 - any decode failure means the file is unusable
-            return {"file": item, "reason": f"{type(err).__name__}: {err}"}
-
-    with ThreadPoolExecutor(workers) as pool:
-        return [bad for bad in pool.map(check, [item for item, _ in items]) if bad]
-
-
 def make_split(source, fractions: tuple[float, float, float], seed: int, limit: int | None,
-               on_bad_image: str = "skip") -> Split:
+               on_bad_image: str = "skip", unreadable: list[dict] | None = None) -> Split:
+    """Split `source`, leaving out unreadable images (found by decoding, unless already known)."""
     rng = np.random.default_rng(seed)
     pools = {name: limit_per_class(items, limit, rng) for name, items in sorted(source.items.items())}
-    skipped = find_unreadable(source, [it for items in pools.values() for it in items])
+    if unreadable is None:
+        checks = check_images(source, [item for items in pools.values() for item, _ in items])
+        unreadable = [{"file": c.item, "reason": c.reason} for c in checks if c.reason]
+    pooled = {item for items in pools.values() for item, _ in items}
+    skipped = [bad for bad in unreadable if bad["file"] in pooled]
     if skipped and on_bad_image == "fail":
         listing = "\n".join(f"  {source.root / s['file']}: {s['reason']}" for s in skipped[:20])
         raise DataError(f"{len(skipped)} unreadable image(s) in {source.root} (data.on_bad_image: fail):\n"

@@ -8,7 +8,8 @@ import yaml
 
 from .config import RunConfig, StudyConfig, StudyError, load_study_file, parse_overrides, resolve_runs
 from .datasets import DataError, open_source, resolve_dataset
-from .fileio import atomic_write_text
+from .fileio import atomic_write_text, write_json
+from .inspection import check_images, duplicate_groups, inspect_dataset
 from .models import get_spec
 from .run import execute_run
 from .splits import Split, make_split, split_key
@@ -56,7 +57,11 @@ def save_resolved_study(study_dir: Path, study: StudyConfig, runs: list[RunConfi
 
 
 class SplitCache:
-    """One split per dataset setting, saved under the study folder and reused by every phase."""
+    """One split per dataset setting, saved under the study folder and reused by every phase.
+
+    A new split is preceded by an inspection of the dataset (saved beside it), whose decode pass
+    also finds the unreadable images the split leaves out.
+    """
 
     def __init__(self, study_dir: Path, study_path: Path, log=print) -> None:
         self.study_dir, self.base, self.log = study_dir, study_path.parent, log
@@ -69,15 +74,40 @@ class SplitCache:
                         data.split.seed)
         if key not in self.sources:
             self.sources[key] = open_source(data.dataset, self.base)
-        path = self.study_dir / "splits" / f"{key}.json"
+        source, path = self.sources[key], self.study_dir / "splits" / f"{key}.json"
         if path.exists():
-            return Split.load(path), self.sources[key]
-        split = make_split(self.sources[key], fractions, data.split.seed, data.limit_per_class,
-                           data.on_bad_image)
-        for bad in split.skipped:
-            self.log(f"warning: skipped unreadable image {bad['file']}: {bad['reason']}")
+            return Split.load(path), source
+        checks = check_images(source, [item for items in source.items.values() for item, _ in items])
+        report = inspect_dataset(source, get_spec(cfg.model.name).min_size, checks)
+        split = make_split(source, fractions, data.split.seed, data.limit_per_class, data.on_bad_image,
+                           unreadable=report["unreadable"])
+        split_of = {item: name for name in ("train", "val", "test") for item, _ in getattr(split, name)}
+        report["duplicates_across_study_split"] = duplicate_groups(checks, split_of)
+        write_json(path.with_suffix(".inspect.json"), report)
+        self._warn(split, report, path)
         split.save(path)
-        return split, self.sources[key]
+        return split, source
+
+    def _warn(self, split: Split, report: dict, path: Path) -> None:
+        if split.skipped:
+            listing = "".join(f"\n  {bad['file']}: {bad['reason']}" for bad in split.skipped[:20])
+            self.log(f"warning: left out {len(split.skipped)} unreadable image(s) of {split.dataset}:{listing}")
+        leaks = report["duplicates_across_study_split"]
+        if leaks:
+            self.log(f"warning: {len(leaks)} image(s) appear in more than one of train/val/test "
+                     f"(see {path.with_suffix('.inspect.json')})")
+
+
+def prepare_splits(runs: list[RunConfig], splits: SplitCache, study_path: Path) -> list[tuple]:
+    """Every run's split, made before any training so that a bad dataset stops the study early."""
+    prepared = []
+    for cfg in runs:
+        split, source = splits.get(cfg)
+        if cfg.train.batch_size > len(split.train):
+            raise StudyError(f"{study_path}, run {cfg.run_id}: train.batch_size {cfg.train.batch_size} is "
+                             f"larger than the {len(split.train)} training images; lower it")
+        prepared.append((cfg, split, source))
+    return prepared
 
 
 def run_study(study_path: str | Path, overrides: list[str] | None = None, out_dir: str | Path = "runs",
@@ -86,12 +116,7 @@ def run_study(study_path: str | Path, overrides: list[str] | None = None, out_di
     study_dir = Path(out_dir) / study.name
     save_resolved_study(study_dir, study, runs)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    splits = SplitCache(study_dir, Path(study_path), log)
-    for cfg in runs:
-        split, source = splits.get(cfg)
-        if cfg.train.batch_size > len(split.train):
-            raise StudyError(f"{study_path}, run {cfg.run_id}: train.batch_size {cfg.train.batch_size} is "
-                             f"larger than the {len(split.train)} training images; lower it")
+    for cfg, split, source in prepare_splits(runs, SplitCache(study_dir, Path(study_path), log), Path(study_path)):
         execute_run(cfg, study_dir, split, source, force=force, log=log)
         write_summary(study_dir)
     log(f"study finished: {study_dir / 'summary.md'}")

@@ -1,0 +1,119 @@
+"""Real folders are messy: every odd file is either loaded correctly or left out with its reason."""
+import io
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnnstudy.checkpoint import CheckpointError, load_checkpoint_file
+from cnnstudy.datasets import open_image_file, scan_folder
+from cnnstudy.engine import NonFiniteLossError, train_one_epoch
+from cnnstudy.fileio import read_json
+from cnnstudy.inspection import format_report, inspect_dataset
+from cnnstudy.study import run_study
+
+from helpers import make_image_folder, write_study
+
+UNREADABLE = {"red/truncated.jpg", "red/zero.jpg", "red/text.jpg"}
+
+
+def jpeg_bytes(image: Image.Image, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", **kwargs)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def fuzz_folder(tmp_path):
+    root = make_image_folder(tmp_path / "fuzz", classes=("red", "green", "blue"), per_class=10)
+    red = root / "red"
+    solid = Image.new("RGB", (60, 40), (220, 30, 30))
+    (red / "truncated.jpg").write_bytes(jpeg_bytes(solid)[:300])
+    (red / "zero.jpg").write_bytes(b"")
+    (red / "text.jpg").write_text("this is not an image")
+    Image.new("RGBA", (50, 50), (220, 30, 30, 128)).save(red / "alpha.png")
+    solid.convert("P").save(red / "palette.jpg", format="GIF")
+    Image.new("CMYK", (50, 50), (0, 200, 200, 0)).save(red / "cmyk.jpg")
+    Image.fromarray(np.full((50, 50), 40000, np.uint16)).save(red / "deep.png")
+    Image.new("RGB", (1, 1), (220, 30, 30)).save(red / "tiny.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
+    (red / "exif.jpg").write_bytes(jpeg_bytes(solid, exif=exif.tobytes()))
+    (red / "notes.txt").write_text("not an image")
+    (red / ".DS_Store").write_bytes(b"\0\0")
+    for hidden in (root / ".ipynb_checkpoints", red / ".hidden"):
+        hidden.mkdir()
+        solid.save(hidden / "copy.png")
+    return root
+
+
+def test_inspect_reports_every_odd_file(fuzz_folder):
+    source = scan_folder(fuzz_folder)
+    assert source.classes == ["blue", "green", "red"]  # hidden folders are never classes
+    report = inspect_dataset(source, min_size=46)
+    assert {u["file"] for u in report["unreadable"]} == UNREADABLE
+    reasons = {u["file"]: u["reason"] for u in report["unreadable"]}
+    assert "zero bytes" in reasons["red/zero.jpg"] and "not an image" in reasons["red/text.jpg"]
+    assert "truncated" in reasons["red/truncated.jpg"]
+    assert set(report["ignored"]) >= {"red/notes.txt", "red/.DS_Store", "red/.hidden/copy.png"}
+    assert report["counts"] == {"all": [10, 10, 16]}  # 10 + 6 odd but readable
+    assert [s["file"] for s in report["smaller_than_min"]] == ["red/tiny.png"]
+    assert "unreadable (left out): 3" in format_report(report)
+
+
+def test_odd_modes_load_as_correct_rgb(fuzz_folder):
+    red = fuzz_folder / "red"
+    assert open_image_file(red / "exif.jpg").size == (40, 60)  # EXIF rotation applied
+    for name in ("alpha.png", "palette.jpg", "cmyk.jpg", "exif.jpg"):
+        r, g, b = np.asarray(open_image_file(red / name), dtype=int).reshape(-1, 3).mean(0)
+        assert r > g + 40 and r > b + 40, name  # still red, whatever the mode
+    assert np.asarray(open_image_file(red / "deep.png")).mean() == pytest.approx(40000 / 65535 * 255, abs=1)
+
+
+def test_a_study_on_the_fuzz_folder_trains_and_records_what_it_left_out(fuzz_folder, tmp_path):
+    phases = "\n  - name: p1\n    runs:\n      - {name: base, model: cnn_slim, train: {epochs: 1}}\n"
+    logs: list[str] = []
+    study_dir = run_study(write_study(tmp_path / "s.yaml", fuzz_folder, phases), out_dir=tmp_path / "runs",
+                          log=logs.append)
+    metrics = read_json(study_dir / "p1" / "base" / "metrics.json")
+    assert {s["file"] for s in metrics["skipped_images"]} == UNREADABLE
+    assert any("left out 3 unreadable" in line for line in logs)
+    assert list((study_dir / "splits").glob("*.inspect.json"))
+
+
+def test_on_bad_image_fail_stops_before_training(fuzz_folder, tmp_path):
+    phases = "\n  - name: p1\n    runs:\n      - {name: base, model: cnn_slim}\n"
+    study = write_study(tmp_path / "s.yaml", fuzz_folder, phases)
+    with pytest.raises(ValueError, match="(?s)3 unreadable.*zero.jpg.*on_bad_image: skip"):
+        run_study(study, ["data.on_bad_image=fail"], out_dir=tmp_path / "runs", log=lambda _: None)
+    assert not (tmp_path / "runs" / "tiny" / "p1").exists()
+
+
+class RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_a_crafted_pickle_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.save({"model": RunsCode()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="refusing to load .*evil.pt"):
+        load_checkpoint_file(tmp_path / "evil.pt")
+    assert not (tmp_path / "pwned").exists()
+    (tmp_path / "torn.pt").write_bytes((tmp_path / "evil.pt").read_bytes()[:50])
+    with pytest.raises(CheckpointError, match="torn.pt"):
+        load_checkpoint_file(tmp_path / "torn.pt")
+    assert pickle  # the module under attack, imported so the intent is plain
+
+
+def test_non_finite_loss_stops_with_a_clear_message():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
+    with torch.no_grad():
+        model[1].weight.fill_(float("inf"))
+    batch = [(torch.ones(4, 3, 2, 2), torch.tensor([0, 1, 0, 1]), torch.arange(4))]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(NonFiniteLossError, match="lower train.lr"):
+        train_one_epoch(model, batch, optimizer, torch.nn.CrossEntropyLoss(), torch.device("cpu"))
