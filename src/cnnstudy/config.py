@@ -37,7 +37,9 @@ class DataConfig(Strict):
     image_size: int = Field(224, ge=8)
     limit_per_class: int | None = Field(None, ge=1)
     split: SplitConfig = SplitConfig()
-    num_workers: int = Field(0, ge=0)
+    loader: Literal["cached", "torchvision"] = Field(
+        "cached", description="cached: decode once, augment batches on the device; torchvision: PIL per image")
+    num_workers: int = Field(0, ge=0, description="DataLoader workers of the torchvision loader")
     on_bad_image: Literal["skip", "fail"] = "skip"
 
 

@@ -170,7 +170,9 @@ def _download_fashion_mnist() -> Path:
     """Users with internet get torchvision's real downloader; the raw IDX files land in its cache."""
     from torchvision.datasets import FashionMNIST
 
-    cache = Path(os.environ.get("CNNSTUDY_CACHE", ".cache")) / "torchvision"
+    from .cache import cache_root
+
+    cache = cache_root() / "torchvision"
     for train in (True, False):
         FashionMNIST(str(cache), train=train, download=True)
     return cache / "FashionMNIST" / "raw"

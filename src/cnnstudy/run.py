@@ -11,6 +11,8 @@ import torch
 import yaml
 
 from . import plots
+from .augment import CachedLoader
+from .cache import cached_images
 from .checkpoint import CheckpointError, load_checkpoint_file, load_matching_state
 from .config import RunConfig, StudyError
 from .engine import epoch_line, evaluate, fit, read_history, resolve_device
@@ -56,18 +58,23 @@ def build_model(cfg: RunConfig, num_classes: int, study_dir: Path) -> tuple[torc
     return model, apply_freeze(model, cfg.model.freeze)
 
 
-def build_loaders(cfg: RunConfig, split: Split, source) -> dict:
+def build_loaders(cfg: RunConfig, split: Split, source, device: torch.device) -> dict:
+    """Loaders of train (shuffled, seeded) and of val/test where the split has them."""
     stats = normalization(cfg.model.name, cfg.model.pretrained)
-    size, workers, batch = cfg.data.image_size, cfg.data.num_workers, cfg.train.batch_size
+    size, batch = cfg.data.image_size, cfg.train.batch_size
     generator = torch.Generator().manual_seed(cfg.seed)
-    train_set = ImageListDataset(split.train, source, train_transform(size, cfg.augment, stats))
-    loaders = {"train": make_loader(train_set, batch, True, workers, generator)}
-    for name in ("val", "test"):
-        items = getattr(split, name)
-        if items:
-            loaders[name] = make_loader(ImageListDataset(items, source, eval_transform(size, stats)),
-                                        batch, False, workers)
-    return loaders
+    parts = {name: getattr(split, name) for name in ("train", "val", "test") if getattr(split, name)}
+    if cfg.data.loader == "cached":
+        return {name: CachedLoader(cached_images(source, [item for item, _ in items], size),
+                                   [label for _, label in items], batch, name == "train", stats, device,
+                                   augment=name == "train" and cfg.augment == "seed",
+                                   generator=generator if name == "train" else None)
+                for name, items in parts.items()}
+    transforms = {"train": train_transform(size, cfg.augment, stats)}
+    return {name: make_loader(ImageListDataset(items, source, transforms.get(name, eval_transform(size, stats))),
+                              batch, name == "train", cfg.data.num_workers,
+                              generator if name == "train" else None)
+            for name, items in parts.items()}
 
 
 def execute_run(cfg: RunConfig, study_dir: Path, split: Split, source, force: bool = False,
@@ -88,7 +95,7 @@ def execute_run(cfg: RunConfig, study_dir: Path, split: Split, source, force: bo
               "trainable_params": count_parameters(model, trainable_only=True), "trainable_names": trainable}
     log(f"== {cfg.run_id}: {cfg.model.name}, {params['trainable_params']:,} of {params['total_params']:,} "
         f"parameters trainable, {len(split.train)}/{len(split.val)}/{len(split.test)} images on {device}")
-    loaders = build_loaders(cfg, split, source)
+    loaders = build_loaders(cfg, split, source, device)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr,
                                  weight_decay=cfg.train.weight_decay)
     meta = {"model_name": cfg.model.name, "class_names": split.classes, "config": cfg.model_dump(),

@@ -1,0 +1,67 @@
+"""Decode once: every image of a split, decoded, made RGB and resized a single time into a uint8 array
+on disk (memory-mapped), reused by every epoch, phase, run and later study.
+
+The cache file is keyed by the dataset, the image size and each file's name, size and mtime, so a
+changed file gives a new key; a file that does not hold the array it claims is rebuilt.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("CNNSTUDY_CACHE", Path.home() / ".cache" / "cnnstudy"))
+
+
+def cache_key(source, items: list[str], size: int) -> str:
+    dataset = str(getattr(source, "root", source.name))
+    fingerprints = [(item, *source.fingerprint(item)) for item in items]
+    return hashlib.sha1(json.dumps([dataset, size, fingerprints]).encode()).hexdigest()
+
+
+def decode_resized(source, item: str, size: int) -> np.ndarray:
+    # The same PIL bilinear resize that torchvision's Resize((size, size)) applies to PIL images,
+    # so the cached and the classic pipelines see identical pixels.
+    return np.asarray(source.open(item).resize((size, size), Image.BILINEAR), dtype=np.uint8)
+
+
+def _load_valid(path: Path, count: int, size: int) -> np.ndarray | None:
+    try:
+        array = np.load(path, mmap_mode="r")
+    except (ValueError, OSError, EOFError):
+        return None  # truncated or not an .npy file at all
+    if array.shape != (count, size, size, 3) or array.dtype != np.uint8:
+        return None
+    return array
+
+
+def cached_images(source, items: list[str], size: int, workers: int | None = None,
+                  root: Path | None = None) -> np.ndarray:
+    """A read-only (N, size, size, 3) uint8 array of `items`, built on first use."""
+    name = Path(str(getattr(source, "root", source.name))).name
+    path = (root or cache_root()) / f"{name}-{size}px-{cache_key(source, items, size)[:20]}.npy"
+    array = _load_valid(path, len(items), size) if path.exists() else None
+    if array is not None:
+        return array
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(items), size, size, 3))
+    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+        decoded = pool.map(lambda item: decode_resized(source, item, size), items)
+        for i, pixels in enumerate(tqdm(decoded, total=len(items), desc=f"caching {name} at {size}px",
+                                        leave=False, dynamic_ncols=True)):
+            out[i] = pixels
+    out.flush()
+    del out
+    with open(tmp, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return np.load(path, mmap_mode="r")

@@ -1,0 +1,111 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms.functional as TF
+from PIL import Image
+
+from cnnstudy.augment import CachedLoader, sample_params, warp
+from cnnstudy.cache import cached_images, decode_resized
+from cnnstudy.datasets import scan_folder
+from cnnstudy.engine import evaluate
+from cnnstudy.loaders import ImageListDataset, eval_transform, make_loader
+from cnnstudy.models import IMAGENET_MEAN, IMAGENET_STD, create_model
+
+from helpers import make_image_folder
+
+STATS = (IMAGENET_MEAN, IMAGENET_STD)
+
+
+@pytest.fixture
+def source(tmp_path):
+    return scan_folder(make_image_folder(tmp_path / "d", per_class=6, size=70))
+
+
+def items_of(source):
+    return [item for item, _ in source.items["all"]]
+
+
+def test_cache_round_trip_equals_direct_decoding(source, tmp_path):
+    array = cached_images(source, items_of(source), 48, root=tmp_path / "c")
+    assert array.shape == (18, 48, 48, 3) and array.dtype == np.uint8
+    for i, item in enumerate(items_of(source)):
+        np.testing.assert_array_equal(array[i], decode_resized(source, item, 48))
+    assert len(list((tmp_path / "c").glob("*.npy"))) == 1
+    again = cached_images(source, items_of(source), 48, root=tmp_path / "c")
+    assert again.filename == array.filename  # reused, not rebuilt
+
+
+def test_a_changed_file_gives_a_new_cache(source, tmp_path):
+    first = cached_images(source, items_of(source), 48, root=tmp_path / "c")
+    changed = source.root / items_of(source)[0]
+    Image.new("RGB", (70, 70), (1, 2, 3)).save(changed)
+    os.utime(changed, ns=(1, 1))  # a different mtime even on a coarse clock
+    second = cached_images(source, items_of(source), 48, root=tmp_path / "c")
+    assert second.filename != first.filename
+    assert (second[0] == [1, 2, 3]).all()
+
+
+def test_a_truncated_cache_file_is_detected_and_rebuilt(source, tmp_path):
+    path = cached_images(source, items_of(source), 48, root=tmp_path / "c").filename
+    with open(path, "r+b") as handle:
+        handle.truncate(os.path.getsize(path) // 2)
+    rebuilt = cached_images(source, items_of(source), 48, root=tmp_path / "c")
+    assert os.path.getsize(path) > 48 * 48 * 3 * 18
+    np.testing.assert_array_equal(rebuilt[-1], decode_resized(source, items_of(source)[-1], 48))
+
+
+def pil_reference(image: Image.Image, flip: bool, angle: float, scale: float) -> np.ndarray:
+    if flip:
+        image = TF.hflip(image)
+    image = TF.rotate(image, angle)
+    return np.asarray(TF.affine(image, angle=0, translate=[0, 0], scale=scale, shear=[0.0]), dtype=float)
+
+
+def batched(pixels: np.ndarray, flip: bool, angle: float, scale: float) -> np.ndarray:
+    batch = torch.from_numpy(pixels).permute(2, 0, 1)[None].float()
+    params = {"flip": torch.tensor([flip]), "angle": torch.tensor([angle]), "scale": torch.tensor([scale])}
+    return warp(batch, params)[0].permute(1, 2, 0).numpy()
+
+
+PATCHES = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
+
+
+@pytest.mark.parametrize("flip, angle, scale", [
+    (True, 0.0, 1.0), (False, 17.0, 1.0), (True, -12.0, 1.0), (False, 0.0, 1.15), (False, 0.0, 0.85)])
+def test_one_transform_matches_the_pil_pipeline_pixel_for_pixel(flip, angle, scale):
+    reference = pil_reference(Image.fromarray(PATCHES), flip, angle, scale)
+    np.testing.assert_array_equal(batched(PATCHES, flip, angle, scale), reference)
+
+
+@pytest.mark.parametrize("flip, angle, scale", [(True, 18.0, 0.85), (False, -20.0, 1.2), (True, 5.0, 0.9)])
+def test_combined_transforms_match_pil_near_identically(flip, angle, scale):
+    ours = batched(PATCHES, flip, angle, scale)
+    image = TF.hflip(Image.fromarray(PATCHES)) if flip else Image.fromarray(PATCHES)
+    # torchvision's own single warp (its affine angle turns clockwise): the same pixels exactly.
+    one_warp = TF.affine(image, angle=-angle, translate=[0, 0], scale=scale, shear=[0.0])
+    np.testing.assert_array_equal(ours, np.asarray(one_warp, dtype=float))
+    # The seed's pipeline resamples twice (rotate, then scale): most pixels identical, the rest at edges.
+    two_steps = pil_reference(Image.fromarray(PATCHES), flip, angle, scale)
+    assert (ours == two_steps).all(-1).mean() >= 0.85
+
+
+def test_augmentation_parameters_have_the_seed_ranges():
+    params = sample_params(20000, torch.Generator().manual_seed(0))
+    assert params["flip"].float().mean() == pytest.approx(0.5, abs=0.02)
+    assert -20 <= params["angle"].min() < -19.5 and 19.5 < params["angle"].max() <= 20
+    assert 0.8 <= params["scale"].min() < 0.81 and 1.19 < params["scale"].max() <= 1.2
+    assert params["angle"].std() == pytest.approx(40 / 12 ** 0.5, rel=0.03)  # uniform, not normal
+
+
+def test_cached_and_torchvision_loaders_give_the_same_eval_predictions(source, tmp_path):
+    torch.manual_seed(0)
+    model = create_model("cnn_regularized", num_classes=3)
+    items = source.items["all"]
+    classic = make_loader(ImageListDataset(items, source, eval_transform(48, STATS)), 5, False, 0)
+    array = cached_images(source, [item for item, _ in items], 48, root=tmp_path / "c")
+    cached = CachedLoader(array, [label for _, label in items], 5, False, STATS, torch.device("cpu"))
+    a, b = evaluate(model, classic, torch.device("cpu")), evaluate(model, cached, torch.device("cpu"))
+    np.testing.assert_allclose(a["probs"], b["probs"], atol=1e-5)
+    np.testing.assert_array_equal(a["targets"], b["targets"])
