@@ -31,8 +31,8 @@ def test_absent_class_has_no_auc():
 
 
 def rows(train, val, val_loss):
-    return [{"epoch": i + 1, "train_acc": t, "val_acc": v, "val_loss": l}
-            for i, (t, v, l) in enumerate(zip(train, val, val_loss))]
+    return [{"epoch": i + 1, "train_acc": t, "val_acc": v, "val_loss": loss}
+            for i, (t, v, loss) in enumerate(zip(train, val, val_loss))]
 
 
 def test_verdicts():

@@ -90,7 +90,8 @@ def test_tiny_training_beats_chance_clearly(finished_study):
 
 def test_unknown_key_is_named_with_a_suggestion(tmp_path, image_folder):
     study = write_study(tmp_path / "s.yaml", image_folder, PHASES.replace("augment: seed", "augmnet: seed"))
-    with pytest.raises(StudyError, match=r"(?s)s.yaml, phase 'p3', run 'reg'.*unknown key augmnet.*did you mean augment"):
+    where = r"(?s)s.yaml, phase 'p3', run 'reg'"
+    with pytest.raises(StudyError, match=where + ".*unknown key augmnet.*did you mean augment"):
         plan_study(study)
     with pytest.raises(StudyError, match="unknown key train.epoch .*did you mean train.epochs"):
         plan_study(write_study(tmp_path / "t.yaml", image_folder, PHASES), ["train.epoch=3"])
@@ -110,3 +111,10 @@ def test_bad_yaml_wrong_type_and_bad_references_are_named(tmp_path, image_folder
         plan_study(write_study(tmp_path / "u.yaml", image_folder, later))
     with pytest.raises(StudyError, match="data.dataset.*not found"):
         plan_study(study, [f"data.dataset={tmp_path / 'missing'}"])
+
+
+def test_batch_larger_than_the_train_set_stops_before_any_training(tmp_path, image_folder):
+    study = write_study(tmp_path / "s.yaml", image_folder, PHASES)
+    with pytest.raises(StudyError, match="run p1/base: train.batch_size 64 is larger than the 24 training"):
+        run_study(study, ["train.batch_size=64"], out_dir=tmp_path / "runs", log=lambda _: None)
+    assert not (tmp_path / "runs" / "tiny" / "p1").exists()

@@ -86,7 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .runtime import tune_runtime
+
     args = build_parser().parse_args(argv)
+    tune_runtime()
     try:
         return args.func(args)
     except USER_ERRORS as err:

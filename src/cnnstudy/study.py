@@ -40,6 +40,8 @@ def validate_runs(runs: list[RunConfig], study_path: Path) -> None:
         if cfg.model.init_from and cfg.model.init_from not in seen:
             raise StudyError(f"{where}: model.init_from {cfg.model.init_from!r} names no earlier run; "
                              f"use one of: {', '.join(sorted(seen)) or '(none yet)'}")
+        if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+            raise StudyError(f"{where}: device {cfg.device!r} but CUDA is not available; use device: auto")
         if cfg.model.weights and not Path(cfg.model.weights).is_file():
             raise StudyError(f"{where}: model.weights file {cfg.model.weights} does not exist")
         try:

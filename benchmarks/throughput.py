@@ -1,0 +1,146 @@
+"""Training throughput benchmark (not a test): how close does cnnstudy get to the compute limit?
+
+All in one process, on the same images (animals3: natural JPEGs), for each model and image size:
+  (a) compute limit: the training step on random tensors already in memory, cnnstudy's step setup
+      (channels_last, tuned allocator, threads = cores);
+  (b) cnnstudy end to end: decode-once cache + batched seed augmentation + the same step;
+  (c) the naive pipeline (the seed's way): ImageFolder + the seed's PIL transforms +
+      DataLoader(num_workers=2, batch 32) + a plain fp32 NCHW loop, glibc's default allocator;
+  (d) that plain loop on the in-memory tensors of (a): what the step setup alone is worth (a/d).
+Prints images/second, the ratios b/a, b/c and a/d, and the cache build time.
+
+    .venv/bin/python benchmarks/throughput.py [--sizes 64 224] [--batches 8] [--rounds 3]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+from torchvision.datasets import ImageFolder
+
+from cnnstudy.augment import CachedLoader
+from cnnstudy.cache import cached_images
+from cnnstudy.datasets import open_image_file, resolve_dataset, scan_folder
+from cnnstudy.engine import train_one_epoch
+from cnnstudy.loaders import train_transform
+from cnnstudy.models import IMAGENET_MEAN, IMAGENET_STD, create_model
+from cnnstudy.runtime import set_allocator, tune_runtime
+
+STATS = (IMAGENET_MEAN, IMAGENET_STD)
+BATCH = 32
+
+
+class Repeat:
+    """The same in-memory batch `count` times: no data cost at all."""
+
+    def __init__(self, size: int, count: int) -> None:
+        self.batch = (torch.randn(BATCH, 3, size, size), torch.randint(0, 3, (BATCH,)), torch.arange(BATCH))
+        self.count, self.generator = count, None
+
+    def __iter__(self):
+        return iter([self.batch] * self.count)
+
+    def __len__(self) -> int:
+        return self.count
+
+
+def images_per_second(run, batches: int) -> float:
+    run(2)  # warm-up: allocator, kernels, worker start-up
+    started = time.perf_counter()
+    run(batches)
+    return batches * BATCH / (time.perf_counter() - started)
+
+
+def cnnstudy_step(model_name: str, loader_for) -> callable:
+    model = create_model(model_name, 3).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+    criterion, cpu = nn.CrossEntropyLoss(), torch.device("cpu")
+    return lambda n: train_one_epoch(model, loader_for(n), optimizer, criterion, cpu, desc="bench")
+
+
+def plain_loop(model: nn.Module, batches) -> None:
+    """The textbook loop: NCHW fp32, a .item() per step."""
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+    criterion = nn.CrossEntropyLoss()
+    model.train()
+    for images, labels, *_ in batches:
+        optimizer.zero_grad()
+        loss = criterion(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        loss.item()
+
+
+def naive_step(model_name: str, root, size: int) -> callable:
+    """What a user writes: PIL transforms per image in 2 workers, a plain NCHW fp32 loop."""
+    dataset = ImageFolder(str(root), transform=train_transform(size, "seed", STATS), loader=open_image_file)
+    model = create_model(model_name, 3)
+
+    def run(n: int) -> None:
+        subset = Subset(dataset, torch.randperm(len(dataset))[: n * BATCH].tolist())
+        plain_loop(model, DataLoader(subset, batch_size=BATCH, shuffle=True, num_workers=2))
+    return run
+
+
+def measure(model_name: str, size: int, batches: int, rounds: int, source, root) -> dict:
+    items = source.items["all"]
+    started = time.perf_counter()
+    array = cached_images(source, [item for item, _ in items], size)
+    build = time.perf_counter() - started
+    labels = [label for _, label in items]
+    generator = torch.Generator().manual_seed(0)
+    cached = lambda n: CachedLoader(array[: n * BATCH * 2], labels[: n * BATCH * 2], BATCH, True,  # noqa: E731
+                                    STATS, torch.device("cpu"), augment=True, generator=generator)
+    set_allocator(True)
+    limit = cnnstudy_step(model_name, lambda n: Repeat(size, n))
+    ours = cnnstudy_step(model_name, lambda n: _first(cached(n), n))
+    # Alternating rounds, best of each: a 2-core machine's noise hits both sides alike.
+    a = b = 0.0
+    for _ in range(rounds):
+        a = max(a, images_per_second(limit, batches))
+        b = max(b, images_per_second(ours, batches))
+    set_allocator(False)
+    c = images_per_second(naive_step(model_name, root, size), batches)
+    plain = create_model(model_name, 3)
+    d = images_per_second(lambda n: plain_loop(plain, Repeat(size, n)), batches)
+    set_allocator(True)
+    return {"model": model_name, "size": size, "a": a, "b": b, "c": c, "d": d, "cache_s": build}
+
+
+def _first(loader, n: int):
+    for i, batch in enumerate(loader):
+        if i == n:
+            return
+        yield batch
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 224])
+    parser.add_argument("--models", nargs="+", default=["cnn_baseline", "cnn_regularized"])
+    parser.add_argument("--batches", type=int, default=8, help="timed batches per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating (a)/(b) rounds, best kept")
+    parser.add_argument("--dataset", default="animals3")
+    args = parser.parse_args()
+    tune_runtime()
+    root = resolve_dataset(args.dataset)
+    source = scan_folder(root)
+    print(f"{args.dataset}: {sum(map(len, source.items.values()))} images, batch {BATCH}, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"{'model':16s} {'px':>4s} {'(a) limit':>10s} {'(b) ours':>10s} {'(c) naive':>10s} "
+          f"{'(d) plain':>10s} {'b/a':>6s} {'b/c':>6s} {'a/d':>6s} {'cache s':>8s}   (images/second)")
+    for size in args.sizes:
+        for model_name in args.models:
+            r = measure(model_name, size, args.batches, args.rounds, source, root)
+            print(f"{r['model']:16s} {size:>4d} {r['a']:>10.1f} {r['b']:>10.1f} {r['c']:>10.1f} "
+                  f"{r['d']:>10.1f} {r['b'] / r['a']:>6.2f} {r['b'] / r['c']:>6.2f} {r['a'] / r['d']:>6.2f} "
+                  f"{r['cache_s']:>8.1f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
