@@ -2,7 +2,7 @@
 
 All in one process, on the same images (animals3: natural JPEGs), for each model and image size:
   (a) compute limit: the training step on random tensors already in memory, cnnstudy's step setup
-      (channels_last, tuned allocator, threads = cores);
+      (channels_last, tuned allocator, threads = cores, bf16 autocast where the CPU has native bf16);
   (b) cnnstudy end to end: decode-once cache + batched seed augmentation + the same step;
   (c) the naive pipeline (the seed's way): ImageFolder + the seed's PIL transforms +
       DataLoader(num_workers=2, batch 32) + a plain fp32 NCHW loop, glibc's default allocator;
@@ -25,7 +25,7 @@ from torchvision.datasets import ImageFolder
 from cnnstudy.augment import CachedLoader
 from cnnstudy.cache import cached_images
 from cnnstudy.datasets import open_image_file, resolve_dataset, scan_folder
-from cnnstudy.engine import train_one_epoch
+from cnnstudy.engine import train_one_epoch, use_bf16
 from cnnstudy.loaders import train_transform
 from cnnstudy.models import IMAGENET_MEAN, IMAGENET_STD, create_model
 from cnnstudy.runtime import set_allocator, tune_runtime
@@ -59,7 +59,8 @@ def cnnstudy_step(model_name: str, loader_for) -> callable:
     model = create_model(model_name, 3).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     criterion, cpu = nn.CrossEntropyLoss(), torch.device("cpu")
-    return lambda n: train_one_epoch(model, loader_for(n), optimizer, criterion, cpu, desc="bench")
+    bf16 = use_bf16(cpu, "auto")
+    return lambda n: train_one_epoch(model, loader_for(n), optimizer, criterion, cpu, desc="bench", bf16=bf16)
 
 
 def plain_loop(model: nn.Module, batches) -> None:
@@ -130,7 +131,8 @@ def main() -> int:
     root = resolve_dataset(args.dataset)
     source = scan_folder(root)
     print(f"{args.dataset}: {sum(map(len, source.items.values()))} images, batch {BATCH}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}, "
+          f"{'bf16 autocast' if use_bf16(torch.device('cpu'), 'auto') else 'fp32'} in (a) and (b)")
     print(f"{'model':16s} {'px':>4s} {'(a) limit':>10s} {'(b) ours':>10s} {'(c) naive':>10s} "
           f"{'(d) plain':>10s} {'b/a':>6s} {'b/c':>6s} {'a/d':>6s} {'cache s':>8s}   (images/second)")
     for size in args.sizes:

@@ -56,6 +56,8 @@ class TrainConfig(Strict):
     batch_size: int = Field(32, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast where the device computes bf16 natively, else fp32")
 
 
 class VerdictConfig(Strict):

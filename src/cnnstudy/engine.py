@@ -27,9 +27,22 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _autocast(device: torch.device):
-    # bf16 autocast pays off only where the hardware has it; on this kind of CPU it is ~8x slower.
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bf16 in hardware (CUDA Ampere+, CPUs with AVX512-BF16 or AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return device.type == "cpu" and any(getattr(torch.cpu, p, lambda: False)() for p in probes)
+
+
+def use_bf16(device: torch.device, precision: str) -> bool:
+    # Emulated bf16 is several times slower than fp32 (measured ~8x on a CPU without it), so
+    # "auto" turns it on only where the hardware has it; there it was ~1.8x faster (docs/benchmarks.md).
+    return precision == "bf16" or (precision == "auto" and native_bf16(device))
+
+
+def _autocast(device: torch.device, bf16: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
 def _to_device(images: torch.Tensor, labels: torch.Tensor, device: torch.device):
@@ -38,7 +51,8 @@ def _to_device(images: torch.Tensor, labels: torch.Tensor, device: torch.device)
 
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                    criterion: nn.Module, device: torch.device, desc: str = "train") -> dict[str, float]:
+                    criterion: nn.Module, device: torch.device, desc: str = "train",
+                    bf16: bool = False) -> dict[str, float]:
     set_train_mode(model)
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -46,7 +60,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
     for images, labels, _ in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
         images, labels = _to_device(images, labels, device)
         optimizer.zero_grad(set_to_none=True)
-        with _autocast(device):
+        with _autocast(device, bf16):
             logits = model(images)
             loss = criterion(logits.float(), labels)
         loss.backward()
@@ -63,13 +77,14 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, loader: DataLoader, device: torch.device) -> dict[str, np.ndarray]:
+def predict(model: nn.Module, loader: DataLoader, device: torch.device,
+            bf16: bool = False) -> dict[str, np.ndarray]:
     """Class probabilities, targets and dataset indices for every item of `loader`, in order."""
     model.eval()
     probs, targets, indices = [], [], []
     for images, labels, index in loader:
         images, labels = _to_device(images, labels, device)
-        with _autocast(device):
+        with _autocast(device, bf16):
             logits = model(images)
         probs.append(torch.softmax(logits.float(), 1).cpu())
         targets.append(labels.cpu())
@@ -78,9 +93,9 @@ def predict(model: nn.Module, loader: DataLoader, device: torch.device) -> dict[
             "indices": torch.cat(indices).numpy()}
 
 
-def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> dict[str, Any]:
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, bf16: bool = False) -> dict[str, Any]:
     """Loss and accuracy of `loader`, plus the raw predictions they were computed from."""
-    out = predict(model, loader, device)
+    out = predict(model, loader, device, bf16)
     picked = out["probs"][np.arange(len(out["targets"])), out["targets"]]
     out["loss"] = float(-np.log(np.clip(picked, 1e-12, None)).mean())
     out["acc"] = float((out["probs"].argmax(1) == out["targets"]).mean())
@@ -119,7 +134,7 @@ def resume_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimiz
 
 def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: DataLoader,
         val_loader: DataLoader, device: torch.device, epochs: int, run_dir: Path,
-        meta: dict[str, Any], seed: int = 0, log=print) -> FitState:
+        meta: dict[str, Any], seed: int = 0, log=print, bf16: bool = False) -> FitState:
     """Train for `epochs`, writing history.jsonl, last.pt and best.pt (by val acc) after every epoch."""
     criterion = nn.CrossEntropyLoss()
     state = resume_state(run_dir, model, optimizer, meta)
@@ -132,8 +147,8 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: DataLo
             train_loader.generator.manual_seed(seed * 100_003 + epoch)
         started = time.perf_counter()
         row = {"epoch": epoch, **train_one_epoch(model, train_loader, optimizer, criterion, device,
-                                                  desc=f"epoch {epoch}/{epochs}")}
-        val = evaluate(model, val_loader, device)
+                                                  desc=f"epoch {epoch}/{epochs}", bf16=bf16)}
+        val = evaluate(model, val_loader, device, bf16)
         row.update(val_loss=val["loss"], val_acc=val["acc"], seconds=time.perf_counter() - started)
         state.history.append(row)
         state.epoch = epoch

@@ -15,7 +15,7 @@ from .augment import CachedLoader
 from .cache import cached_images
 from .checkpoint import CheckpointError, load_checkpoint_file, load_matching_state
 from .config import RunConfig, StudyError
-from .engine import epoch_line, evaluate, fit, read_history, resolve_device
+from .engine import epoch_line, evaluate, fit, read_history, resolve_device, use_bf16
 from .fileio import atomic_write_bytes, atomic_write_text, read_json, write_json
 from .freeze import apply_freeze
 from .loaders import ImageListDataset, eval_transform, make_loader, train_transform
@@ -94,22 +94,24 @@ def execute_run(cfg: RunConfig, study_dir: Path, split: Split, source, force: bo
     params = {"total_params": count_parameters(model),
               "trainable_params": count_parameters(model, trainable_only=True), "trainable_names": trainable}
     log(f"== {cfg.run_id}: {cfg.model.name}, {params['trainable_params']:,} of {params['total_params']:,} "
-        f"parameters trainable, {len(split.train)}/{len(split.val)}/{len(split.test)} images on {device}")
+        f"parameters trainable, {len(split.train)}/{len(split.val)}/{len(split.test)} images on {device}"
+        f"{', bf16 autocast' if use_bf16(device, cfg.train.precision) else ''}")
     loaders = build_loaders(cfg, split, source, device)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr,
                                  weight_decay=cfg.train.weight_decay)
     meta = {"model_name": cfg.model.name, "class_names": split.classes, "config": cfg.model_dump(),
             "trainable_names": trainable}
+    bf16 = use_bf16(device, cfg.train.precision)
     fit(model, optimizer, loaders["train"], loaders["val"], device, cfg.train.epochs, run_dir, meta,
-        cfg.seed, log)
-    return finish_run(cfg, run_dir, model, loaders, split, source, device, params)
+        cfg.seed, log, bf16)
+    return finish_run(cfg, run_dir, model, loaders, split, source, device, params, bf16)
 
 
 def finish_run(cfg: RunConfig, run_dir: Path, model, loaders: dict, split: Split, source, device,
-               params: dict) -> dict:
+               params: dict, bf16: bool) -> dict:
     """Evaluate best.pt on val and test, then write predictions, plots and, last, metrics.json."""
     model.load_state_dict(load_checkpoint_file(run_dir / "best.pt")["model"])
-    outputs = {name: evaluate(model, loaders[name], device) for name in ("val", "test") if name in loaders}
+    outputs = {name: evaluate(model, loaders[name], device, bf16) for name in ("val", "test") if name in loaders}
     save_predictions(run_dir / "predictions.npz", outputs, split)
     history = read_history(run_dir)
     best = max(history, key=lambda row: row["val_acc"])
