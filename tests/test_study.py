@@ -118,3 +118,11 @@ def test_batch_larger_than_the_train_set_stops_before_any_training(tmp_path, ima
     with pytest.raises(StudyError, match="run p1/base: train.batch_size 64 is larger than the 24 training"):
         run_study(study, ["train.batch_size=64"], out_dir=tmp_path / "runs", log=lambda _: None)
     assert not (tmp_path / "runs" / "tiny" / "p1").exists()
+
+
+def test_a_freeze_policy_the_model_cannot_take_is_named_before_training(tmp_path, image_folder):
+    study = write_study(tmp_path / "s.yaml", image_folder, PHASES)
+    with pytest.raises(StudyError, match=r"run p1/base: model.freeze: .*conv9"):
+        plan_study(study, ["model.freeze=[conv9]"])
+    with pytest.raises(StudyError, match=r"model.freeze: 'last:0' is not a policy"):
+        plan_study(study, ["model.freeze=last:0"])

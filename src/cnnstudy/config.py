@@ -172,12 +172,19 @@ def load_study_file(path: str | Path) -> StudyConfig:
         raise explain(err, str(path), StudyConfig) from None
 
 
+def _expand(layer: dict) -> dict:
+    """`model: cnn_slim` means `model: {name: cnn_slim}`, so that layers merge key by key."""
+    return {**layer, "model": {"name": layer["model"]}} if isinstance(layer.get("model"), str) else layer
+
+
 def resolve_runs(study: StudyConfig, overrides: dict, source: str) -> list[RunConfig]:
     """Every run with defaults merged (study, then phase, then run, then --set), validated."""
     runs = []
     for phase in study.phases:
         for raw_run in phase.runs:
-            merged = deep_merge(deep_merge(deep_merge(study.defaults, phase.defaults), raw_run), overrides)
+            merged: dict = {}
+            for layer in (study.defaults, phase.defaults, raw_run, overrides):
+                merged = deep_merge(merged, _expand(layer))
             merged["phase"] = phase.name
             where = f"{source}, phase {phase.name!r}, run {raw_run.get('name', '?')!r}"
             try:

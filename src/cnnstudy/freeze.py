@@ -16,7 +16,7 @@ def last_conv_block(model: nn.Module) -> list[str]:
     leaves = param_leaves(model)
     convs = [i for i, (_, m) in enumerate(leaves) if isinstance(m, nn.Conv2d)]
     if not convs:
-        raise FreezeError(f"{model._get_name()} has no Conv2d layer, so freeze: last_conv does not apply")
+        raise FreezeError(f"freeze: last_conv does not apply: {model._get_name()} has no Conv2d layer")
     conv_name = leaves[convs[-1]][0]
     parent = conv_name.rpartition(".")[0]
     if parent:
@@ -32,7 +32,7 @@ def trainable_modules(model: nn.Module, policy: str | list[str]) -> list[str] | 
         unknown = [name for name in policy if name not in known]
         if unknown:
             sample = ", ".join(name for name, _ in param_leaves(model)[-6:])
-            raise FreezeError(f"freeze lists module(s) {', '.join(unknown)} that {model._get_name()} does "
+            raise FreezeError(f"freeze: lists module(s) {', '.join(unknown)} that {model._get_name()} does "
                               f"not have; its last layers are: {sample}")
         return list(policy)
     if policy == "none":

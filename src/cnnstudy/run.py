@@ -93,15 +93,15 @@ def execute_run(cfg: RunConfig, study_dir: Path, split: Split, source, force: bo
     atomic_write_text(run_dir / "model.txt", f"{model}\n")
     params = {"total_params": count_parameters(model),
               "trainable_params": count_parameters(model, trainable_only=True), "trainable_names": trainable}
+    bf16 = use_bf16(device, cfg.train.precision)
     log(f"== {cfg.run_id}: {cfg.model.name}, {params['trainable_params']:,} of {params['total_params']:,} "
         f"parameters trainable, {len(split.train)}/{len(split.val)}/{len(split.test)} images on {device}"
-        f"{', bf16 autocast' if use_bf16(device, cfg.train.precision) else ''}")
+        f"{', bf16 autocast' if bf16 else ''}")
     loaders = build_loaders(cfg, split, source, device)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr,
                                  weight_decay=cfg.train.weight_decay)
     meta = {"model_name": cfg.model.name, "class_names": split.classes, "config": cfg.model_dump(),
             "trainable_names": trainable}
-    bf16 = use_bf16(device, cfg.train.precision)
     fit(model, optimizer, loaders["train"], loaders["val"], device, cfg.train.epochs, run_dir, meta,
         cfg.seed, log, bf16)
     return finish_run(cfg, run_dir, model, loaders, split, source, device, params, bf16)

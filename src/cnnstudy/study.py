@@ -10,7 +10,8 @@ from .config import RunConfig, StudyConfig, StudyError, load_study_file, parse_o
 from .datasets import DataError, open_source, resolve_dataset
 from .fileio import atomic_write_text, write_json
 from .inspection import check_images, duplicate_groups, inspect_dataset
-from .models import get_spec
+from .freeze import FreezeError, trainable_modules
+from .models import create_model, get_spec
 from .run import execute_run
 from .splits import Split, make_split, split_key
 from .summary import write_summary
@@ -48,7 +49,18 @@ def validate_runs(runs: list[RunConfig], study_path: Path) -> None:
             resolve_dataset(cfg.data.dataset, study_path.parent)
         except DataError as err:
             raise StudyError(f"{where}: data.dataset: {err}") from None
+        check_freeze(cfg, where)
         seen.add(cfg.run_id)
+
+
+def check_freeze(cfg: RunConfig, where: str) -> None:
+    """The freeze policy must name parts the model has; checked on a weightless (meta) copy."""
+    with torch.device("meta"):
+        model = create_model(cfg.model.name, 2, image_size=cfg.data.image_size)
+    try:
+        trainable_modules(model, cfg.model.freeze)
+    except FreezeError as err:
+        raise StudyError(f"{where}: model.{err}") from None
 
 
 def save_resolved_study(study_dir: Path, study: StudyConfig, runs: list[RunConfig]) -> None:
