@@ -48,3 +48,24 @@ def test_init_from_a_run_of_another_model_is_refused(tmp_path):
 """
     with pytest.raises(CheckpointError, match="holds a 'cnn_slim' model.*builds 'cnn_regularized'"):
         run_study(write_study(tmp_path / "s.yaml", colors, phases), out_dir=tmp_path / "runs", log=lambda _: None)
+
+
+def test_a_model_carried_from_a_pretrained_run_keeps_its_input_normalization(tmp_path):
+    from cnnstudy.models import EFFICIENTNET_LITE_MEAN
+
+    colors = make_image_folder(tmp_path / "colors", per_class=8)
+    two = make_image_folder(tmp_path / "two", classes=("green", "blue"), per_class=8, seed=1)
+    phases = f"""
+  - name: p1
+    runs:
+      - {{name: lite, model: {{name: efficientnet_lite0, pretrained: true, freeze: head}}, train: {{epochs: 1}}}}
+  - name: p4
+    defaults: {{data: {{dataset: {two}}}}}
+    runs:
+      - {{name: tuned, model: {{name: efficientnet_lite0, init_from: p1/lite, freeze: "last:3"}}, train: {{epochs: 1}}}}
+"""
+    study_dir = run_study(write_study(tmp_path / "s.yaml", colors, phases), out_dir=tmp_path / "runs",
+                          log=lambda _: None)
+    tuned = torch.load(study_dir / "p4" / "tuned" / "best.pt", weights_only=True)
+    assert tuned["normalization"][0] == pytest.approx(list(EFFICIENTNET_LITE_MEAN))
+    assert tuned["model"]["_fc.weight"].shape == (2, 1280)

@@ -18,7 +18,7 @@ from .config import RunConfig, StudyError
 from .engine import epoch_line, evaluate, fit, read_history, resolve_device, use_bf16
 from .fileio import atomic_write_bytes, atomic_write_text, read_json, write_json
 from .freeze import apply_freeze
-from .loaders import ImageListDataset, eval_transform, make_loader, train_transform
+from .loaders import ImageListDataset, Stats, eval_transform, make_loader, train_transform
 from .metrics import classification_metrics, overfitting_verdict, roc_curves
 from .models import count_parameters, create_model, normalization
 from .splits import Split
@@ -49,18 +49,21 @@ def init_checkpoint(cfg: RunConfig, study_dir: Path) -> dict | None:
     return ckpt
 
 
-def build_model(cfg: RunConfig, num_classes: int, study_dir: Path) -> tuple[torch.nn.Module, list[str]]:
+def build_model(cfg: RunConfig, num_classes: int, study_dir: Path) -> tuple[torch.nn.Module, list[str], Stats]:
+    """The run's model, its trainable parameter names, and the input normalization it expects."""
     model = create_model(cfg.model.name, num_classes, pretrained=cfg.model.pretrained,
                          weights=cfg.model.weights, image_size=cfg.data.image_size)
+    stats = normalization(cfg.model.name, cfg.model.pretrained)
     ckpt = init_checkpoint(cfg, study_dir)
     if ckpt is not None:
         load_matching_state(model, ckpt["model"], source=f"{cfg.model.init_from}/best.pt")
-    return model, apply_freeze(model, cfg.model.freeze)
+        # A model carried from a pretrained run keeps the inputs it was trained on.
+        stats = tuple(map(tuple, ckpt.get("normalization", stats)))
+    return model, apply_freeze(model, cfg.model.freeze), stats
 
 
-def build_loaders(cfg: RunConfig, split: Split, source, device: torch.device) -> dict:
+def build_loaders(cfg: RunConfig, split: Split, source, device: torch.device, stats: Stats) -> dict:
     """Loaders of train (shuffled, seeded) and of val/test where the split has them."""
-    stats = normalization(cfg.model.name, cfg.model.pretrained)
     size, batch = cfg.data.image_size, cfg.train.batch_size
     generator = torch.Generator().manual_seed(cfg.seed)
     parts = {name: getattr(split, name) for name in ("train", "val", "test") if getattr(split, name)}
@@ -88,7 +91,7 @@ def execute_run(cfg: RunConfig, study_dir: Path, split: Split, source, force: bo
     split.save(run_dir / "split.json")
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model, trainable = build_model(cfg, len(split.classes), study_dir)
+    model, trainable, stats = build_model(cfg, len(split.classes), study_dir)
     model = model.to(device).to(memory_format=torch.channels_last)
     atomic_write_text(run_dir / "model.txt", f"{model}\n")
     params = {"total_params": count_parameters(model),
@@ -97,11 +100,11 @@ def execute_run(cfg: RunConfig, study_dir: Path, split: Split, source, force: bo
     log(f"== {cfg.run_id}: {cfg.model.name}, {params['trainable_params']:,} of {params['total_params']:,} "
         f"parameters trainable, {len(split.train)}/{len(split.val)}/{len(split.test)} images on {device}"
         f"{', bf16 autocast' if bf16 else ''}")
-    loaders = build_loaders(cfg, split, source, device)
+    loaders = build_loaders(cfg, split, source, device, stats)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr,
                                  weight_decay=cfg.train.weight_decay)
     meta = {"model_name": cfg.model.name, "class_names": split.classes, "config": cfg.model_dump(),
-            "trainable_names": trainable}
+            "trainable_names": trainable, "normalization": [list(stats[0]), list(stats[1])]}
     fit(model, optimizer, loaders["train"], loaders["val"], device, cfg.train.epochs, run_dir, meta,
         cfg.seed, log, bf16)
     return finish_run(cfg, run_dir, model, loaders, split, source, device, params, bf16)
