@@ -16,6 +16,8 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from .datasets import DataError
+
 
 def cache_root() -> Path:
     return Path(os.environ.get("CNNSTUDY_CACHE", Path.home() / ".cache" / "cnnstudy"))
@@ -30,7 +32,12 @@ def cache_key(source, items: list[str], size: int) -> str:
 def decode_resized(source, item: str, size: int) -> np.ndarray:
     # The same PIL bilinear resize that torchvision's Resize((size, size)) applies to PIL images,
     # so the cached and the classic pipelines see identical pixels.
-    return np.asarray(source.open(item).resize((size, size), Image.BILINEAR), dtype=np.uint8)
+    try:
+        image = source.open(item)
+    except Exception as err:  # noqa: BLE001 - name the file, whatever PIL raised
+        raise DataError(f"cannot decode {getattr(source, 'root', '')}/{item} ({err}); it changed after the "
+                        "split was made: fix or delete it, then delete the study's splits/ folder") from err
+    return np.asarray(image.resize((size, size), Image.BILINEAR), dtype=np.uint8)
 
 
 def _load_valid(path: Path, count: int, size: int) -> np.ndarray | None:
@@ -53,6 +60,15 @@ def cached_images(source, items: list[str], size: int, workers: int | None = Non
         return array
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        _fill(tmp, source, items, size, workers, name)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # an interrupted build leaves nothing behind
+    return np.load(path, mmap_mode="r")
+
+
+def _fill(tmp: Path, source, items: list[str], size: int, workers: int | None, name: str) -> None:
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(items), size, size, 3))
     with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
         decoded = pool.map(lambda item: decode_resized(source, item, size), items)
@@ -63,5 +79,3 @@ def cached_images(source, items: list[str], size: int, workers: int | None = Non
     del out
     with open(tmp, "rb+") as handle:
         os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    return np.load(path, mmap_mode="r")

@@ -43,7 +43,7 @@ def resolve_dataset(spec: str, base: Path | None = None) -> Path:
             return candidate.resolve()
     if spec == FASHION_MNIST:
         return Path(FASHION_MNIST)  # not on disk: torchvision's downloader is the fallback
-    searched = ", ".join(str(c) for c in candidates)
+    searched = ", ".join(dict.fromkeys(str(c) for c in candidates))
     raise DataError(f"dataset {spec!r} not found (looked in {searched}); set data.dataset to an "
                     "existing folder or put it under $CNNSTUDY_DATA")
 
