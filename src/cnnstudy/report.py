@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from pathlib import Path
 
 from .fileio import atomic_write_text, read_json
@@ -89,8 +90,9 @@ def to_html(blocks, rows: list[dict], title: str) -> str:
         elif kind == "table":
             out.append(_html_table(rows))
         else:
-            out.append("<p>" + html.escape(text).replace("**", "") + "</p>")
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}img{max-width:100%}"
+            out.append("<p>" + re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(text)) + "</p>")
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
+             "img{max-width:49%;vertical-align:top}"
              "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:3px 6px}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body>{''.join(out)}</body></html>\n")
