@@ -51,3 +51,19 @@ def test_two_seeded_runs_are_identical_and_sigkill_resume_matches(tmp_path):
     assert not (history.parent / "metrics.json").exists(), "the run finished before it could be killed"
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert_same(comparable(tmp_path / "c" / "tiny"), comparable(first))
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
+    data = make_image_folder(tmp_path / "colors", per_class=40, size=64)
+    study = write_study(tmp_path / "s.yaml", data, PHASES)
+    history = tmp_path / "runs" / "tiny" / "p3" / "reg" / "history.jsonl"
+    command = [sys.executable, "-m", "cnnstudy", "run", str(study), "--out", str(tmp_path / "runs")]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not history.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "Run the same command again to resume" in stderr
+    assert (history.parent / "last.pt").exists() and not (history.parent / "metrics.json").exists()

@@ -39,8 +39,10 @@ def test_freeze_policies_on_resnet50():
         apply_freeze(model, "last:zero")
 
 
-@pytest.mark.parametrize("name, policy", [("cnn_regularized", "head"), ("cnn_regularized", "last_conv"),
-                                          ("resnet50", "last_conv")])
+@pytest.mark.parametrize("name, policy", [
+    *[(cnn, policy) for cnn in ("cnn_baseline", "cnn_slim", "cnn_regularized")
+      for policy in ("head", "last_conv", "last:3", ["conv2", "fc2"])],
+    ("resnet50", "head"), ("resnet50", "last_conv"), ("resnet50", "last:10")])
 def test_one_step_moves_only_trainable_weights_and_stats(name, policy):
     torch.manual_seed(0)
     model = create_model(name, num_classes=3)
