@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,7 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, bf16: b
 class FitState:
     """What a run needs to resume exactly: the epoch reached, the history so far, the best val acc."""
     epoch: int = 0
-    history: list[dict] | None = None
+    history: list[dict] = field(default_factory=list)
     best_val_acc: float = -1.0
 
 
@@ -121,7 +121,7 @@ def resume_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     """Pick up after the last completed epoch, if a previous attempt left last.pt behind."""
     last = run_dir / "last.pt"
     if not last.exists():
-        return FitState(history=[])
+        return FitState()
     ckpt = load_checkpoint_file(last)
     for key in ("model_name", "class_names", "trainable_names"):
         if ckpt.get(key) != meta.get(key):
