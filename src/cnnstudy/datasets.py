@@ -96,6 +96,26 @@ def _visible_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def _hidden(folder: Path, root: Path) -> list[str]:
+    return [p.relative_to(root).as_posix() for p in sorted(folder.iterdir()) if p.name.startswith(".")]
+
+
+def _walk_class(class_dir: Path, root: Path) -> tuple[list[str], list[str]]:
+    """Image files under a class folder, and what was passed over: hidden entries (once each, not
+    their contents) and files that are not images."""
+    images, ignored = [], []
+    for path in sorted(class_dir.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        inside = path.relative_to(class_dir).parts
+        hidden_at = [i for i, part in enumerate(inside) if part.startswith(".")]
+        if hidden_at:
+            if hidden_at[0] == len(inside) - 1:  # the hidden entry itself, not what lies inside it
+                ignored.append(rel)
+        elif path.is_file():
+            (images if path.suffix.lower() in IMAGE_EXTENSIONS else ignored).append(rel)
+    return images, ignored
+
+
 def scan_folder(root: Path) -> FolderSource:
     root = Path(root)
     if not root.is_dir():
@@ -108,19 +128,15 @@ def scan_folder(root: Path) -> FolderSource:
         raise DataError(f"{root} has no class sub-folders; lay it out as {root}/<class>/<image> "
                         f"or {root}/train/<class>/<image>")
     items: dict[str, list[tuple[str, int]]] = {}
-    ignored: list[str] = []
+    ignored = _hidden(root, root)
     for split, folder in split_dirs.items():
         items[split] = []
+        ignored += _hidden(folder, root) if folder != root else []
         for label, cls in enumerate(classes):
-            for path in sorted((folder / cls).rglob("*")) if (folder / cls).is_dir() else []:
-                rel = path.relative_to(root).as_posix()
-                hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
-                if hidden or path.suffix.lower() not in IMAGE_EXTENSIONS:
-                    if path.is_file() or hidden:
-                        ignored.append(rel)
-                    continue
-                if path.is_file():
-                    items[split].append((rel, label))
+            if (folder / cls).is_dir():
+                images, passed_over = _walk_class(folder / cls, root)
+                items[split] += [(rel, label) for rel in images]
+                ignored += passed_over
     return FolderSource(root, classes, items, ignored)
 
 
