@@ -126,3 +126,15 @@ def test_a_freeze_policy_the_model_cannot_take_is_named_before_training(tmp_path
         plan_study(study, ["model.freeze=[conv9]"])
     with pytest.raises(StudyError, match=r"model.freeze: 'last:0' is not a policy"):
         plan_study(study, ["model.freeze=last:0"])
+
+
+@pytest.mark.parametrize("name, count", [("quick", 6), ("seed", 9)])
+def test_shipped_studies_are_valid(name, count, monkeypatch):
+    from helpers import REPO, SHARED_DATA, shared_dataset
+
+    for dataset in ("fashion-mnist", "animals3", "hymenoptera", "animals10-mini"):
+        shared_dataset(dataset)
+    monkeypatch.setenv("CNNSTUDY_DATA", str(SHARED_DATA))
+    _, runs = plan_study(REPO / "studies" / f"{name}.yaml")
+    assert len(runs) == count
+    assert all(run.train.batch_size == 32 for run in runs)
