@@ -138,3 +138,15 @@ def test_shipped_studies_are_valid(name, count, monkeypatch):
     _, runs = plan_study(REPO / "studies" / f"{name}.yaml")
     assert len(runs) == count
     assert all(run.train.batch_size == 32 for run in runs)
+
+
+def test_the_torchvision_loader_runs_a_study_and_is_repeatable(tmp_path, image_folder):
+    study = write_study(tmp_path / "s.yaml", image_folder, PHASES)
+    overrides = ["data.loader=torchvision", "train.epochs=1"]
+    first = run_study(study, overrides, out_dir=tmp_path / "a", log=lambda _: None)
+    second = run_study(study, overrides, out_dir=tmp_path / "b", log=lambda _: None)
+    for run in ("p1/base", "p3/reg"):
+        a, b = (read_jsonl(d / run / "history.jsonl") for d in (first, second))
+        assert [{k: v for k, v in row.items() if k != "seconds"} for row in a] == \
+               [{k: v for k, v in row.items() if k != "seconds"} for row in b]
+    assert "loader: torchvision" in (first / "p3" / "reg" / "config.yaml").read_text()

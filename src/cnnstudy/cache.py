@@ -24,7 +24,7 @@ def cache_root() -> Path:
 
 
 def cache_key(source, items: list[str], size: int) -> str:
-    dataset = str(getattr(source, "root", source.name))
+    dataset = str(source.root)
     fingerprints = [(item, *source.fingerprint(item)) for item in items]
     return hashlib.sha1(json.dumps([dataset, size, fingerprints]).encode()).hexdigest()
 
@@ -35,7 +35,7 @@ def decode_resized(source, item: str, size: int) -> np.ndarray:
     try:
         image = source.open(item)
     except Exception as err:  # noqa: BLE001 - name the file, whatever PIL raised
-        raise DataError(f"cannot decode {getattr(source, 'root', '')}/{item} ({err}); it changed after the "
+        raise DataError(f"cannot decode {source.root / item} ({err}); it changed after the "
                         "split was made: fix or delete it, then delete the study's splits/ folder") from err
     return np.asarray(image.resize((size, size), Image.BILINEAR), dtype=np.uint8)
 
@@ -53,26 +53,25 @@ def _load_valid(path: Path, count: int, size: int) -> np.ndarray | None:
 def cached_images(source, items: list[str], size: int, workers: int | None = None,
                   root: Path | None = None) -> np.ndarray:
     """A read-only (N, size, size, 3) uint8 array of `items`, built on first use."""
-    name = Path(str(getattr(source, "root", source.name))).name
-    path = (root or cache_root()) / f"{name}-{size}px-{cache_key(source, items, size)[:20]}.npy"
+    path = (root or cache_root()) / f"{source.name}-{size}px-{cache_key(source, items, size)[:20]}.npy"
     array = _load_valid(path, len(items), size) if path.exists() else None
     if array is not None:
         return array
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     try:
-        _fill(tmp, source, items, size, workers, name)
+        _fill(tmp, source, items, size, workers)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)  # an interrupted build leaves nothing behind
     return np.load(path, mmap_mode="r")
 
 
-def _fill(tmp: Path, source, items: list[str], size: int, workers: int | None, name: str) -> None:
+def _fill(tmp: Path, source, items: list[str], size: int, workers: int | None) -> None:
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(items), size, size, 3))
     with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
         decoded = pool.map(lambda item: decode_resized(source, item, size), items)
-        for i, pixels in enumerate(tqdm(decoded, total=len(items), desc=f"caching {name} at {size}px",
+        for i, pixels in enumerate(tqdm(decoded, total=len(items), desc=f"caching {source.name} at {size}px",
                                         leave=False, dynamic_ncols=True)):
             out[i] = pixels
     out.flush()

@@ -79,7 +79,7 @@ def inspect_dataset(source, min_size: int = 46, checks: list[ImageCheck] | None 
     good = [c for c in checks if c.reason is None]
     sizes = np.array([[c.width, c.height] for c in good]) if good else np.zeros((0, 2))
     return {
-        "dataset": str(getattr(source, "root", source.name)),
+        "dataset": str(source.root),
         "classes": source.classes,
         "counts": counts,
         "imbalance_ratio": float(totals.max() / max(totals.min(), 1)) if len(totals) else None,

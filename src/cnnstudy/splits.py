@@ -100,7 +100,7 @@ def make_split(source, fractions: tuple[float, float, float], seed: int, limit: 
         if not val:
             carve = fractions[1] / (fractions[0] + fractions[1])
             train, val = stratified_split(train, (1 - carve, carve), rng)
-    split = Split(str(getattr(source, "root", source.name)), list(source.classes), train, val, test, skipped)
+    split = Split(str(source.root), list(source.classes), train, val, test, skipped)
     _check_classes(split, source)
     return split
 
@@ -109,7 +109,7 @@ def _check_classes(split: Split, source) -> None:
     train_counts = split.counts()["train"]
     empty = [cls for cls, n in zip(split.classes, train_counts) if n == 0]
     if empty:
-        where = getattr(source, "root", source.name)
+        where = source.root
         raise DataError(f"class folder(s) {', '.join(empty)} in {where} have no readable training images; "
                         "add images or remove the folder")
     if not split.val:
