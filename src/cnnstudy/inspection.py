@@ -7,13 +7,15 @@ splitter which files to leave out.
 from __future__ import annotations
 
 import hashlib
+import io
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
-from .datasets import FolderSource
+from .datasets import FolderSource, to_rgb
 
 
 @dataclass
@@ -26,13 +28,14 @@ class ImageCheck:
 
 
 def _check(source, item: str) -> ImageCheck:
-    path = source.root / item
     try:
-        digest = hashlib.sha1(path.read_bytes()).hexdigest()
-        if path.stat().st_size == 0:
+        data = (source.root / item).read_bytes()  # read once: hashed and decoded from memory
+        if not data:
             return ImageCheck(item, "zero bytes")
-        image = source.open(item)
-        return ImageCheck(item, None, image.width, image.height, digest)
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            upright = to_rgb(image)
+        return ImageCheck(item, None, upright.width, upright.height, hashlib.sha1(data).hexdigest())
     except Exception as err:  # noqa: BLE001 - any failure to decode makes the file unusable
         return ImageCheck(item, _reason(err))
 
