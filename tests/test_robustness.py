@@ -117,3 +117,14 @@ def test_non_finite_loss_stops_with_a_clear_message():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(NonFiniteLossError, match="lower train.lr"):
         train_one_epoch(model, batch, optimizer, torch.nn.CrossEntropyLoss(), torch.device("cpu"))
+
+
+def test_the_same_image_in_two_splits_is_reported(tmp_path):
+    for part in ("train", "val"):
+        make_image_folder(tmp_path / "d" / part, classes=("a", "b"), per_class=4, seed=0 if part == "train" else 9)
+    copy = (tmp_path / "d" / "train" / "a" / "a_000.png").read_bytes()
+    (tmp_path / "d" / "val" / "a" / "leak.png").write_bytes(copy)
+    report = inspect_dataset(scan_folder(tmp_path / "d"))
+    assert report["duplicates_across_splits"] == [
+        {"files": ["train/a/a_000.png", "val/a/leak.png"], "splits": ["train", "val"]}]
+    assert "same image in more than one split: 1" in format_report(report)
