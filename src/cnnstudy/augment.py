@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-Stats = tuple[tuple[float, ...], tuple[float, ...]]
+from .models import Stats
 
 
 def sample_params(batch: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:

@@ -13,8 +13,15 @@ from .freeze import FreezeError
 USER_ERRORS = (StudyError, DataError, CheckpointError, FreezeError, NonFiniteLossError, FileNotFoundError)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _write_report(study_dir) -> int:
     from .report import build_report
+
+    md, html = build_report(study_dir)
+    print(f"report: {md} and {html}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
     from .study import run_study
 
     try:
@@ -23,17 +30,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("\ninterrupted: every finished epoch is saved. Run the same command again to resume.",
               file=sys.stderr)
         return 130
-    md, html = build_report(study_dir)
-    print(f"report: {md} and {html}")
-    return 0
+    return _write_report(study_dir)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import build_report
-
-    md, html = build_report(args.study_dir)
-    print(f"report: {md} and {html}")
-    return 0
+    return _write_report(args.study_dir)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

@@ -5,9 +5,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
+from .models import Stats
 from .splits import Items
-
-Stats = tuple[tuple[float, ...], tuple[float, ...]]
 
 
 def train_transform(size: int, augment: str, stats: Stats) -> T.Compose:

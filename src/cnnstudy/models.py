@@ -13,6 +13,7 @@ import torch
 import torchvision
 from torch import nn
 
+Stats = tuple[tuple[float, ...], tuple[float, ...]]  # (mean, std) per channel
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Four (3x3 valid conv + 2x2 pool) stages need 46 px to leave a 1x1 map: 46-2=44, 22-2=20, 10-2=8, 4-2=2 -> 1.
@@ -160,7 +161,7 @@ def load_weights_file(model: nn.Module, path: Path) -> None:
     load_matching_state(model, state, source=str(path))
 
 
-def normalization(name: str, pretrained: bool) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def normalization(name: str, pretrained: bool) -> Stats:
     """Mean/std the model expects: from the weights' own preprocessing when pretrained."""
     if name == "efficientnet_lite0" and pretrained:
         return EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD

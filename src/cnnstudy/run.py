@@ -18,9 +18,9 @@ from .config import RunConfig, StudyError
 from .engine import epoch_line, evaluate, fit, read_history, resolve_device, use_bf16
 from .fileio import atomic_write_bytes, atomic_write_text, read_json, write_json
 from .freeze import apply_freeze
-from .loaders import ImageListDataset, Stats, eval_transform, make_loader, train_transform
+from .loaders import ImageListDataset, eval_transform, make_loader, train_transform
 from .metrics import classification_metrics, overfitting_verdict, roc_curves
-from .models import count_parameters, create_model, normalization
+from .models import Stats, count_parameters, create_model, normalization
 from .splits import Split
 
 GRID_SIZE = 16
