@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from cnnstudy.models import create_model
-from cnnstudy.runtime import set_allocator, usable_cores
+from cnnstudy.runtime import cpu_flags, set_allocator, usable_cores
 
 BATCH = 32
 
@@ -55,6 +55,7 @@ def main() -> int:
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile (slow to start)")
     args = parser.parse_args()
     torch.set_num_threads(usable_cores())
+    print(f"CPU flags: {cpu_flags()}")
     options = [("plain (NCHW, fp32, default allocator)", False, False, False, False),
                ("tuned allocator", False, True, False, False),
                ("channels_last", True, False, False, False),

@@ -22,13 +22,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from torchvision.datasets import ImageFolder
 
-from cnnstudy.augment import CachedLoader
-from cnnstudy.cache import cached_images
-from cnnstudy.datasets import open_image_file, resolve_dataset, scan_folder
-from cnnstudy.engine import train_one_epoch, use_bf16
-from cnnstudy.loaders import train_transform
-from cnnstudy.models import IMAGENET_MEAN, IMAGENET_STD, create_model
-from cnnstudy.runtime import set_allocator, tune_runtime
+from cnnstudy.data.cache import cached_images
+from cnnstudy.data.loaders import CachedLoader
+from cnnstudy.data.sources import open_image_file, resolve_dataset, scan_folder
+from cnnstudy.data.transforms import IMAGENET_MEAN, IMAGENET_STD, train_transform
+from cnnstudy.devices import choose_precision
+from cnnstudy.engine import train_one_epoch
+from cnnstudy.models import create_model
+from cnnstudy.runtime import cpu_flags, set_allocator, tune_runtime
 
 STATS = (IMAGENET_MEAN, IMAGENET_STD)
 BATCH = 32
@@ -39,7 +40,7 @@ class Repeat:
 
     def __init__(self, size: int, count: int) -> None:
         self.batch = (torch.randn(BATCH, 3, size, size), torch.randint(0, 3, (BATCH,)), torch.arange(BATCH))
-        self.count, self.generator = count, None
+        self.count = count
 
     def __iter__(self):
         return iter([self.batch] * self.count)
@@ -59,8 +60,9 @@ def cnnstudy_step(model_name: str, loader_for) -> callable:
     model = create_model(model_name, 3).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     criterion, cpu = nn.CrossEntropyLoss(), torch.device("cpu")
-    bf16 = use_bf16(cpu, "auto")
-    return lambda n: train_one_epoch(model, loader_for(n), optimizer, criterion, cpu, desc="bench", bf16=bf16)
+    precision = choose_precision(cpu, "auto")
+    return lambda n: train_one_epoch(model, loader_for(n), optimizer, criterion, cpu, desc="bench",
+                                     precision=precision)
 
 
 def plain_loop(model: nn.Module, batches) -> None:
@@ -93,9 +95,8 @@ def measure(model_name: str, size: int, batches: int, rounds: int, source, root)
     array = cached_images(source, [item for item, _ in items], size)
     build = time.perf_counter() - started
     labels = [label for _, label in items]
-    generator = torch.Generator().manual_seed(0)
-    cached = lambda n: CachedLoader(array[: n * BATCH * 2], labels[: n * BATCH * 2], BATCH, True,  # noqa: E731
-                                    STATS, torch.device("cpu"), augment=True, generator=generator)
+    cached = lambda n: CachedLoader(array[: n * BATCH * 2], labels[: n * BATCH * 2], BATCH,  # noqa: E731
+                                    STATS, torch.device("cpu"), shuffle=True, augment=True)
     set_allocator(True)
     limit = cnnstudy_step(model_name, lambda n: Repeat(size, n))
     ours = cnnstudy_step(model_name, lambda n: _first(cached(n), n))
@@ -132,7 +133,8 @@ def main() -> int:
     source = scan_folder(root)
     print(f"{args.dataset}: {sum(map(len, source.items.values()))} images, batch {BATCH}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"{'bf16 autocast' if use_bf16(torch.device('cpu'), 'auto') else 'fp32'} in (a) and (b)")
+          f"{choose_precision(torch.device('cpu'), 'auto')} in (a) and (b)")
+    print(f"CPU flags: {cpu_flags()}")
     print(f"{'model':16s} {'px':>4s} {'(a) limit':>10s} {'(b) ours':>10s} {'(c) naive':>10s} "
           f"{'(d) plain':>10s} {'b/a':>6s} {'b/c':>6s} {'a/d':>6s} {'cache s':>8s}   (images/second)")
     for size in args.sizes:

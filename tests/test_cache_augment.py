@@ -6,12 +6,12 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from cnnstudy.augment import CachedLoader, sample_params, warp
-from cnnstudy.cache import cached_images, decode_resized
-from cnnstudy.datasets import scan_folder
+from cnnstudy.data.cache import cached_images, decode_resized
+from cnnstudy.data.loaders import CachedLoader, ImageListDataset, TorchvisionLoader
+from cnnstudy.data.sources import scan_folder
+from cnnstudy.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, sample_params, warp
 from cnnstudy.engine import evaluate
-from cnnstudy.loaders import ImageListDataset, eval_transform, make_loader
-from cnnstudy.models import IMAGENET_MEAN, IMAGENET_STD, create_model
+from cnnstudy.models import create_model
 
 from helpers import make_image_folder
 
@@ -103,9 +103,50 @@ def test_cached_and_torchvision_loaders_give_the_same_eval_predictions(source, t
     torch.manual_seed(0)
     model = create_model("cnn_regularized", num_classes=3)
     items = source.items["all"]
-    classic = make_loader(ImageListDataset(items, source, eval_transform(48, STATS)), 5, False, 0)
+    classic = TorchvisionLoader(ImageListDataset(items, source, eval_transform(48, STATS)), 5, False, 0, 0, False)
     array = cached_images(source, [item for item, _ in items], 48, root=tmp_path / "c")
-    cached = CachedLoader(array, [label for _, label in items], 5, False, STATS, torch.device("cpu"))
+    cached = CachedLoader(array, [label for _, label in items], 5, STATS, torch.device("cpu"))
     a, b = evaluate(model, classic, torch.device("cpu")), evaluate(model, cached, torch.device("cpu"))
     np.testing.assert_allclose(a["probs"], b["probs"], atol=1e-5)
     np.testing.assert_array_equal(a["targets"], b["targets"])
+
+
+def batches_of(loader, epoch):
+    loader.set_epoch(epoch)
+    return [(images.clone(), index.clone()) for images, _, index in loader]
+
+
+def test_shuffling_augmentation_and_dropout_draw_from_independent_streams(source, tmp_path):
+    from cnnstudy.seeds import PURPOSES, derive_seed
+
+    assert len({derive_seed(0, purpose, 1) for purpose in PURPOSES}) == len(PURPOSES)
+    items = source.items["all"]
+    array = cached_images(source, [item for item, _ in items], 48, root=tmp_path / "c")
+    labels = [label for _, label in items]
+
+    def loader(augment):
+        return CachedLoader(array, labels, 4, STATS, torch.device("cpu"), shuffle=True, augment=augment, seed=7)
+
+    torch.manual_seed(123)
+    global_state = torch.get_rng_state()
+    plain, augmented = batches_of(loader(False), 1), batches_of(loader(True), 1)
+    assert torch.equal(torch.get_rng_state(), global_state)  # Dropout's stream is left alone
+    assert [i.tolist() for _, i in plain] == [i.tolist() for _, i in augmented]  # same order either way
+    assert any(not torch.equal(a, b) for (a, _), (b, _) in zip(plain, augmented))
+    again = batches_of(loader(True), 1)
+    assert all(torch.equal(a, b) for (a, _), (b, _) in zip(augmented, again))
+    assert [i.tolist() for _, i in batches_of(loader(True), 2)] != [i.tolist() for _, i in plain]
+
+
+def test_torchvision_augmentation_does_not_depend_on_the_workers_or_global_seed(source):
+    from cnnstudy.data.transforms import train_transform
+
+    items = source.items["all"][:6]
+    dataset = ImageListDataset(items, source, train_transform(48, "seed", STATS), augment_seed=3)
+    torch.manual_seed(1)
+    first = [dataset[i][0] for i in range(len(items))]
+    torch.manual_seed(2)
+    second = [dataset[i][0] for i in reversed(range(len(items)))][::-1]
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    dataset.epoch = 1
+    assert not all(torch.equal(a, dataset[i][0]) for i, a in enumerate(first))

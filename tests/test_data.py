@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnstudy.datasets import DataError, open_source, read_idx, scan_folder, to_rgb
-from cnnstudy.splits import make_split
+from cnnstudy.data.sources import DataError, open_source, read_idx, scan_folder, to_rgb
+from cnnstudy.data.splits import make_split
 
 from helpers import make_image_folder, shared_dataset
 
@@ -28,7 +28,7 @@ def test_limit_per_class_and_round_trip(tmp_path):
     split = make_split(source, (0.5, 0.25, 0.25), seed=0, limit=8)
     assert split.counts() == {"train": [4, 4, 4], "val": [2, 2, 2], "test": [2, 2, 2]}
     split.save(tmp_path / "s.json")
-    from cnnstudy.splits import Split
+    from cnnstudy.data.splits import Split
     assert Split.load(tmp_path / "s.json") == split
 
 
@@ -106,7 +106,7 @@ def test_fashion_mnist_falls_back_to_torchvision_download(tmp_path, monkeypatch)
 
     monkeypatch.setattr(torchvision.datasets, "FashionMNIST", FakeDownloader)
     monkeypatch.setenv("CNNSTUDY_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr("cnnstudy.datasets.data_roots", lambda: [])
+    monkeypatch.setattr("cnnstudy.data.sources.data_roots", lambda: [])
     monkeypatch.chdir(tmp_path)
     source = open_source("fashion-mnist")
     assert [len(source.items["train"]), len(source.items["test"])] == [30, 10]

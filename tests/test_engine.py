@@ -1,21 +1,14 @@
 import pytest
 import torch
 
-from cnnstudy.engine import evaluate, native_bf16, train_one_epoch, use_bf16
+from cnnstudy.engine import evaluate, train_one_epoch
 from cnnstudy.models import create_model
 
 CPU = torch.device("cpu")
 
 
-def test_precision_auto_follows_the_hardware():
-    assert use_bf16(CPU, "fp32") is False
-    assert use_bf16(CPU, "bf16") is True
-    assert use_bf16(CPU, "auto") is native_bf16(CPU)
-    assert native_bf16(torch.device("meta")) is False
-
-
-@pytest.mark.parametrize("bf16", [False, True])
-def test_one_epoch_learns_in_either_precision(bf16):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_one_epoch_learns_in_either_precision(precision):
     torch.manual_seed(0)
     labels = torch.arange(64) % 2
     images = torch.randn(64, 3, 48, 48) * 0.1 + labels.view(-1, 1, 1, 1).float() * torch.tensor(
@@ -24,7 +17,34 @@ def test_one_epoch_learns_in_either_precision(bf16):
     model = create_model("cnn_slim", num_classes=2).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), 3e-3)
     for _ in range(8):
-        row = train_one_epoch(model, batches, optimizer, torch.nn.CrossEntropyLoss(), CPU, bf16=bf16)
+        row = train_one_epoch(model, batches, optimizer, torch.nn.CrossEntropyLoss(), CPU, precision=precision)
     assert row["train_acc"] > 0.8
-    out = evaluate(model, batches, CPU, bf16)
+    out = evaluate(model, batches, CPU, precision)
     assert out["acc"] > 0.9 and out["probs"].dtype.name == "float32"
+
+
+@pytest.mark.parametrize("kind, capability, cpu_bf16, expected", [
+    ("cuda", (8, 0), False, "bf16"),   # A100: native bf16
+    ("cuda", (9, 0), False, "bf16"),   # H100
+    ("cuda", (7, 5), True, "fp16"),    # T4: bf16 only emulated, so fp16 with a scaler
+    ("cuda", (7, 0), False, "fp16"),   # V100
+    ("cpu", None, True, "bf16"),       # AVX512-BF16 or AMX
+    ("cpu", None, False, "fp32"),      # AVX2 only
+])
+def test_auto_precision_is_native_only(monkeypatch, kind, capability, cpu_bf16, expected):
+    from cnnstudy import devices
+
+    asked = []
+    monkeypatch.setattr(devices, "cuda_capability", lambda device: asked.append(device) or capability)
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: cpu_bf16)
+    device = torch.device(kind, 1) if kind == "cuda" else torch.device(kind)
+    assert devices.choose_precision(device, "auto") == expected
+    assert asked == ([device] if kind == "cuda" else [])  # the run's own device, not the current one
+    assert devices.choose_precision(device, "fp32") == "fp32"
+
+
+def test_only_fp16_uses_a_gradient_scaler():
+    from cnnstudy.devices import grad_scaler
+
+    assert grad_scaler(CPU, "fp16").is_enabled()
+    assert not grad_scaler(CPU, "bf16").is_enabled() and not grad_scaler(CPU, "fp32").is_enabled()

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from cnnstudy.checkpoint import CheckpointError
+from cnnstudy.config import StudyError
 from cnnstudy.fileio import read_json
 from cnnstudy.study import run_study
 
@@ -33,7 +33,7 @@ def test_init_from_carries_the_model_to_a_new_dataset_with_a_new_head(tmp_path):
             assert torch.equal(tuned[key], value), f"{key} is frozen (BatchNorm statistics too) but moved"
     assert tuned["fc2.weight"].shape == (2, 512)
     summary = (study_dir / "summary.md").read_text()
-    assert "| p4 | head | cnn_regularized | from p3/reg | 521,986 | 132,610 |" in summary
+    assert "| p4 | head | cnn_regularized | from p3/reg | two | 521,986 | 132,610 |" in summary
 
 
 def test_init_from_a_run_of_another_model_is_refused(tmp_path):
@@ -46,8 +46,9 @@ def test_init_from_a_run_of_another_model_is_refused(tmp_path):
     runs:
       - {name: bad, model: {name: cnn_regularized, init_from: p1/slim}}
 """
-    with pytest.raises(CheckpointError, match="holds a 'cnn_slim' model.*builds 'cnn_regularized'"):
+    with pytest.raises(StudyError, match="init_from p1/slim trains a cnn_slim, but this run builds a cnn_reg"):
         run_study(write_study(tmp_path / "s.yaml", colors, phases), out_dir=tmp_path / "runs", log=lambda _: None)
+    assert not (tmp_path / "runs" / "tiny" / "p1").exists()  # refused before the first run trained
 
 
 def test_a_model_carried_from_a_pretrained_run_keeps_its_input_normalization(tmp_path):

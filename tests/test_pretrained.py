@@ -3,8 +3,8 @@ import numpy as np
 import torch
 import torchvision
 
-from cnnstudy.datasets import scan_folder
-from cnnstudy.loaders import eval_transform
+from cnnstudy.data.sources import scan_folder
+from cnnstudy.data.transforms import eval_transform
 from cnnstudy.models import create_model, normalization
 
 from helpers import shared_dataset

@@ -1,4 +1,5 @@
 """A run killed at any instant resumes to exactly the result of an uninterrupted one (CPU, fixed seed)."""
+import json
 import os
 import signal
 import subprocess
@@ -60,10 +61,53 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     command = [sys.executable, "-m", "cnnstudy", "run", str(study), "--out", str(tmp_path / "runs")]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not history.exists() and time.monotonic() < deadline:
+    while not (history.parent / "last.pt").exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr[-2000:]
     assert "Run the same command again to resume" in stderr
     assert (history.parent / "last.pt").exists() and not (history.parent / "metrics.json").exists()
+
+
+KILLER = """
+import os, signal, sys
+from pathlib import Path
+import cnnstudy.engine as engine
+
+study, out, epoch, after = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+write_jsonl, save_checkpoint = engine.write_jsonl, engine.save_checkpoint
+
+def history_then_die(path, rows):
+    write_jsonl(path, rows)
+    if after == "history" and len(rows) == epoch:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+def checkpoint_then_die(path, state):
+    save_checkpoint(path, state)
+    if after == "last.pt" and Path(path).name == "last.pt" and state["epoch"] == epoch:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+engine.write_jsonl, engine.save_checkpoint = history_then_die, checkpoint_then_die
+from cnnstudy.study import run_study
+run_study(study, out_dir=out, log=lambda _: None)
+"""
+
+
+def test_sigkill_between_the_history_and_checkpoint_writes_resumes_to_the_same_result(tmp_path):
+    data = make_image_folder(tmp_path / "colors", per_class=12, size=48)
+    study = write_study(tmp_path / "s.yaml", data, PHASES.replace("epochs: 4", "epochs: 3"))
+    reference = comparable(run_study(study, out_dir=tmp_path / "ref", log=lambda _: None))
+    (tmp_path / "killer.py").write_text(KILLER)
+    for case, (epoch, after) in enumerate([(3, "history"), (2, "history"), (3, "last.pt")]):
+        out = tmp_path / f"k{case}"
+        killed = subprocess.run([sys.executable, str(tmp_path / "killer.py"), str(study), str(out), str(epoch), after])
+        assert killed.returncode == -signal.SIGKILL
+        run_dir = out / "tiny" / "p3" / "reg"
+        rows = read_jsonl(run_dir / "history.jsonl")
+        if after == "last.pt":  # the order older versions wrote in: the history one epoch short of last.pt
+            (run_dir / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:-1]))
+        else:
+            assert len(rows) == epoch  # the history claims an epoch that last.pt does not
+        run_study(study, out_dir=out, log=lambda _: None)
+        assert_same(comparable(out / "tiny"), reference)

@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 
 from cnnstudy.checkpoint import CheckpointError, load_checkpoint_file
-from cnnstudy.datasets import open_image_file, scan_folder
+from cnnstudy.data.sources import open_image_file, scan_folder
 from cnnstudy.engine import NonFiniteLossError, train_one_epoch
 from cnnstudy.fileio import read_json
-from cnnstudy.inspection import format_report, inspect_dataset
+from cnnstudy.data.inspection import format_report, inspect_dataset
 from cnnstudy.study import run_study
 
 from helpers import make_image_folder, write_study

@@ -48,7 +48,7 @@ def test_every_artefact_is_written(finished_study):
 def test_summary_has_a_row_per_run(finished_study):
     _, study_dir, _ = finished_study
     lines = (study_dir / "summary.csv").read_text().splitlines()
-    assert lines[0].startswith("phase,run,model,init,params,trainable,epochs,best_epoch")
+    assert lines[0].startswith("phase,run,model,init,dataset,params,trainable,epochs,best_epoch")
     assert [line.split(",")[:3] for line in lines[1:]] == [["p1", "base", "cnn_slim"],
                                                           ["p3", "reg", "cnn_regularized"]]
 
@@ -60,15 +60,6 @@ def test_rerun_skips_finished_runs(finished_study):
     run_study(study, ["train.lr=0.003"], out_dir=study_dir.parent, log=logs.append)
     assert sum("skip" in line for line in logs) == 2
     assert (study_dir / "p1" / "base" / "metrics.json").stat().st_mtime_ns == before
-
-
-def test_changed_config_is_not_overwritten_without_force(finished_study, tmp_path):
-    study, study_dir, _ = finished_study
-    copy = tmp_path / "runs" / "tiny"
-    shutil.copytree(study_dir, copy)
-    (copy / "p1" / "base" / "metrics.json").unlink()
-    with pytest.raises(StudyError, match="another config.*--force"):
-        run_study(study, ["train.lr=0.001"], out_dir=tmp_path / "runs", log=lambda _: None)
 
 
 def test_report_rebuilds_from_files_alone(finished_study, tmp_path):
@@ -150,3 +141,18 @@ def test_the_torchvision_loader_runs_a_study_and_is_repeatable(tmp_path, image_f
         assert [{k: v for k, v in row.items() if k != "seconds"} for row in a] == \
                [{k: v for k, v in row.items() if k != "seconds"} for row in b]
     assert "loader: torchvision" in (first / "p3" / "reg" / "config.yaml").read_text()
+
+
+def test_config_errors_that_used_to_surface_mid_study_are_found_up_front(tmp_path, image_folder):
+    study = write_study(tmp_path / "s.yaml", image_folder, PHASES)
+    with pytest.raises(StudyError, match="run p1/base: model.pretrained: cnn_slim has no pretrained weights"):
+        plan_study(study, ["model.pretrained=true"])
+    with pytest.raises(StudyError, match=r"model.freeze: \['global_avg_pool'\] leaves no parameter"):
+        plan_study(study, ["model.freeze=[global_avg_pool]"])
+    with pytest.raises(StudyError, match="fp16 needs a CUDA device"):
+        plan_study(study, ["train.precision=fp16", "device=cpu"])
+    import torch
+
+    torch.save({"model": {"conv1.weight": torch.zeros(1)}}, tmp_path / "other.pt")
+    with pytest.raises(StudyError, match="(?s)model.weights: .*other.pt does not fit.*another architecture"):
+        plan_study(study, [f"model.weights={tmp_path / 'other.pt'}"])

@@ -2,7 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from cnnstudy.checkpoint import CheckpointError, load_matching_state, save_checkpoint
+from cnnstudy.checkpoint import CheckpointError, save_checkpoint
+from cnnstudy.models import load_matching_state
 from cnnstudy.freeze import FreezeError, apply_freeze, set_train_mode
 from cnnstudy.models import create_model
 
@@ -105,3 +106,20 @@ def test_efficientnet_lite0_loads_its_shipped_weights_offline():
     state = model.state_dict()
     assert all(torch.equal(state[k], v) for k, v in shipped.items() if not k.startswith("_fc."))
     assert model._fc.out_features == 2
+
+
+def test_weights_from_a_cnnstudy_checkpoint_keep_its_input_normalization(tmp_path):
+    from cnnstudy.config import RunConfig
+    from cnnstudy.data.splits import Split
+    from cnnstudy.run import build_model
+
+    trained = create_model("cnn_slim", num_classes=3)
+    stats = [[0.5, 0.5, 0.5], [0.25, 0.25, 0.25]]
+    save_checkpoint(tmp_path / "ckpt.pt", {"model": trained.state_dict(), "model_name": "cnn_slim",
+                                           "normalization": stats})
+    cfg = RunConfig.model_validate({"name": "r", "phase": "p", "model": {"name": "cnn_slim",
+                                    "weights": str(tmp_path / "ckpt.pt")}, "data": {"dataset": "x"}})
+    split = Split("elsewhere", ["a", "b"], [("a.png", 0)], [("b.png", 1)], [])
+    model, _, used = build_model(cfg, split, tmp_path)
+    assert used == ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    assert torch.equal(model.conv1.weight, trained.conv1.weight) and model.fc2.out_features == 2

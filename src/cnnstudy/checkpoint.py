@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from .fileio import atomic_torch_save
 
@@ -39,39 +38,11 @@ def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def load_matching_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> list[str]:
-    """Copy `state` into `model`, where every tensor must match except the final head layer.
-
-    A head of another size (10 classes -> 3) keeps the model's fresh layer; returns those keys.
-    Anything else that differs means another architecture, which is refused with the keys listed.
-    """
-    from .models import head_module_names
-
-    target = model.state_dict()
-    head_prefix = head_module_names(model)[-1] + "."
-    missing = [k for k in target if k not in state]
-    unexpected = [k for k in state if k not in target]
-    resized = [k for k in target if k in state and state[k].shape != target[k].shape]
-    kept_fresh = [k for k in resized if k.startswith(head_prefix)]
-    bad_shapes = [k for k in resized if k not in kept_fresh]
-    if missing or unexpected or bad_shapes:
-        raise CheckpointError(_mismatch_message(model, source, missing, unexpected, bad_shapes, state, target))
-    merged = {k: (target[k] if k in kept_fresh else v) for k, v in state.items()}
-    model.load_state_dict(merged, strict=True)
-    return kept_fresh
-
-
-def _mismatch_message(model, source, missing, unexpected, bad_shapes, state, target) -> str:
-    def few(keys: list[str]) -> str:
-        return ", ".join(keys[:8]) + (f" (+{len(keys) - 8} more)" if len(keys) > 8 else "")
-
-    lines = [f"{source} does not fit {model._get_name()}: it looks like another architecture."]
-    if missing:
-        lines.append(f"  missing in the checkpoint: {few(missing)}")
-    if unexpected:
-        lines.append(f"  not in the model: {few(unexpected)}")
-    if bad_shapes:
-        shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(target[k].shape)}" for k in bad_shapes]
-        lines.append(f"  shape differs: {few(shapes)}")
-    lines.append("  Point init_from/weights at a run of the same model, or change model.name to match it.")
-    return "\n".join(lines)
+def check_same_split(ckpt: dict[str, Any], dataset: str, split_digest: str, source: str) -> None:
+    """A checkpoint trained on another split of the same dataset has seen some of this split's
+    validation and test images; starting from it would inflate every score."""
+    if ckpt.get("dataset") == dataset and ckpt.get("split_digest") not in (None, split_digest):
+        raise CheckpointError(
+            f"{source} was trained on another split of {dataset}, so some of this run's validation and "
+            "test images were among its training images. Use the same data.split and "
+            "data.limit_per_class as the run that made it, or start from a checkpoint of another dataset")

@@ -6,7 +6,7 @@ import sys
 
 from .checkpoint import CheckpointError
 from .config import StudyError
-from .datasets import DataError
+from .data.errors import DataError
 from .engine import NonFiniteLossError
 from .freeze import FreezeError
 
@@ -25,7 +25,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .study import run_study
 
     try:
-        study_dir = run_study(args.study, args.set, args.out, force=args.force)
+        study_dir = run_study(args.study, args.set, args.out, force=args.force or [])
     except KeyboardInterrupt:
         print("\ninterrupted: every finished epoch is saved. Run the same command again to resume.",
               file=sys.stderr)
@@ -40,9 +40,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     import json
 
-    from .datasets import open_source
+    from .data.inspection import format_report, inspect_dataset
+    from .data.sources import open_source
     from .fileio import write_json
-    from .inspection import format_report, inspect_dataset
 
     report = inspect_dataset(open_source(args.data), args.min_size)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
@@ -69,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a run setting for every run, e.g. --set train.epochs=2")
     run.add_argument("--out", default="runs", help="folder that receives runs/<study> (default: runs)")
-    run.add_argument("--force", action="store_true", help="start finished or changed runs again")
+    run.add_argument("--force", nargs="?", const="*", action="append", metavar="PHASE/RUN",
+                     help="redo runs although results exist: alone, every run; with PHASE/RUN (repeatable), "
+                          "that run and every run that starts from it")
     run.set_defaults(func=cmd_run)
     report = sub.add_parser("report", help="rebuild report.md/report.html from a study folder")
     report.add_argument("study_dir", help="e.g. runs/quick")

@@ -3,15 +3,31 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 
 class StudyError(ValueError):
     """A study file that cannot run as written."""
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+
+
+def _safe_name(value: str) -> str:
+    # Names become folder names under runs/, and --force deletes run folders: nothing may climb out.
+    if not _SAFE_NAME.fullmatch(value):
+        raise ValueError("use letters, digits, '-', '_' and '.' only, not starting with '.' "
+                         "(it names a folder), e.g. phase1 or cnn_head")
+    return value
+
+
+SafeName = Annotated[str, AfterValidator(_safe_name)]
 
 
 class Strict(BaseModel):
@@ -22,7 +38,7 @@ class SplitConfig(Strict):
     train: float = Field(0.7, gt=0, lt=1)
     val: float = Field(0.15, ge=0, lt=1)
     test: float = Field(0.15, ge=0, lt=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _sums_to_one(self) -> "SplitConfig":
@@ -56,8 +72,9 @@ class TrainConfig(Strict):
     batch_size: int = Field(32, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
-    precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="auto: bf16 autocast where the device computes bf16 natively, else fp32")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 autocast where the device computes bf16 natively, fp16 with a "
+                            "gradient scaler on older CUDA GPUs, else fp32")
 
 
 class VerdictConfig(Strict):
@@ -68,13 +85,13 @@ class VerdictConfig(Strict):
 
 
 class RunConfig(Strict):
-    name: str
-    phase: str
+    name: SafeName
+    phase: SafeName
     model: ModelConfig
     data: DataConfig
     train: TrainConfig = TrainConfig()
     augment: Literal["seed", "none"] = "none"
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     device: str = "auto"
     verdict: VerdictConfig = VerdictConfig()
 
@@ -89,7 +106,7 @@ class RunConfig(Strict):
 
 
 class PhaseConfig(Strict):
-    name: str
+    name: SafeName
     title: str = ""
     description: str = ""
     defaults: dict[str, Any] = {}
@@ -97,7 +114,7 @@ class PhaseConfig(Strict):
 
 
 class StudyConfig(Strict):
-    name: str
+    name: SafeName
     description: str = ""
     defaults: dict[str, Any] = {}
     phases: list[PhaseConfig] = Field(min_length=1)
@@ -151,7 +168,8 @@ def explain(err: ValidationError, where: str, model: type[BaseModel]) -> StudyEr
         elif problem["type"] == "missing":
             lines.append(f"  missing key {key}: add it")
         else:
-            lines.append(f"  {key}: {problem['msg']} (got {problem.get('input')!r})")
+            message = problem["msg"].removeprefix("Value error, ")
+            lines.append(f"  {key}: {message} (got {problem.get('input')!r})")
     return StudyError("\n".join(lines))
 
 

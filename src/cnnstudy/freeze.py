@@ -56,7 +56,12 @@ def apply_freeze(model: nn.Module, policy: str | list[str]) -> list[str]:
     keep = trainable_modules(model, policy)
     for name, param in model.named_parameters():
         param.requires_grad = keep is None or _inside(name.rpartition(".")[0], keep)
-    return [name for name, param in model.named_parameters() if param.requires_grad]
+    trainable = [name for name, param in model.named_parameters() if param.requires_grad]
+    if not trainable:
+        sample = ", ".join(name for name, _ in param_leaves(model)[-6:])
+        raise FreezeError(f"freeze: {policy!r} leaves no parameter of {model._get_name()} trainable (those "
+                          f"modules hold none); name modules with weights, e.g. {sample}")
+    return trainable
 
 
 def set_train_mode(model: nn.Module) -> None:

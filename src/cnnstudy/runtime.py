@@ -43,3 +43,13 @@ def tune_runtime() -> None:
     """Allocator as above, one intra-op thread per usable core."""
     set_allocator(True)
     torch.set_num_threads(usable_cores())
+
+
+def cpu_flags(wanted: tuple[str, ...] = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")) -> str:
+    """The CPU features that decide kernel speed and native bf16, for benchmark headers."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), [])
+    except OSError:
+        return "unknown (no /proc/cpuinfo)"
+    return " ".join(flag for flag in wanted if flag in flags) or "none of " + ", ".join(wanted)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .datasets import FolderSource, to_rgb
+from .sources import FolderSource, to_rgb
 
 
 @dataclass
@@ -83,11 +83,14 @@ def inspect_dataset(source, min_size: int = 46, checks: list[ImageCheck] | None 
     sizes = np.array([[c.width, c.height] for c in good]) if good else np.zeros((0, 2))
     return {
         "dataset": str(source.root),
+        "layout": source.layout.as_dict(),
         "classes": source.classes,
         "counts": counts,
         "imbalance_ratio": float(totals.max() / max(totals.min(), 1)) if len(totals) else None,
         "unreadable": [{"file": c.item, "reason": c.reason} for c in checks if c.reason],
         "ignored": source.ignored,
+        "ignored_folders": source.layout.passed_over,
+        "stray_images": source.stray_images,
         "duplicates_across_splits": duplicate_groups(checks, split_of),
         "size": _size_stats(sizes),
         "smaller_than_min": [{"file": c.item, "size": [c.width, c.height]} for c in good
@@ -107,7 +110,7 @@ def format_report(report: dict) -> str:
     """A readable table of an inspection report."""
     splits = list(report["counts"])
     width = max(len(c) for c in report["classes"] + ["class"]) + 2
-    lines = [f"dataset: {report['dataset']}", "",
+    lines = [f"dataset: {report['dataset']}", f"layout: {report['layout']['description']}", "",
              "class".ljust(width) + "".join(s.rjust(8) for s in splits) + "total".rjust(8)]
     for k, name in enumerate(report["classes"]):
         row = [report["counts"][s][k] for s in splits]
@@ -119,6 +122,8 @@ def format_report(report: dict) -> str:
                      f"height {h['min']}-{h['max']} (median {h['median']:.0f})")
     sections = [("unreadable (left out)", [f"{u['file']}: {u['reason']}" for u in report["unreadable"]]),
                 ("ignored (hidden or not an image)", report["ignored"]),
+                ("folders passed over", [f"{f['folder']}/: {f['reason']}" for f in report["ignored_folders"]]),
+                ("images outside a class folder (not used)", report["stray_images"]),
                 ("same image in more than one split",
                  [f"{', '.join(d['files'])} ({'/'.join(d['splits'])})" for d in report["duplicates_across_splits"]]),
                 (f"smaller than {report['min_size']} px (upscaled)",

@@ -1,4 +1,5 @@
-"""Where images come from: a folder of class sub-folders (optionally pre-split) or Fashion-MNIST's IDX files.
+"""Where images come from: an image folder (class folders, optionally inside split folders) or
+Fashion-MNIST's IDX files.
 
 A source lists labelled item ids per source split and opens any item as an RGB PIL image.
 """
@@ -13,17 +14,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from .cache import cache_root
+from .errors import DataError
+from .layout import Layout, check_class_folders, detect_layout, visible_dirs
+
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-SPLIT_NAMES = ("train", "val", "test")
 FASHION_MNIST = "fashion-mnist"
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 FASHION_MNIST_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
                        "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
-
-
-class DataError(ValueError):
-    """A dataset that cannot be used as configured; the message names the path and the fix."""
 
 
 def data_roots() -> list[Path]:
@@ -74,11 +74,13 @@ def open_image_file(path: Path) -> Image.Image:
 
 @dataclass
 class FolderSource:
-    """Images in <root>/<class>/<file>, or <root>/{train,val,test}/<class>/<file> when pre-split."""
+    """Images in class folders, possibly inside split folders (see layout.py)."""
     root: Path
     classes: list[str]
-    items: dict[str, list[tuple[str, int]]]  # source split -> [(path relative to root, label)]
-    ignored: list[str] = field(default_factory=list)
+    items: dict[str, list[tuple[str, int]]]  # source split ("all" when unsplit) -> [(path under root, label)]
+    layout: Layout
+    ignored: list[str] = field(default_factory=list)  # hidden entries and files that are not images
+    stray_images: list[str] = field(default_factory=list)  # images outside any class folder
 
     @property
     def name(self) -> str:
@@ -92,12 +94,13 @@ class FolderSource:
         return stat.st_size, stat.st_mtime_ns
 
 
-def _visible_dirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
 def _hidden(folder: Path, root: Path) -> list[str]:
     return [p.relative_to(root).as_posix() for p in sorted(folder.iterdir()) if p.name.startswith(".")]
+
+
+def _loose_images(folder: Path, root: Path) -> list[str]:
+    return [p.relative_to(root).as_posix() for p in sorted(folder.iterdir())
+            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")]
 
 
 def _walk_class(class_dir: Path, root: Path) -> tuple[list[str], list[str]]:
@@ -120,24 +123,24 @@ def scan_folder(root: Path) -> FolderSource:
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root} is not a folder; set data.dataset to a folder of class sub-folders")
-    subdirs = {p.name for p in _visible_dirs(root)}
-    presplit = "train" in subdirs and bool({"val", "test"} & subdirs)
-    split_dirs = {s: root / s for s in SPLIT_NAMES if s in subdirs} if presplit else {"all": root}
-    classes = sorted({p.name for d in split_dirs.values() for p in _visible_dirs(d)})
-    if not classes:
-        raise DataError(f"{root} has no class sub-folders; lay it out as {root}/<class>/<image> "
-                        f"or {root}/train/<class>/<image>")
+    layout = detect_layout(root)
+    split_dirs = {split: root / folder for split, folder in layout.folders.items()}
+    classes = sorted({p.name for d in split_dirs.values() for p in visible_dirs(d)})
+    check_class_folders(root, layout, classes)
     items: dict[str, list[tuple[str, int]]] = {}
-    ignored = _hidden(root, root)
+    ignored, stray = _hidden(root, root), []
     for split, folder in split_dirs.items():
         items[split] = []
         ignored += _hidden(folder, root) if folder != root else []
+        stray += _loose_images(folder, root)
         for label, cls in enumerate(classes):
             if (folder / cls).is_dir():
                 images, passed_over = _walk_class(folder / cls, root)
                 items[split] += [(rel, label) for rel in images]
                 ignored += passed_over
-    return FolderSource(root, classes, items, ignored)
+    if layout.kind == "split folders":
+        stray += _loose_images(root, root)
+    return FolderSource(root, classes, items, layout, ignored, stray)
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -161,7 +164,10 @@ class FashionMnistSource:
     root: Path
     classes: list[str] = field(default_factory=lambda: list(FASHION_MNIST_CLASSES))
     ignored: list[str] = field(default_factory=list)
+    stray_images: list[str] = field(default_factory=list)
     name: str = FASHION_MNIST
+    layout: Layout = field(default_factory=lambda: Layout(
+        "idx files", {split: files[0] for split, files in FASHION_MNIST_FILES.items()}))
 
     @cached_property
     def arrays(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -185,8 +191,6 @@ class FashionMnistSource:
 def _download_fashion_mnist() -> Path:
     """Users with internet get torchvision's real downloader; the raw IDX files land in its cache."""
     from torchvision.datasets import FashionMNIST
-
-    from .cache import cache_root
 
     cache = cache_root() / "torchvision"
     for train in (True, False):

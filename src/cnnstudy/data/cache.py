@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .datasets import DataError
+from .errors import DataError
 
 
 def cache_root() -> Path:

@@ -1,0 +1,95 @@
+"""What a run was made from, recorded in its folder and compared before its results are reused.
+
+A run's fingerprint is its resolved config, the split it trained and was scored on (the dataset
+and the digest of its file lists), and the SHA-256 of every checkpoint it starts from (init_from's
+best.pt, weights:). A finished run is reused only when all of them match; otherwise `differences`
+says, key by key, what changed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig
+from .data.splits import Split
+from .fileio import read_json, sha256_file, write_json
+
+FILE = "fingerprint.json"
+
+
+def make_fingerprint(cfg: RunConfig, split: Split, inputs: dict[str, dict]) -> dict[str, Any]:
+    return {"config": cfg.model_dump(mode="json"),
+            "split": {"dataset": split.dataset, "digest": split.digest},
+            "inputs": inputs}
+
+
+def fingerprint_digest(fingerprint: dict) -> str:
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def checkpoint_inputs(cfg: RunConfig, study_dir: Path, retrained: set[str] = frozenset()) -> dict[str, dict]:
+    """The checkpoints a run starts from, by SHA-256; None for a source run that will train again first."""
+    inputs: dict[str, dict] = {}
+    source = cfg.model.init_from
+    if source:
+        digest = None if source in retrained else sha256_file(study_dir / source / "best.pt")
+        inputs["init_from"] = {"run": source, "sha256": digest}
+    if cfg.model.weights:
+        inputs["weights"] = {"file": cfg.model.weights, "sha256": sha256_file(cfg.model.weights)}
+    return inputs
+
+
+def read_fingerprint(run_dir: Path) -> dict | None:
+    path = run_dir / FILE
+    try:
+        return read_json(path) if path.exists() else None
+    except ValueError:
+        return None  # unreadable counts as unknown: the run cannot be vouched for
+
+
+def write_fingerprint(run_dir: Path, fingerprint: dict) -> None:
+    write_json(run_dir / FILE, fingerprint)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def differences(old: dict | None, new: dict) -> list[str]:
+    """Every way the recorded fingerprint `old` differs from `new`, one readable line each."""
+    if old is None:
+        return [f"no {FILE}: made by an older cnnstudy or by hand, so what it was made from is unknown"]
+    lines = []
+    before, after = _flatten(old.get("config", {})), _flatten(new["config"])
+    for key in sorted(set(before) | set(after)):
+        if before.get(key, "(unset)") != after.get(key, "(unset)"):
+            lines.append(f"{key}: {before.get(key, '(unset)')!r} -> {after.get(key, '(unset)')!r}")
+    old_split, new_split = old.get("split", {}), new["split"]
+    if old_split.get("dataset") != new_split["dataset"]:
+        lines.append(f"dataset folder: {old_split.get('dataset')} -> {new_split['dataset']}")
+    elif old_split.get("digest") != new_split["digest"]:
+        lines.append(f"split: other images in train/val/test ({str(old_split.get('digest'))[:12]} -> "
+                     f"{new_split['digest'][:12]})")
+    lines += _input_differences(old.get("inputs", {}), new["inputs"])
+    return lines
+
+
+def _input_differences(before: dict, after: dict) -> list[str]:
+    lines = []
+    for name in sorted(set(before) | set(after)):
+        old, new = before.get(name), after.get(name)
+        if new and new.get("run") and new.get("sha256") is None:
+            lines.append(f"init_from {new['run']} trains again first, so the checkpoint this run "
+                         "starts from will change")
+        elif old != new:
+            what = f"init_from {new['run']}: its best.pt" if new and new.get("run") else f"{name} file"
+            lines.append(f"{what} changed since this run started from it")
+    return lines

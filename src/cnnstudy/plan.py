@@ -1,0 +1,189 @@
+"""Everything decided before the first run trains.
+
+`validate_runs` checks each run's config against the models, datasets and files it names;
+`check_prepared` checks what needs the splits (batch sizes, init_from across splits);
+`plan_actions` decides what each run will do (train, resume, skip, redo) and stops the study,
+naming what differs, when a run folder no longer matches its config, split or inputs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .checkpoint import CheckpointError, check_same_split, load_checkpoint_file
+from .config import RunConfig, StudyError
+from .data.errors import DataError
+from .data.prepare import PreparedData
+from .data.sources import resolve_dataset
+from .fingerprint import checkpoint_inputs, differences, make_fingerprint, read_fingerprint
+from .freeze import FreezeError, apply_freeze
+from .models import check_state_fits, create_model, get_spec, model_state
+
+
+@dataclass
+class RunPlan:
+    cfg: RunConfig
+    data: PreparedData
+    action: str  # "train" (nothing there yet) | "resume" | "skip" (finished, matches) | "redo" (--force)
+    run_dir: Path
+
+
+def validate_runs(runs: list[RunConfig], study_path: Path) -> None:
+    """Every config error a run can have on its own, found before anything trains."""
+    by_id: dict[str, RunConfig] = {}
+    for cfg in runs:
+        where = f"{study_path}, run {cfg.run_id}"
+        if cfg.run_id in by_id:
+            raise StudyError(f"{where}: the name is used twice in phase {cfg.phase!r}; rename one")
+        _check_model(cfg, where, by_id)
+        _check_environment(cfg, where, study_path)
+        by_id[cfg.run_id] = cfg
+
+
+def _check_model(cfg: RunConfig, where: str, earlier: dict[str, RunConfig]) -> None:
+    try:
+        spec = get_spec(cfg.model.name)
+    except ValueError as err:
+        raise StudyError(f"{where}: model.name: {err}") from None
+    if cfg.data.image_size < spec.min_size:
+        raise StudyError(f"{where}: data.image_size {cfg.data.image_size} is below {cfg.model.name}'s "
+                         f"minimum of {spec.min_size} px; raise it to {spec.min_size} or more")
+    if cfg.model.pretrained and not spec.pretrained_available:
+        raise StudyError(f"{where}: model.pretrained: {cfg.model.name} has no pretrained weights; use "
+                         "model.init_from (a run of this study) or model.weights (a file) instead")
+    source = cfg.model.init_from
+    if source and cfg.model.weights:
+        raise StudyError(f"{where}: model.init_from and model.weights both name a starting point; keep one")
+    if source and source not in earlier:
+        raise StudyError(f"{where}: model.init_from {source!r} names no earlier run; "
+                         f"use one of: {', '.join(sorted(earlier)) or '(none yet)'}")
+    if source and earlier[source].model.name != cfg.model.name:
+        raise StudyError(f"{where}: model.init_from {source} trains a {earlier[source].model.name}, but this "
+                         f"run builds a {cfg.model.name}; set model.name: {earlier[source].model.name}")
+    with torch.device("meta"):  # weightless: only names and shapes are checked
+        model = create_model(cfg.model.name, 2, image_size=cfg.data.image_size)
+    try:
+        apply_freeze(model, cfg.model.freeze)
+    except FreezeError as err:
+        raise StudyError(f"{where}: model.{err}") from None
+    if cfg.model.weights:
+        _check_weights_file(cfg, model, where)
+
+
+def _check_weights_file(cfg: RunConfig, model, where: str) -> None:
+    path = Path(cfg.model.weights)
+    if not path.is_file():
+        raise StudyError(f"{where}: model.weights file {path} does not exist")
+    try:
+        state = model_state(load_checkpoint_file(path))
+        check_state_fits(model, {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}, str(path))
+    except CheckpointError as err:
+        raise StudyError(f"{where}: model.weights: {err}") from None
+
+
+def _check_environment(cfg: RunConfig, where: str, study_path: Path) -> None:
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise StudyError(f"{where}: device {cfg.device!r} but CUDA is not available; use device: auto")
+    if cfg.train.precision == "fp16" and not (cfg.device != "cpu" and torch.cuda.is_available()):
+        raise StudyError(f"{where}: train.precision fp16 needs a CUDA device; use auto, fp32 or bf16")
+    try:
+        resolve_dataset(cfg.data.dataset, study_path.parent)
+    except DataError as err:
+        raise StudyError(f"{where}: data.dataset: {err}") from None
+
+
+def check_prepared(runs: list[RunConfig], prepared: dict[str, PreparedData], study_path: Path) -> None:
+    """What can only be checked once every split is made."""
+    for cfg in runs:
+        where, split = f"{study_path}, run {cfg.run_id}", prepared[cfg.run_id].split
+        if cfg.train.batch_size > len(split.train):
+            raise StudyError(f"{where}: train.batch_size {cfg.train.batch_size} is larger than the "
+                             f"{len(split.train)} training images; lower it")
+        source = cfg.model.init_from
+        if source and prepared[source].split.dataset == split.dataset and \
+                prepared[source].split.digest != split.digest:
+            raise StudyError(
+                f"{where}: model.init_from {source} trained on another split of the same dataset "
+                f"({split.dataset}), so some of this run's validation and test images were among its "
+                "training images and its scores would be inflated. Give both runs the same data.split "
+                "and data.limit_per_class, or start this run from a run on another dataset")
+        if cfg.model.weights:
+            try:
+                check_same_split(load_checkpoint_file(cfg.model.weights), split.dataset, split.digest,
+                                 cfg.model.weights)
+            except CheckpointError as err:
+                raise StudyError(f"{where}: model.weights: {err}") from None
+
+
+def force_set(runs: list[RunConfig], force: list[str]) -> set[str]:
+    """Runs to redo: every run for a bare --force, else the named runs and every run downstream."""
+    ids = [cfg.run_id for cfg in runs]
+    if "*" in force:
+        return set(ids)
+    unknown = [name for name in force if name not in ids]
+    if unknown:
+        raise StudyError(f"--force {', '.join(unknown)}: no such run in this study; use <phase>/<run>, "
+                         f"one of: {', '.join(ids)}")
+    chosen = set(force)
+    for cfg in runs:  # study order: a run's source always comes before it
+        if cfg.model.init_from in chosen:
+            chosen.add(cfg.run_id)
+    return chosen
+
+
+def check_removable(run_dir: Path, study_dir: Path) -> Path:
+    """The real path of a run folder that may be deleted: inside the study folder, never a link out of it."""
+    study, target = study_dir.resolve(), run_dir.resolve()
+    if run_dir.is_symlink() or target == study or study not in target.parents:
+        raise StudyError(f"refusing to delete {run_dir}: it is not a run folder inside {study_dir} "
+                         "(a link, or a path that leaves it); move it away by hand")
+    return target
+
+
+def _has_results(run_dir: Path) -> bool:
+    return any((run_dir / name).exists() for name in ("metrics.json", "last.pt", "best.pt"))
+
+
+def plan_actions(runs: list[RunConfig], prepared: dict[str, PreparedData], study_dir: Path,
+                 forced: set[str]) -> list[RunPlan]:
+    plans, stale, retrained = [], [], set()
+    for cfg in runs:
+        run_dir, data = study_dir / cfg.phase / cfg.name, prepared[cfg.run_id]
+        if run_dir.exists() or run_dir.is_symlink():
+            check_removable(run_dir, study_dir)
+        if not _has_results(run_dir):
+            action = "train"
+        elif cfg.run_id in forced:
+            action = "redo"
+        else:
+            _require_source_checkpoint(cfg, study_dir, retrained)
+            expected = make_fingerprint(cfg, data.split, checkpoint_inputs(cfg, study_dir, retrained))
+            diffs = differences(read_fingerprint(run_dir), expected)
+            stale += [(cfg.run_id, diffs)] if diffs else []
+            action = "stale" if diffs else "skip" if (run_dir / "metrics.json").exists() else "resume"
+        if action != "skip":  # it will train: whatever starts from it changes too
+            retrained.add(cfg.run_id)
+        plans.append(RunPlan(cfg, data, action, run_dir))
+    if stale:
+        raise StudyError(stale_message(study_dir, stale))
+    return plans
+
+
+def _require_source_checkpoint(cfg: RunConfig, study_dir: Path, retrained: set[str]) -> None:
+    source = cfg.model.init_from
+    if source and source not in retrained and not (study_dir / source / "best.pt").exists():
+        raise StudyError(f"run {cfg.run_id} starts from {source}, whose best.pt is missing from "
+                         f"{study_dir / source}; re-run with --force {source} to train it again")
+
+
+def stale_message(study_dir: Path, stale: list[tuple[str, list[str]]]) -> str:
+    lines = [f"{study_dir}: {len(stale)} run(s) there were made from other settings or inputs than the "
+             "study asks for now, so their results cannot be reused. Nothing was trained."]
+    for run_id, diffs in stale:
+        lines.append(f"  {run_id}:")
+        lines += [f"    {line}" for line in diffs]
+    lines.append(f"Fix: add --force to redo every run, or --force {stale[0][0]} (repeatable) to redo that run "
+                 "and the runs that start from it. To keep the old results, use another --out or rename the runs.")
+    return "\n".join(lines)

@@ -1,0 +1,62 @@
+"""The package's import graph, read from the source (function-level imports included): no circle,
+and the data side depends on nothing above it."""
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "cnnstudy"
+LOWER = {"cnnstudy.config", "cnnstudy.fileio", "cnnstudy.seeds"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+            target = f"{base}.{node.module}" if node.module else base
+            for alias in node.names:  # `from . import plots` imports a module
+                candidate = f"{target}.{alias.name}"
+                found.add(candidate if (PACKAGE.parent / (candidate.replace(".", "/") + ".py")).exists() else target)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            found |= {n for n in names if n.startswith("cnnstudy")}
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py") if p.name != "__main__.py"}
+    return {name: {i for i in imports_of(path) if i in modules and i != name} for name, path in modules.items()}
+
+
+def test_no_import_circles():
+    edges, state, cycles = graph(), {}, []
+
+    def visit(node, stack):
+        state[node] = "open"
+        for nxt in sorted(edges[node]):
+            if state.get(nxt) == "open":
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = "done"
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node, [node])
+    assert not cycles, cycles
+
+
+def test_the_data_side_imports_nothing_above_it():
+    for name, targets in graph().items():
+        if name.startswith("cnnstudy.data"):
+            above = {t for t in targets if not t.startswith("cnnstudy.data") and t not in LOWER}
+            assert not above, f"{name} imports {above}"
+
+
+def test_checkpoint_does_not_import_models():
+    assert "cnnstudy.models" not in graph()["cnnstudy.checkpoint"]
