@@ -1,6 +1,7 @@
 """Transfer-learning benchmark (not a test): is ImageNet pretraining worth it on a small dataset?
 
-On hymenoptera (ants/bees, 245 train / 153 val images, val halved into val and test), with the same epochs for all three:
+On hymenoptera (ants/bees, 245 train / 153 val images, val halved into val and test),
+with the same epochs for all three:
   - efficientnet_lite0, ImageNet weights, last 10 layers trained (`freeze: last:10`)
   - efficientnet_lite0 from random init, all layers trained
   - cnn_regularized (our phase-3 CNN) from scratch, all layers trained

@@ -33,7 +33,7 @@ def test_init_from_carries_the_model_to_a_new_dataset_with_a_new_head(tmp_path):
             assert torch.equal(tuned[key], value), f"{key} is frozen (BatchNorm statistics too) but moved"
     assert tuned["fc2.weight"].shape == (2, 512)
     summary = (study_dir / "summary.md").read_text()
-    assert "| p4 | head | cnn_regularized | from p3/reg | two | 521,986 | 132,610 |" in summary
+    assert "| p4 | head | — | 0 | cnn_regularized | from p3/reg | two | 521,986 | 132,610 |" in summary
 
 
 def test_init_from_a_run_of_another_model_is_refused(tmp_path):

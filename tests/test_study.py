@@ -48,9 +48,13 @@ def test_every_artefact_is_written(finished_study):
 def test_summary_has_a_row_per_run(finished_study):
     _, study_dir, _ = finished_study
     lines = (study_dir / "summary.csv").read_text().splitlines()
-    assert lines[0].startswith("phase,run,model,init,dataset,params,trainable,epochs,best_epoch")
-    assert [line.split(",")[:3] for line in lines[1:]] == [["p1", "base", "cnn_slim"],
-                                                          ["p3", "reg", "cnn_regularized"]]
+    assert lines[0].startswith("phase,run,repeat,seed,model,init,dataset,params,trainable,epochs,best_epoch")
+    assert [line.split(",")[:5] for line in lines[1:]] == [["p1", "base", "", "0", "cnn_slim"],
+                                                          ["p3", "reg", "", "0", "cnn_regularized"]]
+    grouped = (study_dir / "summary_grouped.csv").read_text().splitlines()
+    assert grouped[0].startswith("phase,run,model,init,dataset,repeats,scored_on,test_acc_mean,test_acc_std")
+    assert len(grouped) == 3
+    assert (study_dir / "comparisons.csv").read_text().startswith("kind,a,b,dataset,test_images,diff")
 
 
 def test_rerun_skips_finished_runs(finished_study):
@@ -69,8 +73,8 @@ def test_report_rebuilds_from_files_alone(finished_study, tmp_path):
     md, html = build_report(copy)
     text = md.read_text()
     assert "## p1: From scratch" in text and "Verdict: **" in text and "Epoch [2/2]" in text
-    assert "OptimizedCNNModel(" in text and "| p3 | reg | cnn_regularized |" in text
-    assert html.read_text().count("data:image/png;base64,") == 8
+    assert "OptimizedCNNModel(" in text and "| p3 | reg | — | 0 | cnn_regularized |" in text
+    assert html.read_text().count("data:image/png;base64,") == 8 + 2  # per run, then the study's two
 
 
 def test_tiny_training_beats_chance_clearly(finished_study):

@@ -73,7 +73,8 @@ def test_a_changed_key_stops_the_study_before_training_and_names_the_key(copy):
 
 def test_a_changed_source_run_makes_its_dependants_stale_and_force_redoes_exactly_those(copy):
     study, study_dir = copy
-    study.write_text(study.read_text().replace("cnn_regularized, train: {epochs: 1}", "cnn_regularized, train: {epochs: 2}"))
+    text = study.read_text()
+    study.write_text(text.replace("cnn_regularized, train: {epochs: 1}", "cnn_regularized, train: {epochs: 2}"))
     with pytest.raises(StudyError) as caught:
         run_study(study, out_dir=study_dir.parent, **QUIET)
     message = str(caught.value)
@@ -232,7 +233,7 @@ def test_every_run_records_what_it_was_made_from(finished):
     fingerprint = read_json(study_dir / "p4" / "head" / "fingerprint.json")
     metrics = read_json(study_dir / "p4" / "head" / "metrics.json")
     from cnnstudy.fileio import sha256_file
-    assert fingerprint["inputs"]["init_from"] == {"run": "p3/reg",
+    assert fingerprint["inputs"]["init_from"] == {"run": "p3/reg", "file": "p3/reg/best.pt",
                                                   "sha256": sha256_file(study_dir / "p3" / "reg" / "best.pt")}
     assert fingerprint["config"]["train"]["lr"] == 0.002
     assert fingerprint["split"]["digest"] == metrics["split"]["digest"]

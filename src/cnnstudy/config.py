@@ -79,8 +79,9 @@ class TrainConfig(Strict):
 
 class VerdictConfig(Strict):
     """Thresholds of the overfitting verdict (see docs/verdict.md)."""
-    max_gap: float = 0.10  # final train acc - val acc above this: overfit
-    val_loss_rise: float = 0.20  # final val loss above (1 + this) x its minimum: overfit
+    max_gap: float = 0.10  # final train acc (eval mode, un-augmented) - val acc above this: overfit
+    val_loss_rise: float = 0.20  # final val loss above (1 + this) x its minimum ...
+    val_loss_rise_abs: float = 0.05  # ... and above it by at least this much: overfit
     min_train_acc: float = 0.70  # final train acc below this: underfit
 
 
@@ -92,6 +93,7 @@ class RunConfig(Strict):
     train: TrainConfig = TrainConfig()
     augment: Literal["seed", "none"] = "none"
     seed: int = Field(0, ge=0)
+    repeats: int = Field(1, ge=1, le=100, description="train the run this many times, seeds derived from seed")
     device: str = "auto"
     verdict: VerdictConfig = VerdictConfig()
 

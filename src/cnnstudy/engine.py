@@ -138,8 +138,11 @@ def _repair_after_kill(run_dir: Path, ckpt: dict, state: FitState) -> None:
 
 def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader, val_loader, device: torch.device,
         epochs: int, run_dir: Path, meta: dict[str, Any], seed: int = 0, log=print,
-        precision: str = "fp32") -> FitState:
-    """Train for `epochs`, writing history.jsonl, last.pt and best.pt (by val acc) after every epoch."""
+        precision: str = "fp32", train_eval_loader=None) -> FitState:
+    """Train for `epochs`, writing history.jsonl, last.pt and best.pt (by val acc) after every epoch.
+
+    With `train_eval_loader` (un-augmented training images), each row also holds train_eval_loss and
+    train_eval_acc, measured in eval mode like the validation numbers they are compared with."""
     criterion = nn.CrossEntropyLoss()
     scaler = grad_scaler(device, precision)
     state = resume_state(run_dir, model, optimizer, scaler, meta)
@@ -152,6 +155,9 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader, val_lo
         started = time.perf_counter()
         row = {"epoch": epoch, **train_one_epoch(model, train_loader, optimizer, criterion, device,
                                                   f"epoch {epoch}/{epochs}", precision, scaler)}
+        if train_eval_loader is not None:
+            seen = evaluate(model, train_eval_loader, device, precision)
+            row.update(train_eval_loss=seen["loss"], train_eval_acc=seen["acc"], train_eval_n=len(seen["targets"]))
         val = evaluate(model, val_loader, device, precision)
         row.update(val_loss=val["loss"], val_acc=val["acc"], seconds=time.perf_counter() - started)
         state.history.append(row)

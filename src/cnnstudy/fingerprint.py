@@ -20,7 +20,8 @@ FILE = "fingerprint.json"
 
 
 def make_fingerprint(cfg: RunConfig, split: Split, inputs: dict[str, dict]) -> dict[str, Any]:
-    return {"config": cfg.model_dump(mode="json"),
+    # The number of sibling repeats does not change a repeat's numbers: adding repeats keeps them.
+    return {"config": cfg.model_dump(mode="json", exclude={"repeats"}),
             "split": {"dataset": split.dataset, "digest": split.digest},
             "inputs": inputs}
 
@@ -29,13 +30,15 @@ def fingerprint_digest(fingerprint: dict) -> str:
     return hashlib.sha256(json.dumps(fingerprint, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def checkpoint_inputs(cfg: RunConfig, study_dir: Path, retrained: set[str] = frozenset()) -> dict[str, dict]:
-    """The checkpoints a run starts from, by SHA-256; None for a source run that will train again first."""
+def checkpoint_inputs(cfg: RunConfig, study_dir: Path, source_checkpoint: Path | None) -> dict[str, dict]:
+    """The checkpoints a run starts from, by SHA-256. `source_checkpoint` is the init_from run's
+    best.pt, or None when that run trains again first (its checkpoint is not known yet)."""
     inputs: dict[str, dict] = {}
-    source = cfg.model.init_from
-    if source:
-        digest = None if source in retrained else sha256_file(study_dir / source / "best.pt")
-        inputs["init_from"] = {"run": source, "sha256": digest}
+    if cfg.model.init_from:
+        known = source_checkpoint is not None
+        inputs["init_from"] = {"run": cfg.model.init_from,
+                               "file": source_checkpoint.relative_to(study_dir).as_posix() if known else None,
+                               "sha256": sha256_file(source_checkpoint) if known else None}
     if cfg.model.weights:
         inputs["weights"] = {"file": cfg.model.weights, "sha256": sha256_file(cfg.model.weights)}
     return inputs
@@ -89,6 +92,9 @@ def _input_differences(before: dict, after: dict) -> list[str]:
         if new and new.get("run") and new.get("sha256") is None:
             lines.append(f"init_from {new['run']} trains again first, so the checkpoint this run "
                          "starts from will change")
+        elif old and new and old.get("file") != new.get("file") and new.get("run"):
+            lines.append(f"init_from {new['run']}: it now starts from {new['file']} (was {old.get('file')}), "
+                         "its best repeat")
         elif old != new:
             what = f"init_from {new['run']}: its best.pt" if new and new.get("run") else f"{name} file"
             lines.append(f"{what} changed since this run started from it")

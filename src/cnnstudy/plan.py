@@ -20,14 +20,23 @@ from .data.sources import resolve_dataset
 from .fingerprint import checkpoint_inputs, differences, make_fingerprint, read_fingerprint
 from .freeze import FreezeError, apply_freeze
 from .models import check_state_fits, create_model, get_spec, model_state
+from .repeats import group_dir, has_results, leftover_layout, repeat_config, repeat_dirs, source_checkpoint
 
 
 @dataclass
 class RunPlan:
-    cfg: RunConfig
+    """One training job: a run, or one repeat of a run."""
+    cfg: RunConfig  # with the repeat's own seed
     data: PreparedData
     action: str  # "train" (nothing there yet) | "resume" | "skip" (finished, matches) | "redo" (--force)
     run_dir: Path
+    repeat: int | None = None  # None: a run without repeats
+    source: RunConfig | None = None  # the init_from run
+    clear: Path | None = None  # a folder to delete before training (inside the study folder)
+
+    @property
+    def label(self) -> str:
+        return self.cfg.run_id + ("" if self.repeat is None else f"/r{self.repeat}")
 
 
 def validate_runs(runs: list[RunConfig], study_path: Path) -> None:
@@ -142,40 +151,35 @@ def check_removable(run_dir: Path, study_dir: Path) -> Path:
     return target
 
 
-def _has_results(run_dir: Path) -> bool:
-    return any((run_dir / name).exists() for name in ("metrics.json", "last.pt", "best.pt"))
-
-
 def plan_actions(runs: list[RunConfig], prepared: dict[str, PreparedData], study_dir: Path,
                  forced: set[str]) -> list[RunPlan]:
     plans, stale, retrained = [], [], set()
+    by_id = {cfg.run_id: cfg for cfg in runs}
     for cfg in runs:
-        run_dir, data = study_dir / cfg.phase / cfg.name, prepared[cfg.run_id]
-        if run_dir.exists() or run_dir.is_symlink():
-            check_removable(run_dir, study_dir)
-        if not _has_results(run_dir):
-            action = "train"
-        elif cfg.run_id in forced:
-            action = "redo"
-        else:
-            _require_source_checkpoint(cfg, study_dir, retrained)
-            expected = make_fingerprint(cfg, data.split, checkpoint_inputs(cfg, study_dir, retrained))
-            diffs = differences(read_fingerprint(run_dir), expected)
-            stale += [(cfg.run_id, diffs)] if diffs else []
-            action = "stale" if diffs else "skip" if (run_dir / "metrics.json").exists() else "resume"
-        if action != "skip":  # it will train: whatever starts from it changes too
-            retrained.add(cfg.run_id)
-        plans.append(RunPlan(cfg, data, action, run_dir))
+        group = group_dir(study_dir, cfg)
+        if group.exists() or group.is_symlink():
+            check_removable(group, study_dir)
+        source = by_id.get(cfg.model.init_from)
+        source_ckpt = None if source is None or source.run_id in retrained else source_checkpoint(study_dir, source)
+        leftover = None if cfg.run_id in forced else leftover_layout(study_dir, cfg)
+        stale += [(cfg.run_id, [f"{group} {leftover}"])] if leftover else []
+        for repeat, run_dir in repeat_dirs(study_dir, cfg):
+            job = RunPlan(repeat_config(cfg, repeat), prepared[cfg.run_id], "train", run_dir, repeat, source)
+            if cfg.run_id in forced:
+                job.action, job.clear = "redo", group if repeat in (None, 0) and group.exists() else None
+            elif run_dir.exists() and not has_results(run_dir):
+                job.clear = run_dir  # only what a run writes before its first epoch
+            elif run_dir.exists():
+                expected = make_fingerprint(job.cfg, job.data.split, checkpoint_inputs(job.cfg, study_dir, source_ckpt))
+                diffs = differences(read_fingerprint(run_dir), expected)
+                stale += [(job.label, diffs)] if diffs else []
+                job.action = "stale" if diffs else "skip" if (run_dir / "metrics.json").exists() else "resume"
+            if job.action != "skip":  # it will train: whatever starts from this run changes too
+                retrained.add(cfg.run_id)
+            plans.append(job)
     if stale:
         raise StudyError(stale_message(study_dir, stale))
     return plans
-
-
-def _require_source_checkpoint(cfg: RunConfig, study_dir: Path, retrained: set[str]) -> None:
-    source = cfg.model.init_from
-    if source and source not in retrained and not (study_dir / source / "best.pt").exists():
-        raise StudyError(f"run {cfg.run_id} starts from {source}, whose best.pt is missing from "
-                         f"{study_dir / source}; re-run with --force {source} to train it again")
 
 
 def stale_message(study_dir: Path, stale: list[tuple[str, list[str]]]) -> str:

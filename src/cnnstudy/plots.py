@@ -81,3 +81,45 @@ def plot_prediction_grid(images: list[Image.Image], true_names: list[str], pred_
         ax.set_title(f"True: {true} / Pred: {pred}", fontsize=8,
                      color="black" if true == pred else "red")
     return _save(fig, path)
+
+
+def plot_comparison_bars(names: list[str], scores: dict[str, list[tuple[float, float | None]]],
+                         path: Path, held_out: list[bool]) -> Path:
+    """Grouped bars per run, one per score (e.g. test accuracy, macro F1), error bars = std over
+    repeats. Runs without a held-out test split are hatched: their scores are on validation images."""
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(names) + 2), 4.2))
+    width = 0.8 / max(len(scores), 1)
+    positions = np.arange(len(names))
+    for i, (label, values) in enumerate(scores.items()):
+        means = [100 * m for m, _ in values]
+        errors = [0 if s is None else 100 * s for _, s in values]
+        bars = ax.bar(positions + (i - (len(scores) - 1) / 2) * width, means, width, yerr=errors, capsize=3,
+                      label=label)
+        for bar, honest in zip(bars, held_out):
+            bar.set_hatch("" if honest else "//")
+    ax.set_xticks(positions, names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 100)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Test scores (mean ± std over repeats; hatched: no held-out test, validation scores)")
+    return _save(fig, path)
+
+
+def plot_val_curves(curves: dict[str, list[list[float]]], path: Path) -> Path:
+    """Every run's validation accuracy per epoch in one plot: the mean over its repeats, with the
+    range of the repeats shaded."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, runs in curves.items():
+        length = min(len(run) for run in runs)
+        values = 100 * np.array([run[:length] for run in runs])
+        epochs = np.arange(1, length + 1)
+        line, = ax.plot(epochs, values.mean(0), "o-", markersize=3, label=name)
+        if len(runs) > 1:
+            ax.fill_between(epochs, values.min(0), values.max(0), color=line.get_color(), alpha=0.15)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title("Validation accuracy of every run")
+    return _save(fig, path)

@@ -1,16 +1,24 @@
-"""The study report, rebuilt from the run folders alone: report.md and a self-contained report.html."""
+"""The study report, rebuilt from the run folders alone: report.md and a self-contained report.html.
+
+It leads with the answer (findings in words, the comparison table with mean ± std over repeats,
+test scores and validation curves of every run, differences with their uncertainty), then gives
+each phase's runs in detail, then every run (and repeat) in one table.
+"""
 from __future__ import annotations
 
-import base64
-import html
-import re
 from pathlib import Path
 
-from .fileio import atomic_write_text, read_json
-from .summary import COLUMNS, SUMMARY_NOTE, RunRecord, collect_rows, markdown_table, read_run, study_runs
+from . import plots
+from .compare import Group, comparisons, load_groups
+from .fileio import atomic_write_text, read_jsonl
+from .findings import findings
+from .records import RunRecord, run_records, study_runs
+from .render import to_html, to_markdown
+from .summary import COLUMNS, SUMMARY_NOTE, collect_rows
 
 PLOTS = [("curves.png", "Loss and accuracy"), ("roc.png", "ROC"), ("confusion.png", "Confusion matrix"),
          ("predictions.png", "Predictions")]
+Blocks = list[tuple[str, object]]
 
 
 def _settings(cfg: dict) -> str:
@@ -19,7 +27,7 @@ def _settings(cfg: dict) -> str:
             f"freeze {cfg['model']['freeze']}, dataset {cfg['data']['dataset']}, seed {cfg['seed']}.")
 
 
-def _scores(metrics: dict) -> list[tuple[str, str]]:
+def _scores(metrics: dict) -> Blocks:
     scored = metrics["scored_on"]
     line = (f"Best epoch {metrics['best_epoch']}: val accuracy {metrics['best_val_acc'] * 100:.2f}%; "
             f"{scored} accuracy {metrics[scored]['accuracy'] * 100:.2f}%, macro F1 "
@@ -27,35 +35,58 @@ def _scores(metrics: dict) -> list[tuple[str, str]]:
     origin = metrics["split"]["origin"]
     split = "Split: " + "; ".join(f"{part} {metrics['split']['sizes'][part]} images ({origin[part]})"
                                   for part in origin) + "."
-    blocks = [("p", line), ("p", split)]
+    blocks: Blocks = [("p", line), ("p", split)]
     if scored != "test":
         blocks.append(("p", "**No held-out test split**: these scores are on the validation images that chose "
                             "best.pt, so they are optimistic (split.test is 0)."))
     return blocks
 
 
-def run_blocks(record: RunRecord, model_name: str) -> list[tuple[str, str]]:
+def run_blocks(record: RunRecord, model_name: str, title: str = "") -> Blocks:
     """A run's section, from its own folder: settings from its fingerprint, scores from its metrics."""
-    name = record.run_id.split("/")[1]
+    name = record.label.split("/", 1)[1]
     if record.metrics is None:
         return [("h3", f"{name} ({model_name})"), ("p", f"No results: {record.problem}.")]
-    metrics, cfg, run_dir = record.metrics, record.config, record.run_dir
+    metrics, run_dir = record.metrics, record.run_dir
     verdict = metrics["verdict"]
-    blocks = [("h3", f"{name} — {metrics['model']} ({metrics['init']})"),
-              ("p", f"Parameters: {metrics['total_params']:,} ({metrics['trainable_params']:,} trainable). "
-                    + _settings(cfg)),
-              ("pre", metrics["final_epoch_line"]), *_scores(metrics),
-              ("p", f"Verdict: **{verdict['verdict']}** — {verdict['explanation']}."),
-              ("details", (run_dir / "model.txt").read_text(encoding="utf-8"))]
-    blocks += [("img", str(run_dir / "plots" / png)) for png, _ in PLOTS if (run_dir / "plots" / png).exists()]
+    blocks: Blocks = [
+        ("h3", f"{name} — {metrics['model']} ({metrics['init']}){title}"),
+        ("p", f"Parameters: {metrics['total_params']:,} ({metrics['trainable_params']:,} trainable). "
+              + _settings(record.config)),
+        ("pre", metrics["final_epoch_line"]), *_scores(metrics),
+        ("p", f"Verdict: **{verdict['verdict']}** — {verdict['explanation']}."),
+        ("details", (run_dir / "model.txt").read_text(encoding="utf-8"))]
+    blocks += [("img", run_dir / "plots" / png) for png, _ in PLOTS if (run_dir / "plots" / png).exists()]
     if metrics["skipped_images"]:
         blocks.append(("p", f"{len(metrics['skipped_images'])} unreadable image(s) were left out "
                             "(listed in metrics.json)."))
     return blocks
 
 
-def report_blocks(study_dir: Path) -> list[tuple[str, str]]:
-    blocks = [("h1", f"Study report: {study_dir.name}")]
+def _mean_std(group: Group, metric: str) -> str | None:
+    stats = group.summary(metric)
+    if stats["mean"] is None:
+        return None
+    return f"{stats['mean'] * 100:.1f}" + (f" ± {stats['std'] * 100:.1f}" if stats["std"] is not None else "")
+
+
+def repeated_blocks(records: list[RunRecord], group: Group | None, model_name: str) -> Blocks:
+    """A repeated run: the repeats in one line, then the detail of its best repeat."""
+    if group is None:
+        return [("h3", f"{records[0].run_id.split('/')[1]} ({model_name})"), ("p", "No repeat has finished yet.")]
+    best = group.records[group.representative]
+    verdicts = [m["verdict"]["verdict"] for m in group.metrics]
+    counts = ", ".join(f"{v} ×{verdicts.count(v)}" for v in dict.fromkeys(verdicts))
+    stats = group.summary("test_acc")
+    interval = f" (95% CI {stats['ci95'][0] * 100:.1f}–{stats['ci95'][1] * 100:.1f})" if stats["ci95"] else ""
+    seeds = ", ".join(str(m["seed"]) for m in group.metrics)
+    line = (f"Over {len(group.records)} of {len(records)} repeats (seeds {seeds}): test accuracy "
+            f"{_mean_std(group, 'test_acc')}%{interval}, macro F1 {_mean_std(group, 'f1')}%, verdicts: {counts}.")
+    return run_blocks(best, model_name, f", repeat r{best.repeat}: the best by validation accuracy") + [("p", line)]
+
+
+def phase_blocks(study_dir: Path, groups: dict[str, Group]) -> Blocks:
+    blocks: Blocks = []
     current = None
     for phase, run in study_runs(study_dir):
         if phase["name"] != current:
@@ -63,55 +94,45 @@ def report_blocks(study_dir: Path) -> list[tuple[str, str]]:
             blocks.append(("h2", f"{phase['name']}: {phase['title']}" if phase["title"] else phase["name"]))
             if phase["description"]:
                 blocks.append(("p", phase["description"]))
-        blocks += run_blocks(read_run(study_dir, phase["name"], run["name"]), run["model"]["name"])
-    blocks += [("h2", "Comparison"), ("p", SUMMARY_NOTE), ("table", "")]
+        records = run_records(study_dir, phase, run)
+        if run.get("repeats", 1) > 1:
+            blocks += repeated_blocks(records, groups.get(records[0].run_id), run["model"]["name"])
+        else:
+            blocks += run_blocks(records[0], run["model"]["name"])
     return blocks
 
 
-def to_markdown(blocks, study_dir: Path, rows: list[dict]) -> str:
-    out = []
-    for kind, text in blocks:
-        if kind.startswith("h"):
-            out.append("#" * int(kind[1]) + " " + text)
-        elif kind in ("pre", "details"):
-            out.append(f"```\n{text.rstrip()}\n```")
-        elif kind == "img":
-            out.append(f"![{Path(text).stem}]({Path(text).relative_to(study_dir).as_posix()})")
-        elif kind == "table":
-            out.append(markdown_table(rows))
-        else:
-            out.append(text)
-    return "\n\n".join(out) + "\n"
+GROUP_COLUMNS = ["run", "init", "dataset", "repeats", "test acc %", "macro F1 %", "val acc %", "gap", "verdicts"]
+DIFF_COLUMNS = ["run", "against", "test images", "difference", "95% CI", "p", "in words", "method"]
 
 
-def _html_table(rows: list[dict]) -> str:
-    head = "".join(f"<th>{c}</th>" for c in COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape('—' if r[c] is None else str(r[c]))}</td>"
-                                    for c in COLUMNS) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+def answer_blocks(study_dir: Path, groups: list[Group], found: list[dict]) -> Blocks:
+    rows = [{"run": g.run_id, "init": g.first["init"], "dataset": Path(g.first["dataset"]).name,
+             "repeats": len(g.records), "test acc %": _mean_std(g, "test_acc") or "(no test split)",
+             "macro F1 %": _mean_std(g, "f1"), "val acc %": _mean_std(g, "val_acc"), "gap": _mean_std(g, "gap"),
+             "verdicts": ", ".join(sorted(set(m["verdict"]["verdict"] for m in g.metrics)))} for g in groups]
+    diffs = [{"run": c["a"], "against": f"{c['b']} ({c['kind']})", "test images": f"{c['test_images']} {c['dataset']}",
+              "difference": f"{c['diff'] * 100:+.1f} points",
+              "95% CI": f"{c['ci95'][0] * 100:+.1f} to {c['ci95'][1] * 100:+.1f}", "p": f"{c['p']:.2g}",
+              "in words": c["words"], "method": c["method"]} for c in found]
+    blocks: Blocks = [("h2", "The answer"), ("ul", findings(groups, found)), ("table", (rows, GROUP_COLUMNS))]
+    blocks += [("img", path) for path in study_plots(study_dir, groups)]
+    if diffs:
+        blocks += [("h3", "Differences on the same test images"), ("table", (diffs, DIFF_COLUMNS))]
+    return blocks
 
 
-def to_html(blocks, rows: list[dict], title: str) -> str:
-    out = []
-    for kind, text in blocks:
-        if kind.startswith("h"):
-            out.append(f"<{kind}>{html.escape(text)}</{kind}>")
-        elif kind == "pre":
-            out.append(f"<pre>{html.escape(text)}</pre>")
-        elif kind == "details":
-            out.append(f"<details><summary>Architecture</summary><pre>{html.escape(text)}</pre></details>")
-        elif kind == "img":
-            data = base64.b64encode(Path(text).read_bytes()).decode()
-            out.append(f'<img alt="{Path(text).stem}" src="data:image/png;base64,{data}">')
-        elif kind == "table":
-            out.append(_html_table(rows))
-        else:
-            out.append("<p>" + re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(text)) + "</p>")
-    style = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
-             "img{max-width:49%;vertical-align:top}"
-             "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:3px 6px}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>{''.join(out)}</body></html>\n")
+def study_plots(study_dir: Path, groups: list[Group]) -> list[Path]:
+    if not groups:
+        return []
+    names = [g.run_id for g in groups]
+    scores = {label: [(g.summary(m)["mean"] or 0.0, g.summary(m)["std"]) for g in groups]
+              for label, m in (("test accuracy", "test_acc"), ("macro F1", "f1"))}
+    bars = plots.plot_comparison_bars(names, scores, study_dir / "plots" / "comparison.png",
+                                      [g.test_key is not None for g in groups])
+    curves = {g.run_id: [[row["val_acc"] for row in read_jsonl(r.run_dir / "history.jsonl")] for r in g.records]
+              for g in groups}
+    return [bars, plots.plot_val_curves(curves, study_dir / "plots" / "val_curves.png")]
 
 
 def build_report(study_dir: str | Path) -> tuple[Path, Path]:
@@ -119,8 +140,11 @@ def build_report(study_dir: str | Path) -> tuple[Path, Path]:
     study_dir = Path(study_dir)
     if not (study_dir / "study.yaml").exists():
         raise FileNotFoundError(f"{study_dir} is not a study folder (no study.yaml); pass runs/<study>")
-    rows = collect_rows(study_dir)
-    blocks = report_blocks(study_dir)
-    atomic_write_text(study_dir / "report.md", to_markdown(blocks, study_dir, rows))
-    atomic_write_text(study_dir / "report.html", to_html(blocks, rows, f"cnnstudy: {study_dir.name}"))
+    groups = load_groups(study_dir)
+    found = comparisons(groups)
+    blocks: Blocks = [("h1", f"Study report: {study_dir.name}"), *answer_blocks(study_dir, groups, found),
+                      *phase_blocks(study_dir, {g.run_id: g for g in groups}),
+                      ("h2", "All runs"), ("p", SUMMARY_NOTE), ("table", (collect_rows(study_dir), COLUMNS))]
+    atomic_write_text(study_dir / "report.md", to_markdown(blocks, study_dir))
+    atomic_write_text(study_dir / "report.html", to_html(blocks, f"cnnstudy: {study_dir.name}"))
     return study_dir / "report.md", study_dir / "report.html"

@@ -23,6 +23,7 @@ from .fingerprint import checkpoint_inputs, differences, fingerprint_digest, mak
 from .freeze import apply_freeze
 from .models import count_parameters, create_model, load_matching_state, model_state, normalization
 from .plan import RunPlan, check_removable
+from .repeats import source_checkpoint
 from .seeds import derive_seed
 
 
@@ -37,8 +38,8 @@ def prepare_run_dir(plan: RunPlan, study_dir: Path, fingerprint: dict) -> None:
         diffs = differences(read_fingerprint(run_dir), fingerprint)
         if diffs:
             raise StudyError(f"cannot resume {run_dir}: " + "; ".join(diffs) + ". Add --force to start it again")
-    elif run_dir.exists():
-        remove_run_dir(run_dir, study_dir)
+    elif plan.clear is not None and plan.clear.exists():
+        remove_run_dir(plan.clear, study_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(plan.cfg.model_dump(mode="json"), sort_keys=False))
     if not (run_dir / "split.json").exists():
@@ -46,24 +47,24 @@ def prepare_run_dir(plan: RunPlan, study_dir: Path, fingerprint: dict) -> None:
     write_fingerprint(run_dir, fingerprint)
 
 
-def start_checkpoints(cfg: RunConfig, study_dir: Path) -> list[tuple[dict, str]]:
+def start_checkpoints(cfg: RunConfig, source_ckpt: Path | None) -> list[tuple[dict, str]]:
     """The checkpoints a run starts from, with the name to show for each."""
     found = []
-    if cfg.model.init_from:
-        found.append((load_checkpoint_file(study_dir / cfg.model.init_from / "best.pt"),
-                      f"{cfg.model.init_from}/best.pt"))
+    if source_ckpt is not None:
+        found.append((load_checkpoint_file(source_ckpt), f"{cfg.model.init_from} ({source_ckpt.name})"))
     if cfg.model.weights:
         found.append((load_checkpoint_file(cfg.model.weights), cfg.model.weights))
     return found
 
 
-def build_model(cfg: RunConfig, split: Split, study_dir: Path) -> tuple[torch.nn.Module, list[str], Stats]:
+def build_model(cfg: RunConfig, split: Split, source_ckpt: Path | None = None
+                ) -> tuple[torch.nn.Module, list[str], Stats]:
     """The run's model, its trainable parameter names, and the input normalization it expects."""
     torch.manual_seed(derive_seed(cfg.seed, "init"))
     model = create_model(cfg.model.name, len(split.classes), pretrained=cfg.model.pretrained,
                          image_size=cfg.data.image_size)
     stats = normalization(cfg.model.name, cfg.model.pretrained)
-    for ckpt, source in start_checkpoints(cfg, study_dir):
+    for ckpt, source in start_checkpoints(cfg, source_ckpt):
         check_same_split(ckpt, split.dataset, split.digest, source)
         load_matching_state(model, model_state(ckpt), source=source)
         if "normalization" in ckpt:  # a carried model keeps the inputs it was trained on
@@ -75,19 +76,20 @@ def execute_run(plan: RunPlan, study_dir: Path, log=print) -> dict:
     """Carry out one planned run; a finished, matching run is only read back."""
     cfg, split, source = plan.cfg, plan.data.split, plan.data.source
     if plan.action == "skip":
-        log(f"skip {cfg.run_id}: already finished with this config, split and inputs")
+        log(f"skip {plan.label}: already finished with this config, split and inputs")
         return read_json(plan.run_dir / "metrics.json")
-    fingerprint = make_fingerprint(cfg, split, checkpoint_inputs(cfg, study_dir))
+    source_ckpt = source_checkpoint(study_dir, plan.source) if plan.source else None
+    fingerprint = make_fingerprint(cfg, split, checkpoint_inputs(cfg, study_dir, source_ckpt))
     prepare_run_dir(plan, study_dir, fingerprint)
     device = resolve_device(cfg.device)
     precision = choose_precision(device, cfg.train.precision)
-    model, trainable, stats = build_model(cfg, split, study_dir)
+    model, trainable, stats = build_model(cfg, split, source_ckpt)
     model = model.to(device).to(memory_format=torch.channels_last)
     atomic_write_text(plan.run_dir / "model.txt", f"{model}\n")
     facts = {"total_params": count_parameters(model), "trainable_params": count_parameters(model, True),
              "trainable_names": trainable, "device": str(device), "precision": precision,
-             "fingerprint": fingerprint_digest(fingerprint)}
-    log(f"== {cfg.run_id}: {cfg.model.name}, {facts['trainable_params']:,} of {facts['total_params']:,} "
+             "fingerprint": fingerprint_digest(fingerprint), "repeat": plan.repeat, "seed": cfg.seed}
+    log(f"== {plan.label}: {cfg.model.name}, {facts['trainable_params']:,} of {facts['total_params']:,} "
         f"parameters trainable, {len(split.train)}/{len(split.val)}/{len(split.test)} images on {device}, "
         f"{precision}")
     loaders = build_loaders(cfg, split, source, device, stats)
@@ -97,7 +99,7 @@ def execute_run(plan: RunPlan, study_dir: Path, log=print) -> dict:
             "trainable_names": trainable, "normalization": [list(stats[0]), list(stats[1])],
             "dataset": split.dataset, "split_digest": split.digest, "fingerprint": facts["fingerprint"]}
     fit(model, optimizer, loaders["train"], loaders["val"], device, cfg.train.epochs, plan.run_dir, meta,
-        cfg.seed, log, precision)
+        cfg.seed, log, precision, loaders["train_eval"])
     return finish_run(plan, model, loaders, device, facts)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-PURPOSES = ("init", "shuffle", "augment", "dropout", "train_sample")
+PURPOSES = ("init", "shuffle", "augment", "dropout", "train_sample", "repeat")
 
 
 def derive_seed(seed: int, purpose: str, *keys: int) -> int:
@@ -22,3 +22,8 @@ def derive_seed(seed: int, purpose: str, *keys: int) -> int:
 
 def seeded_generator(seed: int, purpose: str, *keys: int) -> torch.Generator:
     return torch.Generator().manual_seed(derive_seed(seed, purpose, *keys))
+
+
+def repeat_seed(seed: int, repeat: int) -> int:
+    """The seed of repeat `repeat` of a run: the run's own seed for r0, then seeds derived from it."""
+    return seed if repeat == 0 else derive_seed(seed, "repeat", repeat) % 2**31

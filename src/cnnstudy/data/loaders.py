@@ -21,6 +21,8 @@ from .cache import cached_images
 from .splits import PARTS, Items, Split
 from .transforms import Stats, eval_transform, normalize, sample_params, train_transform, warp
 
+TRAIN_EVAL_MIN = 256
+
 
 class CachedLoader:
     """Batches of (normalized images, labels, indices) read from a cached uint8 array.
@@ -29,21 +31,23 @@ class CachedLoader:
     """
 
     def __init__(self, images: np.ndarray, labels: list[int], batch_size: int, stats: Stats,
-                 device: torch.device, shuffle: bool = False, augment: bool = False, seed: int = 0) -> None:
+                 device: torch.device, shuffle: bool = False, augment: bool = False, seed: int = 0,
+                 subset: torch.Tensor | None = None) -> None:
         self.images, self.labels = images, torch.as_tensor(labels, dtype=torch.long)
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
         self.stats, self.device, self.seed, self.epoch = stats, device, seed, 0
+        self.rows = torch.arange(len(self.labels)) if subset is None else subset  # which images it serves
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return math.ceil(len(self.labels) / self.batch_size)
+        return math.ceil(len(self.rows) / self.batch_size)
 
     def __iter__(self):
-        count = len(self.labels)
-        order = (torch.randperm(count, generator=seeded_generator(self.seed, "shuffle", self.epoch))
-                 if self.shuffle else torch.arange(count))
+        count = len(self.rows)
+        order = (self.rows[torch.randperm(count, generator=seeded_generator(self.seed, "shuffle", self.epoch))]
+                 if self.shuffle else self.rows)
         augment = seeded_generator(self.seed, "augment", self.epoch) if self.augment else None
         for start in range(0, count, self.batch_size):
             # Sorted reads are sequential on the memory map; the batch order itself does not matter.
@@ -98,18 +102,31 @@ class TorchvisionLoader:
         return iter(self.loader)
 
 
+def train_eval_rows(train_count: int, val_count: int, seed: int) -> torch.Tensor:
+    """A fixed, seeded sample of training images, as many as validation has (at least
+    TRAIN_EVAL_MIN), on which the verdict measures train accuracy like validation accuracy."""
+    size = min(train_count, max(val_count, TRAIN_EVAL_MIN))
+    return torch.randperm(train_count, generator=seeded_generator(seed, "train_sample"))[:size].sort().values
+
+
 def build_loaders(cfg: RunConfig, split: Split, source, device: torch.device, stats: Stats) -> dict:
-    """Loaders of train (shuffled, augmented as configured) and of val/test where the split has them."""
+    """Loaders of train (shuffled, augmented as configured), of val/test where the split has them,
+    and "train_eval": un-augmented training images in a fixed order, for the verdict."""
     size, batch = cfg.data.image_size, cfg.train.batch_size
     parts = {name: getattr(split, name) for name in PARTS if getattr(split, name)}
     augmented = {name: name == "train" and cfg.augment == "seed" for name in parts}
+    sample = train_eval_rows(len(split.train), len(split.val), cfg.seed)
     if cfg.data.loader == "cached":
-        return {name: CachedLoader(cached_images(source, [item for item, _ in items], size),
-                                   [label for _, label in items], batch, stats, device,
-                                   shuffle=name == "train", augment=augmented[name], seed=cfg.seed)
-                for name, items in parts.items()}
+        arrays = {name: cached_images(source, [item for item, _ in items], size) for name, items in parts.items()}
+        loaders = {name: CachedLoader(arrays[name], [label for _, label in items], batch, stats, device,
+                                      shuffle=name == "train", augment=augmented[name], seed=cfg.seed)
+                   for name, items in parts.items()}
+        loaders["train_eval"] = CachedLoader(arrays["train"], [label for _, label in split.train], batch,
+                                             stats, device, subset=sample)
+        return loaders
+    parts["train_eval"] = [split.train[i] for i in sample.tolist()]
     return {name: TorchvisionLoader(
                 ImageListDataset(items, source, train_transform(size, cfg.augment, stats) if name == "train"
-                                 else eval_transform(size, stats), cfg.seed if augmented[name] else None),
+                                 else eval_transform(size, stats), cfg.seed if augmented.get(name) else None),
                 batch, name == "train", cfg.data.num_workers, cfg.seed, pin_memory=device.type == "cuda")
             for name, items in parts.items()}

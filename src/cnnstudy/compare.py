@@ -1,0 +1,135 @@
+"""Runs side by side: each run's repeats gathered into a group, and groups scored on the same test
+images compared with their uncertainty (stats.py). Everything is read from the run folders.
+
+Which pairs: every run against the nearest earlier phase that has runs on the same test images
+("previous phase"), and every run against the best run on those images ("best"). How:
+- both runs repeated (2 or more repeats each): Welch's t-test and interval over the repeats' test
+  accuracies;
+- otherwise: McNemar's exact test on the paired test predictions, with a bootstrap interval of
+  the accuracy difference; a repeated run is represented by its repeat with the best validation
+  accuracy (the one init_from uses).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .stats import bootstrap_diff_ci, mcnemar_exact, mean_std_ci, welch, words
+from .records import RunRecord, collect_records
+
+
+@dataclass
+class Group:
+    run_id: str
+    phase: str
+    records: list[RunRecord]  # the repeats with results
+    _predictions: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def metrics(self) -> list[dict]:
+        return [r.metrics for r in self.records]
+
+    @property
+    def first(self) -> dict:
+        return self.metrics[0]
+
+    @property
+    def test_key(self) -> tuple[str, str] | None:
+        """Which test images the group was scored on; None when it has no held-out test split."""
+        if any(m["scored_on"] != "test" for m in self.metrics):
+            return None
+        return self.first["dataset"], self.first["split"]["digest"]
+
+    def values(self, metric: str) -> list[float]:
+        return [value_of(m, metric) for m in self.metrics]
+
+    def summary(self, metric: str) -> dict:
+        values = [v for v in self.values(metric) if v is not None]
+        return mean_std_ci(values) if values else {"n": 0, "mean": None, "std": None, "ci95": None}
+
+    @property
+    def representative(self) -> int:
+        """Index of the repeat with the best validation accuracy."""
+        scores = self.values("val_acc")
+        return scores.index(max(scores))
+
+    def test_predictions(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(file ids, correct or not) of one repeat's test predictions."""
+        if index not in self._predictions:
+            with np.load(self.records[index].run_dir / "predictions.npz") as arrays:
+                correct = arrays["test_probs"].argmax(1) == arrays["test_targets"]
+                self._predictions[index] = (arrays["test_ids"], correct)
+        return self._predictions[index]
+
+
+def value_of(metrics: dict, metric: str) -> float | None:
+    """A headline number of one run's metrics.json (accuracies and scores as fractions)."""
+    scored = metrics[metrics["scored_on"]]
+    table = {"test_acc": lambda: metrics["test"]["accuracy"] if metrics.get("test") else None,
+             "val_acc": lambda: metrics["best_val_acc"], "train_acc": lambda: metrics["best_train_acc"],
+             "f1": lambda: scored["f1_macro"], "precision": lambda: scored["precision_macro"],
+             "recall": lambda: scored["recall_macro"], "auc": lambda: scored["auc_macro"],
+             "gap": lambda: metrics["verdict"]["gap"], "sec_per_epoch": lambda: metrics["seconds_per_epoch"]}
+    return table[metric]()
+
+
+def load_groups(study_dir: Path) -> list[Group]:
+    """Every run of the study with at least one finished, trusted repeat, in study order."""
+    groups: dict[str, Group] = {}
+    for record in collect_records(study_dir):
+        if record.metrics is not None:
+            phase = record.run_id.split("/")[0]
+            groups.setdefault(record.run_id, Group(record.run_id, phase, [])).records.append(record)
+    return list(groups.values())
+
+
+def compare(a: Group, b: Group) -> dict | None:
+    """Test accuracy of `a` minus `b`, with interval, p-value, method and words; None if not paired."""
+    if a.test_key is None or a.test_key != b.test_key:
+        return None
+    if len(a.records) > 1 and len(b.records) > 1:
+        result = welch(a.values("test_acc"), b.values("test_acc"))
+        method = f"Welch's t-test over {len(a.records)} and {len(b.records)} repeats"
+    else:
+        (ids_a, correct_a), (ids_b, correct_b) = (g.test_predictions(g.representative) for g in (a, b))
+        if len(ids_a) != len(ids_b) or not (ids_a == ids_b).all():
+            return None
+        test = mcnemar_exact(correct_a, correct_b)
+        result = {"diff": float(correct_a.mean() - correct_b.mean()), "p": test["p"],
+                  "ci95": bootstrap_diff_ci(correct_a, correct_b)}
+        method = f"McNemar's exact test ({test['b']} vs {test['c']} discordant images), bootstrap interval"
+    return {"a": a.run_id, "b": b.run_id, "dataset": Path(a.test_key[0]).name,
+            "test_images": a.first["test"]["n"], **result, "method": method,
+            "words": words(result["diff"], result["p"])}
+
+
+def best_groups(groups: list[Group]) -> dict[tuple, Group]:
+    """The group with the best mean test accuracy for each set of test images."""
+    best: dict[tuple, Group] = {}
+    for group in groups:
+        key = group.test_key
+        if key is not None and (key not in best or group.summary("test_acc")["mean"] >
+                                best[key].summary("test_acc")["mean"]):
+            best[key] = group
+    return best
+
+
+def comparisons(groups: list[Group]) -> list[dict]:
+    """Each run against the nearest earlier phase on the same test images, and against the best run."""
+    phases = list(dict.fromkeys(g.phase for g in groups))
+    found, best = [], best_groups(groups)
+    for group in groups:
+        earlier = [g for g in groups if phases.index(g.phase) < phases.index(group.phase)
+                   and g.test_key is not None and g.test_key == group.test_key]
+        nearest = max((phases.index(g.phase) for g in earlier), default=None)
+        top = best.get(group.test_key)
+        pairs = [("previous phase" + (", best run" if g is top else ""), g)
+                 for g in earlier if phases.index(g.phase) == nearest]
+        if top is not None and top is not group and all(g is not top for _, g in pairs):
+            pairs.append(("best run", top))
+        for kind, other in pairs:
+            result = compare(group, other)
+            found += [{"kind": kind, **result}] if result else []
+    return found

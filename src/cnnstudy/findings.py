@@ -1,0 +1,116 @@
+"""The answer in words: a few sentences in the seed study's spirit, each carrying its numbers.
+
+Which runs overfit (by the verdict), whether a later phase closed the gap an earlier one showed on
+the same test images, how each phase compares with the previous one, whether transfer and
+pretraining beat training from scratch, and which run is best on each set of test images.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .compare import Group, best_groups, compare
+
+
+def pct(value: float) -> str:
+    return f"{value * 100:.1f}%"
+
+
+def _acc(group: Group) -> str:
+    stats = group.summary("test_acc")
+    if stats["mean"] is None:
+        return "no test score"
+    spread = f" ± {stats['std'] * 100:.1f}" if stats["std"] is not None else ""
+    return f"{stats['mean'] * 100:.1f}{spread}%"
+
+
+def _overfit_share(group: Group) -> tuple[int, int]:
+    return sum(m["verdict"]["verdict"] == "overfit" for m in group.metrics), len(group.records)
+
+
+def _is_overfit(group: Group) -> bool:
+    hits, total = _overfit_share(group)
+    return hits * 2 > total
+
+
+def _gap(group: Group) -> str:
+    return f"{group.summary('gap')['mean'] * 100:.1f} points"
+
+
+def overfitting(groups: list[Group]) -> list[str]:
+    overfit = [g for g in groups if _overfit_share(g)[0]]
+    if not overfit:
+        return ["No run overfits by the verdict."]
+    parts = []
+    for group in overfit:
+        hits, total = _overfit_share(group)
+        share = f", in {hits} of {total} repeats" if total > 1 else ""
+        parts.append(f"{group.run_id} (train-validation gap {_gap(group)}{share})")
+    return ["Overfit by the verdict: " + "; ".join(parts) + "."]
+
+
+def closing_the_gap(groups: list[Group]) -> list[str]:
+    """A later run on the same test images as an earlier overfit run: did it close the gap?"""
+    sentences = []
+    for i, group in enumerate(groups):
+        earlier = [g for g in groups[:i] if g.phase != group.phase and g.test_key is not None
+                   and g.test_key == group.test_key and _is_overfit(g)]
+        for before in earlier[:1]:
+            done = "closed" if not _is_overfit(group) else "did not close"
+            result = compare(group, before)
+            score = f"; test accuracy {_acc(group)} vs {_acc(before)}" + (f", {describe(result)}" if result else "")
+            sentences.append(f"{group.run_id} {done} the overfitting gap of {before.run_id}: gap {_gap(group)} "
+                             f"vs {_gap(before)}{score}.")
+    return sentences
+
+
+def describe(result: dict) -> str:
+    """"+2.3 points (95% CI +0.8 to +3.9): better (p = 0.004)", the words following the numbers."""
+    low, high = (v * 100 for v in result["ci95"])
+    p_value = "" if result["words"].startswith("no clear") else f" (p = {result['p']:.2g})"
+    return f"{result['diff'] * 100:+.1f} points (95% CI {low:+.1f} to {high:+.1f}): {result['words']}{p_value}"
+
+
+def phase_steps(found: list[dict]) -> list[str]:
+    return [f"{c['a']} vs {c['b']} (previous phase, {c['test_images']} {c['dataset']} test images): "
+            f"{describe(c)}." for c in found if c["kind"].startswith("previous phase")]
+
+
+INIT_KINDS = {"scratch": "training from scratch", "ImageNet": "ImageNet pretraining", "transfer": "transfer"}
+
+
+def _kind(group: Group) -> str:
+    init = group.first["init"]
+    return init if init in ("scratch", "ImageNet") else "transfer"
+
+
+def against_scratch(groups: list[Group]) -> list[str]:
+    """Per set of test images: the best pretrained and transferred runs against the best from scratch."""
+    sentences = []
+    for key in dict.fromkeys(g.test_key for g in groups if g.test_key is not None):
+        by_kind = {kind: best_groups([g for g in groups if g.test_key == key and _kind(g) == kind]).get(key)
+                   for kind in INIT_KINDS}
+        scratch = by_kind.pop("scratch")
+        for kind, group in by_kind.items():
+            if group is None:
+                continue
+            if scratch is None:
+                sentences.append(f"{group.run_id} ({INIT_KINDS[kind]}, test accuracy {_acc(group)}) has no run "
+                                 f"trained from scratch on the same {Path(key[0]).name} test images to compare with.")
+                continue
+            result = compare(group, scratch)
+            verdict = describe(result) if result else "not comparable"
+            sentences.append(f"{INIT_KINDS[kind].capitalize()} ({group.run_id}, {_acc(group)}) against training "
+                             f"from scratch ({scratch.run_id}, {_acc(scratch)}): {verdict}.")
+    return sentences
+
+
+def best_runs(groups: list[Group]) -> list[str]:
+    return [f"Best on the {g.first['test']['n']} {Path(key[0]).name} test images: {g.run_id}, test accuracy "
+            f"{_acc(g)}." for key, g in best_groups(groups).items()]
+
+
+def findings(groups: list[Group], found: list[dict]) -> list[str]:
+    if not groups:
+        return ["No run has finished yet."]
+    return overfitting(groups) + closing_the_gap(groups) + phase_steps(found) + against_scratch(groups) + \
+        best_runs(groups)

@@ -1,0 +1,61 @@
+"""Reading a study folder back: the runs it holds, in study order, each repeat with its own config
+and metrics. A run's numbers are used only when its metrics.json carries the digest of the
+fingerprint.json beside it, i.e. they were computed from the config, split and inputs that folder
+records. Everything downstream (summary, comparisons, report) reads runs through here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .fileio import read_json
+from .fingerprint import fingerprint_digest, read_fingerprint
+
+
+@dataclass
+class RunRecord:
+    run_id: str  # <phase>/<run>
+    repeat: int | None  # None: a run without repeats
+    run_dir: Path
+    config: dict | None  # the repeat's own resolved config, from its fingerprint.json
+    metrics: dict | None
+    problem: str | None  # why no numbers can be shown; None when they can
+
+    @property
+    def label(self) -> str:
+        return self.run_id + ("" if self.repeat is None else f"/r{self.repeat}")
+
+
+def study_runs(study_dir: Path) -> list[tuple[dict, dict]]:
+    """(phase, run) pairs in study order, from the resolved study.yaml (order, titles, repeats only)."""
+    study = yaml.safe_load((study_dir / "study.yaml").read_text(encoding="utf-8"))
+    return [(phase, run) for phase in study["phases"] for run in phase["runs"]]
+
+
+def read_run(run_dir: Path, run_id: str, repeat: int | None = None) -> RunRecord:
+    fingerprint = read_fingerprint(run_dir)
+    config = fingerprint["config"] if fingerprint else None
+    label = run_id + ("" if repeat is None else f"/r{repeat}")
+    if not (run_dir / "metrics.json").exists():
+        return RunRecord(run_id, repeat, run_dir, config, None, "not finished yet")
+    metrics = read_json(run_dir / "metrics.json")
+    if fingerprint is None or metrics.get("fingerprint") != fingerprint_digest(fingerprint):
+        return RunRecord(run_id, repeat, run_dir, config, None,
+                         "its metrics.json does not match the config, split and inputs recorded beside it "
+                         f"(fingerprint.json); re-run it with --force {run_id} ({label})")
+    return RunRecord(run_id, repeat, run_dir, config, metrics, None)
+
+
+def run_records(study_dir: Path, phase: dict, run: dict) -> list[RunRecord]:
+    """One record per repeat (`<run>/r<k>`), or one for a run without repeats."""
+    run_id, folder = f"{phase['name']}/{run['name']}", study_dir / phase["name"] / run["name"]
+    repeats = run.get("repeats", 1)
+    if repeats == 1:
+        return [read_run(folder, run_id)]
+    return [read_run(folder / f"r{k}", run_id, k) for k in range(repeats)]
+
+
+def collect_records(study_dir: Path) -> list[RunRecord]:
+    return [record for phase, run in study_runs(study_dir) for record in run_records(study_dir, phase, run)]
