@@ -3,6 +3,13 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
+# Development machines keep the test datasets in ../shared/data: search it too (after the data
+# home, where anything missing is fetched). Elsewhere nothing is set and datasets are fetched.
+DEV_DATA := $(wildcard ../shared/data)
+ifneq ($(DEV_DATA),)
+export CNNSTUDY_DATA ?= $(HOME)/.cache/cnnstudy/datasets:$(abspath $(DEV_DATA))
+endif
+
 .PHONY: setup demo test bench clean
 
 setup: $(VENV)/.installed

@@ -1,9 +1,10 @@
 """Fixtures shared by the tests."""
+import os
 from pathlib import Path
 
 import pytest
 
-from helpers import make_image_folder
+from helpers import SHARED_DATA, make_image_folder
 
 
 @pytest.fixture
@@ -11,11 +12,16 @@ def image_folder(tmp_path: Path) -> Path:
     return make_image_folder(tmp_path / "colors")
 
 
-
 @pytest.fixture(autouse=True, scope="session")
-def _private_cache(tmp_path_factory):
-    """Tests never read or fill the user's decode cache."""
+def _private_environment(tmp_path_factory):
+    """Tests never read or fill the user's caches, find datasets by name only in a private data home
+    and ../shared/data (CNNSTUDY_DATA, as .ci/run sets it), and never reach the internet."""
     mp = pytest.MonkeyPatch()
     mp.setenv("CNNSTUDY_CACHE", str(tmp_path_factory.mktemp("cache")))
+    data = [str(tmp_path_factory.mktemp("data-home"))] + ([str(SHARED_DATA)] if SHARED_DATA.is_dir() else [])
+    mp.setenv("CNNSTUDY_DATA", os.pathsep.join(data))
+    mp.setenv("CNNSTUDY_OFFLINE", "1")
+    mp.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch-home")))
+    mp.delenv("CNNSTUDY_MIRROR", raising=False)
     yield
     mp.undo()

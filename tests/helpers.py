@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("CNNSTUDY_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHARED_DATA = Path(os.environ.get("CNNSTUDY_SHARED_DATA", REPO.parent / "shared" / "data")).resolve()
 
 
 def shared_dataset(name: str) -> Path:

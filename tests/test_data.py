@@ -78,37 +78,3 @@ def test_every_mode_becomes_rgb(mode):
     rgb = to_rgb(image)
     assert rgb.mode == "RGB" and rgb.size == (4, 4)
     assert np.asarray(rgb).min() > 150  # nothing went black: 16-bit is scaled, alpha is put on white
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
-def test_fashion_mnist_falls_back_to_torchvision_download(tmp_path, monkeypatch):
-    """No local copy: torchvision's real downloader is called; here it is replaced by one that writes files."""
-    import gzip
-
-    import torchvision.datasets
-
-    calls = []
-
-    class FakeDownloader:
-        def __init__(self, root, train, download):
-            calls.append((train, download))
-            raw = tmp_path / "cache" / "torchvision" / "FashionMNIST" / "raw"
-            raw.mkdir(parents=True, exist_ok=True)
-            prefix, count = ("train", 30) if train else ("t10k", 10)
-            images = np.full((count, 28, 28), 7)
-            for kind, array in (("images-idx3", images), ("labels-idx1", np.arange(count) % 10)):
-                with gzip.open(raw / f"{prefix}-{kind}-ubyte.gz", "wb") as handle:
-                    handle.write(idx_bytes(array))
-
-    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", FakeDownloader)
-    monkeypatch.setenv("CNNSTUDY_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr("cnnstudy.data.sources.data_roots", lambda: [])
-    monkeypatch.chdir(tmp_path)
-    source = open_source("fashion-mnist")
-    assert [len(source.items["train"]), len(source.items["test"])] == [30, 10]
-    assert calls == [(True, True), (False, True)]
-    assert source.open("test/3").getpixel((0, 0)) == (7, 7, 7)

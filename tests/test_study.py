@@ -123,16 +123,19 @@ def test_a_freeze_policy_the_model_cannot_take_is_named_before_training(tmp_path
         plan_study(study, ["model.freeze=last:0"])
 
 
-@pytest.mark.parametrize("name, count", [("quick", 6), ("seed", 9)])
-def test_shipped_studies_are_valid(name, count, monkeypatch):
-    from helpers import REPO, SHARED_DATA, shared_dataset
+@pytest.mark.parametrize("name, count, datasets", [("quick", 7, ("cifar10", "hymenoptera")),
+                                                   ("seed", 9, ("animals10-mini", "hymenoptera", "animals3"))])
+def test_shipped_studies_are_valid(name, count, datasets):
+    from cnnstudy.data.catalogue import CATALOGUE
+    from helpers import REPO, shared_dataset
 
-    for dataset in ("fashion-mnist", "animals3", "hymenoptera", "animals10-mini"):
+    for dataset in datasets:
         shared_dataset(dataset)
-    monkeypatch.setenv("CNNSTUDY_DATA", str(SHARED_DATA))
     _, runs = plan_study(REPO / "studies" / f"{name}.yaml")
     assert len(runs) == count
     assert all(run.train.batch_size == 32 for run in runs)
+    if name == "quick":  # the demo must run on any machine with internet
+        assert {run.data.dataset for run in runs} <= set(CATALOGUE)
 
 
 def test_the_torchvision_loader_runs_a_study_and_is_repeatable(tmp_path, image_folder):

@@ -1,8 +1,9 @@
-"""Command line: cnnstudy run | report | inspect | models."""
+"""Command line: cnnstudy run | report | inspect | models | data list | data fetch."""
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .checkpoint import CheckpointError
 from .config import StudyError
@@ -25,7 +26,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .study import run_study
 
     try:
-        study_dir = run_study(args.study, args.set, args.out, force=args.force or [])
+        study_dir = run_study(args.study, args.set, args.out, force=args.force or [], offline=args.offline)
     except KeyboardInterrupt:
         print("\ninterrupted: every finished epoch is saved. Run the same command again to resume.",
               file=sys.stderr)
@@ -44,6 +45,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from .data.sources import open_source
     from .fileio import write_json
 
+    from .data.catalogue import CATALOGUE, fetch_dataset
+    from .data.sources import find_dataset
+    from .inputs import offline_from_env
+
+    if find_dataset(args.data)[0] is None and args.data in CATALOGUE and not offline_from_env():
+        fetch_dataset(args.data)
     report = inspect_dataset(open_source(args.data), args.min_size)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     if args.out:
@@ -61,6 +68,38 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_list(args: argparse.Namespace) -> int:
+    from .data.catalogue import CATALOGUE, locate
+    from .data.paths import data_home
+
+    print(f"{'name':16s} {'classes':>7s} {'images':>8s} {'MB':>5s}  {'licence':28s} on disk")
+    for entry in CATALOGUE.values():
+        where = locate(entry.name)
+        print(f"{entry.name:16s} {entry.classes:>7d} {entry.images:>8,d} {entry.approx_mb:>5d}  "
+              f"{entry.licence[:28]:28s} {where or '-'}")
+    print(f"\nfetched datasets go to {data_home()} ($CNNSTUDY_DATA, first folder)")
+    return 0
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    from .data.catalogue import CATALOGUE, fetch_dataset
+
+    if args.study:
+        from .inputs import ensure_inputs
+        from .study import plan_study
+
+        _, runs = plan_study(args.study, args.set)
+        ensure_inputs(runs, Path(args.study).parent, offline=False)
+        print(f"every dataset and pretrained weight file {args.study} needs is on this machine")
+    for name in args.names:
+        if name not in CATALOGUE:
+            raise StudyError(f"{name!r} is not in the catalogue; choose one of {', '.join(CATALOGUE)}")
+        print(f"{name}: {fetch_dataset(name)}")
+    if not args.study and not args.names:
+        raise StudyError("name a dataset (cnnstudy data list) or pass --study FILE")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cnnstudy", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -69,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a run setting for every run, e.g. --set train.epochs=2")
     run.add_argument("--out", default="runs", help="folder that receives runs/<study> (default: runs)")
+    run.add_argument("--offline", action="store_true",
+                     help="fetch nothing: stop at once if a dataset or pretrained weight file is missing")
     run.add_argument("--force", nargs="?", const="*", action="append", metavar="PHASE/RUN",
                      help="redo runs although results exist: alone, every run; with PHASE/RUN (repeatable), "
                           "that run and every run that starts from it")
@@ -82,6 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="print the report as JSON")
     inspect.add_argument("--out", help="also write the JSON report to this file")
     inspect.set_defaults(func=cmd_inspect)
+    data = sub.add_parser("data", help="the catalogue of public datasets: list, fetch").add_subparsers(
+        dest="data_command", required=True)
+    data.add_parser("list", help="catalogue datasets, their licence and whether they are on disk").set_defaults(
+        func=cmd_data_list)
+    fetch = data.add_parser("fetch", help="fetch datasets by name, or everything a study needs (--study)")
+    fetch.add_argument("names", nargs="*", help="catalogue names, e.g. cifar10 hymenoptera")
+    fetch.add_argument("--study", help="fetch every dataset and pretrained weight file this study needs")
+    fetch.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as for cnnstudy run")
+    fetch.set_defaults(func=cmd_data_fetch)
     models = sub.add_parser("models", help="list registered models with their parameter counts")
     models.add_argument("--num-classes", type=int, default=10)
     models.set_defaults(func=cmd_models)

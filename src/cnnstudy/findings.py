@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .compare import Group, best_groups, compare
+from .stats import format_p
 
 
 def pct(value: float) -> str:
@@ -66,7 +67,7 @@ def closing_the_gap(groups: list[Group]) -> list[str]:
 def describe(result: dict) -> str:
     """"+2.3 points (95% CI +0.8 to +3.9): better (p = 0.004)", the words following the numbers."""
     low, high = (v * 100 for v in result["ci95"])
-    p_value = "" if result["words"].startswith("no clear") else f" (p = {result['p']:.2g})"
+    p_value = "" if result["words"].startswith("no clear") else f" (p = {format_p(result['p'])})"
     return f"{result['diff'] * 100:+.1f} points (95% CI {low:+.1f} to {high:+.1f}): {result['words']}{p_value}"
 
 
@@ -99,7 +100,8 @@ def against_scratch(groups: list[Group]) -> list[str]:
                 continue
             result = compare(group, scratch)
             verdict = describe(result) if result else "not comparable"
-            sentences.append(f"{INIT_KINDS[kind].capitalize()} ({group.run_id}, {_acc(group)}) against training "
+            what = INIT_KINDS[kind][0].upper() + INIT_KINDS[kind][1:]
+            sentences.append(f"{what} ({group.run_id}, {_acc(group)}) against training "
                              f"from scratch ({scratch.run_id}, {_acc(scratch)}): {verdict}.")
     return sentences
 

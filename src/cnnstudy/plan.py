@@ -14,6 +14,7 @@ import torch
 
 from .checkpoint import CheckpointError, check_same_split, load_checkpoint_file
 from .config import RunConfig, StudyError
+from .data.catalogue import CATALOGUE
 from .data.errors import DataError
 from .data.prepare import PreparedData
 from .data.sources import resolve_dataset
@@ -97,10 +98,11 @@ def _check_environment(cfg: RunConfig, where: str, study_path: Path) -> None:
         raise StudyError(f"{where}: device {cfg.device!r} but CUDA is not available; use device: auto")
     if cfg.train.precision == "fp16" and not (cfg.device != "cpu" and torch.cuda.is_available()):
         raise StudyError(f"{where}: train.precision fp16 needs a CUDA device; use auto, fp32 or bf16")
-    try:
-        resolve_dataset(cfg.data.dataset, study_path.parent)
-    except DataError as err:
-        raise StudyError(f"{where}: data.dataset: {err}") from None
+    if cfg.data.dataset not in CATALOGUE:  # a catalogue dataset not on disk yet is fetched before training
+        try:
+            resolve_dataset(cfg.data.dataset, study_path.parent)
+        except DataError as err:
+            raise StudyError(f"{where}: data.dataset: {err}") from None
 
 
 def check_prepared(runs: list[RunConfig], prepared: dict[str, PreparedData], study_path: Path) -> None:

@@ -14,6 +14,7 @@ from .fileio import atomic_write_text, read_jsonl
 from .findings import findings
 from .records import RunRecord, run_records, study_runs
 from .render import to_html, to_markdown
+from .stats import format_p
 from .summary import COLUMNS, SUMMARY_NOTE, collect_rows
 
 PLOTS = [("curves.png", "Loss and accuracy"), ("roc.png", "ROC"), ("confusion.png", "Confusion matrix"),
@@ -113,7 +114,7 @@ def answer_blocks(study_dir: Path, groups: list[Group], found: list[dict]) -> Bl
              "verdicts": ", ".join(sorted(set(m["verdict"]["verdict"] for m in g.metrics)))} for g in groups]
     diffs = [{"run": c["a"], "against": f"{c['b']} ({c['kind']})", "test images": f"{c['test_images']} {c['dataset']}",
               "difference": f"{c['diff'] * 100:+.1f} points",
-              "95% CI": f"{c['ci95'][0] * 100:+.1f} to {c['ci95'][1] * 100:+.1f}", "p": f"{c['p']:.2g}",
+              "95% CI": f"{c['ci95'][0] * 100:+.1f} to {c['ci95'][1] * 100:+.1f}", "p": format_p(c["p"]),
               "in words": c["words"], "method": c["method"]} for c in found]
     blocks: Blocks = [("h2", "The answer"), ("ul", findings(groups, found)), ("table", (rows, GROUP_COLUMNS))]
     blocks += [("img", path) for path in study_plots(study_dir, groups)]

@@ -64,8 +64,13 @@ def welch(values_a: list[float], values_b: list[float]) -> dict:
     return {"diff": diff, "p": float(result.pvalue), "ci95": [float(interval.low), float(interval.high)]}
 
 
+def format_p(p: float) -> str:
+    """0.41, or three decimals near the 0.05 line (so 0.0502 does not read "0.05"), or 2.3e-05."""
+    return f"{p:.2f}" if p >= 0.1 else f"{p:.3f}" if p >= 0.01 else f"{p:.2g}"
+
+
 def words(diff: float, p: float) -> str:
     """What the numbers allow one to say."""
     if p < ALPHA:
         return "better" if diff > 0 else "worse"
-    return f"no clear difference (p = {p:.2f})"
+    return f"no clear difference (p = {format_p(p)})"

@@ -1,7 +1,8 @@
 """A study: phases of runs, all checked and planned before the first one trains, then run in order.
 
-Order of work in `run_study`: validate every run's config; take the study folder's lock; make (or
-load) every split; check what needs the splits; decide each run's action from its fingerprint;
+Order of work in `run_study`: validate every run's config; take the study folder's lock; make sure
+every dataset and pretrained weight file is on disk (fetching what is missing); make (or load)
+every split; check what needs the splits; decide each run's action from its fingerprint;
 then train. Anything that would make a number untrustworthy stops the study before training.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ import yaml
 from .config import RunConfig, StudyConfig, load_study_file, parse_overrides, resolve_runs
 from .data.prepare import PreparedData, SplitStore
 from .fileio import atomic_write_text
+from .inputs import ensure_inputs, offline_from_env
 from .lock import study_lock
 from .models import get_spec
 from .plan import check_prepared, force_set, plan_actions, validate_runs
@@ -42,13 +44,14 @@ def prepare_splits(runs: list[RunConfig], store: SplitStore) -> dict[str, Prepar
 
 
 def run_study(study_path: str | Path, overrides: list[str] | None = None, out_dir: str | Path = "runs",
-              force: bool | list[str] = False, log=print) -> Path:
+              force: bool | list[str] = False, log=print, offline: bool = False) -> Path:
     """Run (or continue) a study. `force`: True redoes every run; a list of <phase>/<run> redoes those
-    and every run that starts from them."""
+    and every run that starts from them. `offline`: fetch nothing; stop if a dataset or weight is missing."""
     study, runs = plan_study(study_path, overrides)
     forced = force_set(runs, ["*"] if force is True else list(force or []))
     study_dir = Path(out_dir) / study.name
     with study_lock(study_dir):
+        ensure_inputs(runs, Path(study_path).parent, offline or offline_from_env(), log)
         store = SplitStore(study_dir, Path(study_path).parent, lambda cfg: get_spec(cfg.model.name).min_size, log)
         prepared = prepare_splits(runs, store)
         check_prepared(runs, prepared, Path(study_path))

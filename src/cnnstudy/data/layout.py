@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .errors import DataError
 
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 SPLIT_ALIASES = {"train": ("train", "training"), "val": ("val", "valid", "validation", "dev"),
                  "test": ("test", "testing")}
 _SPLIT_OF_ALIAS = {alias: split for split, aliases in SPLIT_ALIASES.items() for alias in aliases}

@@ -6,7 +6,6 @@ A source lists labelled item ids per source split and opens any item as an RGB P
 from __future__ import annotations
 
 import gzip
-import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -14,11 +13,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from .cache import cache_root
+from .catalogue import CATALOGUE
 from .errors import DataError
-from .layout import Layout, check_class_folders, detect_layout, visible_dirs
+from .layout import IMAGE_EXTENSIONS, Layout, check_class_folders, detect_layout, visible_dirs
+from .paths import data_roots
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 FASHION_MNIST = "fashion-mnist"
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -26,26 +25,27 @@ FASHION_MNIST_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx
                        "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
 
 
-def data_roots() -> list[Path]:
-    """Folders searched for a dataset given by name, first match wins."""
-    roots = [Path(p) for p in os.environ.get("CNNSTUDY_DATA", "").split(os.pathsep) if p]
-    return roots + [Path("data"), Path("../shared/data"), Path("/usr/share/datasets")]
-
-
-def resolve_dataset(spec: str, base: Path | None = None) -> Path:
-    """A dataset path as written, relative to `base` (the study file's folder), or a name under data_roots()."""
+def find_dataset(spec: str, base: Path | None = None) -> tuple[Path | None, list[Path]]:
+    """The folder `spec` names (a path as written, relative to `base` too, or a name under the
+    search roots), and every place looked at."""
     candidates = [Path(spec).expanduser()]
     if base is not None and not Path(spec).is_absolute():
         candidates.append(base / spec)
     candidates += [root / spec for root in data_roots()]
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate.resolve()
-    if spec == FASHION_MNIST:
-        return Path(FASHION_MNIST)  # not on disk: torchvision's downloader is the fallback
-    searched = ", ".join(dict.fromkeys(str(c) for c in candidates))
-    raise DataError(f"dataset {spec!r} not found (looked in {searched}); set data.dataset to an "
-                    "existing folder or put it under $CNNSTUDY_DATA")
+    found = next((c for c in candidates if c.is_dir()), None)
+    return (found.resolve() if found else None), list(dict.fromkeys(candidates))
+
+
+def resolve_dataset(spec: str, base: Path | None = None) -> Path:
+    found, searched = find_dataset(spec, base)
+    if found is None and spec in CATALOGUE:
+        raise DataError(f"dataset {spec!r} is in the catalogue but not on disk yet (looked in "
+                        f"{', '.join(map(str, searched))}); fetch it with: cnnstudy data fetch {spec}")
+    if found is None:
+        raise DataError(f"dataset {spec!r} not found (looked in {', '.join(map(str, searched))}); set "
+                        "data.dataset to an existing folder, put it under $CNNSTUDY_DATA, or name a dataset "
+                        "of the catalogue (cnnstudy data list)")
+    return found
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -171,8 +171,7 @@ class FashionMnistSource:
 
     @cached_property
     def arrays(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        folder = self.root if self.root.is_dir() else _download_fashion_mnist()
-        return {split: (read_idx(folder / images), read_idx(folder / labels))
+        return {split: (read_idx(self.root / images), read_idx(self.root / labels))
                 for split, (images, labels) in FASHION_MNIST_FILES.items()}
 
     @cached_property
@@ -188,18 +187,8 @@ class FashionMnistSource:
         return 0, 0  # the IDX files never change under an id
 
 
-def _download_fashion_mnist() -> Path:
-    """Users with internet get torchvision's real downloader; the raw IDX files land in its cache."""
-    from torchvision.datasets import FashionMNIST
-
-    cache = cache_root() / "torchvision"
-    for train in (True, False):
-        FashionMNIST(str(cache), train=train, download=True)
-    return cache / "FashionMNIST" / "raw"
-
-
 def open_source(spec: str, base: Path | None = None) -> FolderSource | FashionMnistSource:
     path = resolve_dataset(spec, base)
-    if spec == FASHION_MNIST or (path / FASHION_MNIST_FILES["train"][0]).exists():
+    if (path / FASHION_MNIST_FILES["train"][0]).exists():
         return FashionMnistSource(path)
     return scan_folder(path)
