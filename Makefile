@@ -16,12 +16,11 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,export,tracking]'
 	touch $@
 
 demo: setup
 	$(BIN)/cnnstudy run studies/quick.yaml
-	$(BIN)/cnnstudy report runs/quick
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -1,6 +1,40 @@
-"""cnnstudy: run whole image-classification studies from a YAML file."""
-__version__ = "0.2.0"
+"""cnnstudy: run whole image-classification studies from a YAML file.
 
-from .models import create_model, list_models  # noqa: E402
+In a notebook::
 
-__all__ = ["create_model", "list_models"]
+    import cnnstudy
+    study_dir = cnnstudy.run_study("studies/quick.yaml", overrides={"train.epochs": 2})
+    run = cnnstudy.load_run(study_dir / "phase3" / "regularized")
+    run.metrics["test"]["accuracy"], run.history[-1]["val_acc"], run.config["train"]["lr"]
+    run.predict(["cat.jpg", "photos/"])      # [{"file", "class", "confidence", "top_k", ...}, ...]
+    model = cnnstudy.create_model("cnn_regularized", num_classes=3)
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ._version import __version__
+from .models import create_model, list_models
+
+__all__ = ["create_model", "list_models", "load_run", "run_study", "__version__"]
+
+
+def run_study(path: str | Path, overrides: dict[str, Any] | list[str] | None = None, out_dir: str | Path = "runs",
+              force: bool | list[str] = False, offline: bool = False, log=print) -> Path:
+    """Run (or continue) a study file; returns its folder. `overrides` as {"train.epochs": 2} or
+    ["train.epochs=2"], like `--set`; `force` and `offline` as on the command line."""
+    from .study import run_study as run
+
+    pairs = [f"{key}={json.dumps(value)}" for key, value in overrides.items()] if isinstance(overrides, dict) \
+        else list(overrides or [])
+    return run(path, pairs, out_dir, force=force, log=log, offline=offline)
+
+
+def load_run(path: str | Path, run: str | None = None, device: str = "cpu"):
+    """A finished run (`.predict`, `.metrics`, `.history`, `.config`, `.model`, `.classes`): a run
+    folder, a repeated run's folder (its best repeat), or a study folder with `run="phase/run"`."""
+    from .inference import load_run as load
+
+    return load(path, run, device)

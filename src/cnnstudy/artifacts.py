@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, plots
+from . import plots
+from ._version import __version__
 from .config import RunConfig
 from .data.splits import PARTS, Split
 from .fileio import atomic_write_bytes, atomic_write_text, write_json

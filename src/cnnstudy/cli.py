@@ -1,4 +1,4 @@
-"""Command line: cnnstudy run | report | inspect | models | data list | data fetch."""
+"""Command line: cnnstudy run | report | inspect | predict | export | models | data list | data fetch."""
 from __future__ import annotations
 
 import argparse
@@ -31,7 +31,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("\ninterrupted: every finished epoch is saved. Run the same command again to resume.",
               file=sys.stderr)
         return 130
-    return _write_report(study_dir)
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -100,6 +100,56 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def prediction_table(rows: list[dict], top_k: int) -> str:
+    """CSV: file, class, confidence, top1, p1, ..., error."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["file", "class", "confidence"] + [f"{kind}{i}" for i in range(1, top_k + 1)
+                                                       for kind in ("top", "p")] + ["error"])
+    for row in rows:
+        tops = [value for entry in row["top_k"] for value in (entry["class"], f"{entry['probability']:.6f}")]
+        tops += [""] * (2 * top_k - len(tops))
+        confidence = "" if row["confidence"] is None else f"{row['confidence']:.6f}"
+        writer.writerow([row["file"], row["class"] or "", confidence, *tops, row["error"] or ""])
+    return buffer.getvalue()
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from .fileio import atomic_write_text
+    from .inference import load_run
+
+    run = load_run(args.run_dir, args.run, args.device)
+    rows = run.predict(args.paths, top_k=args.top_k, batch_size=args.batch_size, progress=True)
+    if not rows:
+        raise StudyError(f"no image files found in {', '.join(args.paths)}")
+    text = json.dumps([{k: v for k, v in r.items() if k != "probabilities"} for r in rows], indent=2) + "\n" \
+        if args.json else prediction_table(rows, args.top_k)
+    if args.out:
+        atomic_write_text(args.out, text)
+        print(f"{len(rows)} prediction(s) of {run.metrics['run']} written to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    bad = [r for r in rows if r["error"]]
+    if bad:
+        print(f"{len(bad)} file(s) could not be read and have no prediction:" +
+              "".join(f"\n  {r['file']}: {r['error']}" for r in bad), file=sys.stderr)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_run
+    from .inference import load_run
+
+    path = export_run(load_run(args.run_dir, args.run), args.format, Path(args.out) if args.out else None)
+    print(f"{args.format}: {path} (verified on the run's test images; sidecar {path.name}.json)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cnnstudy", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -123,6 +173,22 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="print the report as JSON")
     inspect.add_argument("--out", help="also write the JSON report to this file")
     inspect.set_defaults(func=cmd_inspect)
+    predict = sub.add_parser("predict", help="classify images or folders with a finished run")
+    predict.add_argument("run_dir", help="a run folder (runs/<study>/<phase>/<run>), or a study folder with --run")
+    predict.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
+    predict.add_argument("--run", help="<phase>/<run> when run_dir is a study folder")
+    predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("--batch-size", type=int, help="default: the run's train.batch_size")
+    predict.add_argument("--out", help="write here instead of standard output")
+    predict.add_argument("--json", action="store_true", help="JSON instead of CSV")
+    predict.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    predict.set_defaults(func=cmd_predict)
+    export = sub.add_parser("export", help="export a run's model to ONNX or TorchScript, verified")
+    export.add_argument("run_dir", help="a run folder, or a study folder with --run")
+    export.add_argument("--run", help="<phase>/<run> when run_dir is a study folder")
+    export.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    export.add_argument("--out", help="file to write (default: model.onnx / model.torchscript.pt in the run folder)")
+    export.set_defaults(func=cmd_export)
     data = sub.add_parser("data", help="the catalogue of public datasets: list, fetch").add_subparsers(
         dest="data_command", required=True)
     data.add_parser("list", help="catalogue datasets, their licence and whether they are on disk").set_defaults(

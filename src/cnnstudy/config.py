@@ -115,9 +115,16 @@ class PhaseConfig(Strict):
     runs: list[dict[str, Any]] = Field(min_length=1)
 
 
+class TrackingConfig(Strict):
+    """Optional experiment tracking (pip install 'cnnstudy[tracking]'); it never changes a result."""
+    tensorboard: bool = Field(False, description="event files in each run folder's tensorboard/")
+    mlflow: bool | str = Field(False, description="true: a SQLite store in the study folder; or a tracking URI")
+
+
 class StudyConfig(Strict):
     name: SafeName
     description: str = ""
+    tracking: TrackingConfig = TrackingConfig()
     defaults: dict[str, Any] = {}
     phases: list[PhaseConfig] = Field(min_length=1)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -138,11 +138,12 @@ def _repair_after_kill(run_dir: Path, ckpt: dict, state: FitState) -> None:
 
 def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader, val_loader, device: torch.device,
         epochs: int, run_dir: Path, meta: dict[str, Any], seed: int = 0, log=print,
-        precision: str = "fp32", train_eval_loader=None) -> FitState:
+        precision: str = "fp32", train_eval_loader=None, on_epoch: Callable[[dict], None] | None = None) -> FitState:
     """Train for `epochs`, writing history.jsonl, last.pt and best.pt (by val acc) after every epoch.
 
     With `train_eval_loader` (un-augmented training images), each row also holds train_eval_loss and
-    train_eval_acc, measured in eval mode like the validation numbers they are compared with."""
+    train_eval_acc, measured in eval mode like the validation numbers they are compared with.
+    `on_epoch` receives each row once its files are written (experiment tracking)."""
     criterion = nn.CrossEntropyLoss()
     scaler = grad_scaler(device, precision)
     state = resume_state(run_dir, model, optimizer, scaler, meta)
@@ -167,6 +168,8 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader, val_lo
             state.best_val_acc, state.best_epoch = row["val_acc"], epoch
         _save_epoch(run_dir, model, optimizer, scaler, state, meta, improved)
         log(epoch_line(row, epochs))
+        if on_epoch is not None:
+            on_epoch(row)
     return state
 
 

@@ -25,6 +25,7 @@ from .models import count_parameters, create_model, load_matching_state, model_s
 from .plan import RunPlan, check_removable
 from .repeats import source_checkpoint
 from .seeds import derive_seed
+from .tracking import Tracking
 
 
 def remove_run_dir(run_dir: Path, study_dir: Path) -> None:
@@ -72,12 +73,17 @@ def build_model(cfg: RunConfig, split: Split, source_ckpt: Path | None = None
     return model, apply_freeze(model, cfg.model.freeze), stats
 
 
-def execute_run(plan: RunPlan, study_dir: Path, log=print) -> dict:
-    """Carry out one planned run; a finished, matching run is only read back."""
+def execute_run(plan: RunPlan, study_dir: Path, log=print, tracking: Tracking | None = None) -> dict:
+    """Carry out one planned run; a finished, matching run is only read back (and tracked, if it
+    never was)."""
     cfg, split, source = plan.cfg, plan.data.split, plan.data.source
+    tracking = tracking if tracking is not None and tracking.enabled else None
     if plan.action == "skip":
         log(f"skip {plan.label}: already finished with this config, split and inputs")
-        return read_json(plan.run_dir / "metrics.json")
+        metrics = read_json(plan.run_dir / "metrics.json")
+        if tracking and tracking.untracked(plan.run_dir):
+            tracking.track_finished(plan.run_dir, plan.label, cfg.model_dump(mode="json"), metrics)
+        return metrics
     source_ckpt = source_checkpoint(study_dir, plan.source) if plan.source else None
     fingerprint = make_fingerprint(cfg, split, checkpoint_inputs(cfg, study_dir, source_ckpt))
     prepare_run_dir(plan, study_dir, fingerprint)
@@ -98,9 +104,13 @@ def execute_run(plan: RunPlan, study_dir: Path, log=print) -> dict:
     meta = {"model_name": cfg.model.name, "class_names": split.classes, "config": cfg.model_dump(mode="json"),
             "trainable_names": trainable, "normalization": [list(stats[0]), list(stats[1])],
             "dataset": split.dataset, "split_digest": split.digest, "fingerprint": facts["fingerprint"]}
+    trackers = tracking.open(plan.run_dir, plan.label, meta["config"]) if tracking else None
     fit(model, optimizer, loaders["train"], loaders["val"], device, cfg.train.epochs, plan.run_dir, meta,
-        cfg.seed, log, precision, loaders["train_eval"])
-    return finish_run(plan, model, loaders, device, facts)
+        cfg.seed, log, precision, loaders["train_eval"], trackers.epoch if trackers else None)
+    metrics = finish_run(plan, model, loaders, device, facts)
+    if trackers:
+        trackers.finish(metrics, meta["config"], plan.run_dir)
+    return metrics
 
 
 def finish_run(plan: RunPlan, model, loaders: dict, device, facts: dict) -> dict:

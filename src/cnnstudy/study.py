@@ -20,7 +20,9 @@ from .lock import study_lock
 from .models import get_spec
 from .plan import check_prepared, force_set, plan_actions, validate_runs
 from .run import execute_run
+from .report import build_report
 from .summary import write_summary
+from .tracking import Tracking, check_tracking
 
 
 def plan_study(study_path: str | Path, overrides: list[str] | None = None) -> tuple[StudyConfig, list[RunConfig]]:
@@ -28,6 +30,7 @@ def plan_study(study_path: str | Path, overrides: list[str] | None = None) -> tu
     study = load_study_file(study_path)
     runs = resolve_runs(study, parse_overrides(overrides or []), str(study_path))
     validate_runs(runs, Path(study_path))
+    check_tracking(study.tracking)
     return study, runs
 
 
@@ -58,8 +61,11 @@ def run_study(study_path: str | Path, overrides: list[str] | None = None, out_di
         plans = plan_actions(runs, prepared, study_dir, forced)
         save_resolved_study(study_dir, study, runs)
         torch.use_deterministic_algorithms(True, warn_only=True)
+        tracking = Tracking(study.tracking, study_dir, study.name, log)
         for plan in plans:
-            execute_run(plan, study_dir, log=log)
+            execute_run(plan, study_dir, log=log, tracking=tracking)
             write_summary(study_dir)
-    log(f"study finished: {study_dir / 'summary.md'}")
+        report = build_report(study_dir)
+        tracking.log_report(list(report))
+    log(f"study finished: {study_dir / 'summary.md'}, report: {report[0]} and {report[1]}")
     return study_dir

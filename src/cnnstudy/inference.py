@@ -1,0 +1,132 @@
+"""Using a finished run: `load_run` gives its config, metrics, history and model; `predict` applies
+it to new images with the run's own classes, image size, normalization and precision, through the
+same arithmetic its evaluation used (resize to uint8 like the decode-once cache, then normalize on
+the device), so that predicting the run's own test images reproduces its predictions.npz.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .checkpoint import load_checkpoint_file
+from .config import StudyError
+from .data.layout import IMAGE_EXTENSIONS
+from .data.sources import open_image_file, to_rgb
+from .data.transforms import normalize
+from .devices import autocast, resolve_device
+from .fileio import read_json, read_jsonl
+from .models import create_model
+from .records import read_run
+
+
+def resolve_run_dir(path: str | Path, run: str | None = None) -> Path:
+    """A run folder from a run folder, a repeated run's folder (its best repeat), or a study folder + run."""
+    path = Path(path)
+    if (path / "study.yaml").exists():
+        if not run:
+            raise StudyError(f"{path} is a study folder; name the run too, e.g. --run phase3/regularized")
+        path = path / run
+    if (path / "metrics.json").exists():
+        return path
+    repeats = sorted(path.glob("r[0-9]*/metrics.json"))
+    if repeats:  # the repeat with the best validation accuracy, as init_from uses
+        return max(repeats, key=lambda m: (read_json(m)["best_val_acc"], -int(m.parent.name[1:]))).parent
+    raise StudyError(f"{path} is not a finished run folder (no metrics.json); pass runs/<study>/<phase>/<run>, "
+                     "or a study folder with --run <phase>/<run>")
+
+
+def image_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given, and every image file under folders (recursively, hidden entries skipped)."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                            and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        else:
+            found.append(path)
+    return found
+
+
+class LoadedRun:
+    """A finished run, read from its folder: `.config`, `.metrics`, `.history`, `.classes`, `.model`."""
+
+    def __init__(self, run_dir: Path, device: str = "cpu") -> None:
+        metrics = read_json(run_dir / "metrics.json")
+        record = read_run(run_dir, metrics["run"], metrics.get("repeat"))
+        if record.metrics is None:
+            raise StudyError(f"{run_dir}: {record.problem}")
+        self.run_dir, self.config, self.metrics = run_dir, record.config, record.metrics
+        self.history = read_jsonl(run_dir / "history.jsonl")
+        checkpoint = load_checkpoint_file(run_dir / "best.pt")
+        self.classes: list[str] = list(checkpoint["class_names"])
+        self.stats = tuple(map(tuple, checkpoint["normalization"]))
+        self.image_size: int = self.config["data"]["image_size"]
+        self.device = resolve_device(device)
+        # The run's own precision where it evaluated on this kind of device (the same numbers), else fp32.
+        trained_on = torch.device(self.metrics.get("device", "cpu")).type
+        self.precision = self.metrics.get("precision", "fp32") if self.device.type == trained_on else "fp32"
+        self.model = create_model(checkpoint["model_name"], len(self.classes), image_size=self.image_size)
+        self.model.load_state_dict(checkpoint["model"])
+        self.model = self.model.to(self.device).to(memory_format=torch.channels_last).eval()
+
+    def pixels(self, image: Image.Image) -> np.ndarray:
+        """One image as the cache stores it: RGB, resized with PIL's bilinear filter, uint8 HWC."""
+        return np.asarray(to_rgb(image).resize((self.image_size,) * 2, Image.BILINEAR), dtype=np.uint8)
+
+    @torch.inference_mode()
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """Class probabilities of a (N, H, W, 3) uint8 batch."""
+        images = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float()
+        images = normalize(images, self.stats).contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, self.precision):
+            logits = self.model(images)
+        return torch.softmax(logits.float(), 1).cpu().numpy()
+
+    def predict(self, images: Iterable[str | Path | Image.Image], top_k: int = 3, batch_size: int | None = None,
+                progress: bool = False) -> list[dict]:
+        """One dict per image, in order: file, class, confidence, top_k [{class, probability}],
+        probabilities, error. Folders are searched recursively; an unreadable file gets an error and
+        no class, and never stops the others."""
+        entries = list(_expand(images))
+        rows: list[dict] = [{} for _ in entries]
+        batch_size = batch_size or self.config["train"]["batch_size"]
+        pending: list[tuple[int, np.ndarray]] = []
+        for index, (name, item) in enumerate(tqdm(entries, desc="predicting", disable=not progress, leave=False,
+                                                  dynamic_ncols=True)):
+            try:
+                pending.append((index, self.pixels(item if isinstance(item, Image.Image) else open_image_file(item))))
+            except Exception as err:  # noqa: BLE001 - any undecodable file is reported, not fatal
+                rows[index] = {"file": name, "class": None, "confidence": None, "top_k": [], "probabilities": [],
+                               "error": f"{type(err).__name__}: {err}"}
+            if len(pending) == batch_size or (pending and index == len(entries) - 1):
+                probs = self.probabilities(np.stack([pixels for _, pixels in pending]))
+                for (done, _), p in zip(pending, probs):
+                    rows[done] = self._row(entries[done][0], p, top_k)
+                pending = []
+        return rows
+
+    def _row(self, name: str, p: np.ndarray, top_k: int) -> dict:
+        order = np.argsort(-p, kind="stable")[:top_k]
+        return {"file": name, "class": self.classes[order[0]], "confidence": float(p[order[0]]),
+                "top_k": [{"class": self.classes[k], "probability": float(p[k])} for k in order],
+                "probabilities": p.tolist(), "error": None}
+
+
+def _expand(images: Iterable[str | Path | Image.Image]):
+    """(name, image or path) for every image given, folders expanded."""
+    for position, item in enumerate(images):
+        if isinstance(item, Image.Image):
+            yield f"<image {position}>", item
+        else:
+            for path in image_files([item]):
+                yield str(path), path
+
+
+def load_run(path: str | Path, run: str | None = None, device: str = "cpu") -> LoadedRun:
+    """A finished run for notebooks: `load_run("runs/quick/phase3/regularized").predict(["cat.jpg"])`."""
+    return LoadedRun(resolve_run_dir(path, run), device)
