@@ -38,8 +38,9 @@ BATCH = 32
 class Repeat:
     """The same in-memory batch `count` times: no data cost at all."""
 
-    def __init__(self, size: int, count: int) -> None:
-        self.batch = (torch.randn(BATCH, 3, size, size), torch.randint(0, 3, (BATCH,)), torch.arange(BATCH))
+    def __init__(self, size: int, count: int, device: torch.device) -> None:
+        self.batch = (torch.randn(BATCH, 3, size, size, device=device), torch.randint(0, 3, (BATCH,), device=device),
+                      torch.arange(BATCH))
         self.count = count
 
     def __iter__(self):
@@ -49,28 +50,33 @@ class Repeat:
         return self.count
 
 
-def images_per_second(run, batches: int) -> float:
+def images_per_second(run, batches: int, device: torch.device = torch.device("cpu")) -> float:
     run(2)  # warm-up: allocator, kernels, worker start-up
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     started = time.perf_counter()
     run(batches)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # the GPU's queued work counts
     return batches * BATCH / (time.perf_counter() - started)
 
 
-def cnnstudy_step(model_name: str, loader_for) -> callable:
-    model = create_model(model_name, 3).to(memory_format=torch.channels_last)
+def cnnstudy_step(model_name: str, loader_for, device: torch.device) -> callable:
+    model = create_model(model_name, 3).to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
-    criterion, cpu = nn.CrossEntropyLoss(), torch.device("cpu")
-    precision = choose_precision(cpu, "auto")
-    return lambda n: train_one_epoch(model, loader_for(n), optimizer, criterion, cpu, desc="bench",
+    criterion = nn.CrossEntropyLoss()
+    precision = choose_precision(device, "auto")
+    return lambda n: train_one_epoch(model, loader_for(n), optimizer, criterion, device, desc="bench",
                                      precision=precision)
 
 
-def plain_loop(model: nn.Module, batches) -> None:
+def plain_loop(model: nn.Module, batches, device: torch.device) -> None:
     """The textbook loop: NCHW fp32, a .item() per step."""
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     criterion = nn.CrossEntropyLoss()
     model.train()
     for images, labels, *_ in batches:
+        images, labels = images.to(device), labels.to(device)
         optimizer.zero_grad()
         loss = criterion(model(images), labels)
         loss.backward()
@@ -78,37 +84,39 @@ def plain_loop(model: nn.Module, batches) -> None:
         loss.item()
 
 
-def naive_step(model_name: str, root, size: int) -> callable:
+def naive_step(model_name: str, root, size: int, device: torch.device) -> callable:
     """What a user writes: PIL transforms per image in 2 workers, a plain NCHW fp32 loop."""
     dataset = ImageFolder(str(root), transform=train_transform(size, "seed", STATS), loader=open_image_file)
-    model = create_model(model_name, 3)
+    model = create_model(model_name, 3).to(device)
 
     def run(n: int) -> None:
         subset = Subset(dataset, torch.randperm(len(dataset))[: n * BATCH].tolist())
-        plain_loop(model, DataLoader(subset, batch_size=BATCH, shuffle=True, num_workers=2))
+        plain_loop(model, DataLoader(subset, batch_size=BATCH, shuffle=True, num_workers=2), device)
     return run
 
 
-def measure(model_name: str, size: int, batches: int, rounds: int, source, root) -> dict:
-    items = source.items["all"]
+def measure(model_name: str, size: int, batches: int, rounds: int, source, root,
+            device: torch.device = torch.device("cpu")) -> dict:
+    items = [item for part in source.items.values() for item in part]
     started = time.perf_counter()
     array = cached_images(source, [item for item, _ in items], size)
     build = time.perf_counter() - started
     labels = [label for _, label in items]
     cached = lambda n: CachedLoader(array[: n * BATCH * 2], labels[: n * BATCH * 2], BATCH,  # noqa: E731
-                                    STATS, torch.device("cpu"), shuffle=True, augment=True)
+                                    STATS, device, shuffle=True, augment=True)
     set_allocator(True)
-    limit = cnnstudy_step(model_name, lambda n: Repeat(size, n))
-    ours = cnnstudy_step(model_name, lambda n: _first(cached(n), n))
+    limit = cnnstudy_step(model_name, lambda n: Repeat(size, n, device), device)
+    ours = cnnstudy_step(model_name, lambda n: _first(cached(n), n), device)
     # Alternating rounds, best of each: a 2-core machine's noise hits both sides alike.
     a = b = 0.0
     for _ in range(rounds):
-        a = max(a, images_per_second(limit, batches))
-        b = max(b, images_per_second(ours, batches))
+        a = max(a, images_per_second(limit, batches, device))
+        b = max(b, images_per_second(ours, batches, device))
     set_allocator(False)
-    c = images_per_second(naive_step(model_name, root, size), batches)
-    plain = create_model(model_name, 3)
-    d = images_per_second(lambda n: plain_loop(plain, Repeat(size, n)), batches)
+    class_root = root / source.layout.folders.get("train", source.layout.folders.get("all", ""))
+    c = images_per_second(naive_step(model_name, class_root, size, device), batches, device)
+    plain = create_model(model_name, 3).to(device)
+    d = images_per_second(lambda n: plain_loop(plain, Repeat(size, n, device), device), batches, device)
     set_allocator(True)
     return {"model": model_name, "size": size, "a": a, "b": b, "c": c, "d": d, "cache_s": build}
 
@@ -120,6 +128,28 @@ def _first(loader, n: int):
         yield batch
 
 
+def print_table(models: list[str], sizes: list[int], batches: int, rounds: int, dataset: str,
+                device: torch.device) -> list[dict]:
+    """Measure every model at every size and print one table; returns the rows."""
+    root = resolve_dataset(dataset)
+    source = scan_folder(root)
+    print(f"{dataset}: {sum(map(len, source.items.values()))} images, batch {BATCH}, {device}, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}, "
+          f"{choose_precision(device, 'auto')} in (a) and (b)")
+    print(f"CPU flags: {cpu_flags()}")
+    print(f"{'model':16s} {'px':>4s} {'(a) limit':>10s} {'(b) ours':>10s} {'(c) naive':>10s} "
+          f"{'(d) plain':>10s} {'b/a':>6s} {'b/c':>6s} {'a/d':>6s} {'cache s':>8s}   (images/second)")
+    rows = []
+    for size in sizes:
+        for model_name in models:
+            r = measure(model_name, size, batches, rounds, source, root, device)
+            print(f"{r['model']:16s} {size:>4d} {r['a']:>10.1f} {r['b']:>10.1f} {r['c']:>10.1f} "
+                  f"{r['d']:>10.1f} {r['b'] / r['a']:>6.2f} {r['b'] / r['c']:>6.2f} {r['a'] / r['d']:>6.2f} "
+                  f"{r['cache_s']:>8.1f}", flush=True)
+            rows.append(r)
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 224])
@@ -127,22 +157,10 @@ def main() -> int:
     parser.add_argument("--batches", type=int, default=8, help="timed batches per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="alternating (a)/(b) rounds, best kept")
     parser.add_argument("--dataset", default="animals3")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU path")
     args = parser.parse_args()
     tune_runtime()
-    root = resolve_dataset(args.dataset)
-    source = scan_folder(root)
-    print(f"{args.dataset}: {sum(map(len, source.items.values()))} images, batch {BATCH}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"{choose_precision(torch.device('cpu'), 'auto')} in (a) and (b)")
-    print(f"CPU flags: {cpu_flags()}")
-    print(f"{'model':16s} {'px':>4s} {'(a) limit':>10s} {'(b) ours':>10s} {'(c) naive':>10s} "
-          f"{'(d) plain':>10s} {'b/a':>6s} {'b/c':>6s} {'a/d':>6s} {'cache s':>8s}   (images/second)")
-    for size in args.sizes:
-        for model_name in args.models:
-            r = measure(model_name, size, args.batches, args.rounds, source, root)
-            print(f"{r['model']:16s} {size:>4d} {r['a']:>10.1f} {r['b']:>10.1f} {r['c']:>10.1f} "
-                  f"{r['d']:>10.1f} {r['b'] / r['a']:>6.2f} {r['b'] / r['c']:>6.2f} {r['a'] / r['d']:>6.2f} "
-                  f"{r['cache_s']:>8.1f}", flush=True)
+    print_table(args.models, args.sizes, args.batches, args.rounds, args.dataset, torch.device(args.device))
     return 0
 
 

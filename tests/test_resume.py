@@ -73,10 +73,10 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
 KILLER = """
 import os, signal, sys
 from pathlib import Path
-import cnnstudy.engine as engine
+import cnnstudy.checkpoint as checkpoint
 
 study, out, epoch, after = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-write_jsonl, save_checkpoint = engine.write_jsonl, engine.save_checkpoint
+write_jsonl, save_checkpoint = checkpoint.write_jsonl, checkpoint.save_checkpoint
 
 def history_then_die(path, rows):
     write_jsonl(path, rows)
@@ -88,7 +88,7 @@ def checkpoint_then_die(path, state):
     if after == "last.pt" and Path(path).name == "last.pt" and state["epoch"] == epoch:
         os.kill(os.getpid(), signal.SIGKILL)
 
-engine.write_jsonl, engine.save_checkpoint = history_then_die, checkpoint_then_die
+checkpoint.write_jsonl, checkpoint.save_checkpoint = history_then_die, checkpoint_then_die
 from cnnstudy.study import run_study
 run_study(study, out_dir=out, log=lambda _: None)
 """

@@ -1,13 +1,21 @@
-"""Checkpoints: saved atomically, loaded with weights_only=True, checked against the model they go into."""
+"""Checkpoints: saved atomically, loaded with weights_only=True, checked against the run they go
+into; and a run's training state (last.pt / best.pt / history.jsonl), saved after every epoch and
+restored on resume.
+
+What fit writes after each epoch, in this order, so that a kill at any instant leaves files that
+agree: history.jsonl (the rows so far), then last.pt (which claims that epoch), then best.pt when
+the epoch improved. A resumed run trusts last.pt and rewrites the other two from it.
+"""
 from __future__ import annotations
 
 import pickle
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .fileio import atomic_torch_save
+from .fileio import atomic_torch_save, write_jsonl
 
 
 class CheckpointError(ValueError):
@@ -46,3 +54,70 @@ def check_same_split(ckpt: dict[str, Any], dataset: str, split_digest: str, sour
             f"{source} was trained on another split of {dataset}, so some of this run's validation and "
             "test images were among its training images. Use the same data.split and "
             "data.limit_per_class as the run that made it, or start from a checkpoint of another dataset")
+
+
+# What a checkpoint must share with the run that resumes it; the fingerprint covers config,
+# split and inputs, the others catch a model assembled differently from the same config.
+RESUME_KEYS = ("fingerprint", "split_digest", "model_name", "class_names", "trainable_names")
+
+
+@dataclass
+class FitState:
+    """What a run needs to resume exactly: the epoch reached, the history so far, the best val acc."""
+    epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    best_val_acc: float = -1.0
+    best_epoch: int = 0
+
+
+def resume_state(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 scaler: torch.amp.GradScaler, meta: dict[str, Any], write: bool = True) -> FitState:
+    """Pick up after the last completed epoch, if a previous attempt left last.pt behind. `write`:
+    this process may repair the files (rank 0 only, under data parallelism)."""
+    last = run_dir / "last.pt"
+    if not last.exists():
+        return FitState()
+    ckpt = load_checkpoint_file(last)
+    for key in RESUME_KEYS:
+        if ckpt.get(key) != meta.get(key):
+            raise CheckpointError(f"{last} was saved with another {key} ({_short(ckpt.get(key))}, now "
+                                  f"{_short(meta.get(key))}); resuming would mix two different runs. "
+                                  "Add --force to start the run again")
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    if ckpt.get("scaler"):
+        scaler.load_state_dict(ckpt["scaler"])
+    state = FitState(ckpt["epoch"], list(ckpt["history"]), ckpt["best_val_acc"], ckpt.get("best_epoch", 0))
+    if write:
+        _repair_after_kill(run_dir, ckpt, state)
+    return state
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) < 80 else text[:77] + "..."
+
+
+def _repair_after_kill(run_dir: Path, ckpt: dict, state: FitState) -> None:
+    """last.pt is the truth: drop history rows of an epoch it does not claim, and write best.pt if a
+    kill came between last.pt and the best.pt of the same epoch."""
+    write_jsonl(run_dir / "history.jsonl", state.history)
+    best = run_dir / "best.pt"
+    if state.best_epoch == state.epoch and (not best.exists() or
+                                            load_checkpoint_file(best).get("epoch") != state.epoch):
+        save_checkpoint(best, {k: v for k, v in ckpt.items() if k not in ("optimizer", "scaler", "history")})
+
+
+def save_epoch(run_dir: Path, model, optimizer, scaler, state: FitState, meta: dict, improved: bool) -> None:
+    """After an epoch: history.jsonl first, then last.pt (which claims the epoch), then best.pt if it
+    improved, so that a kill at any instant leaves files that agree (resume_state repairs the rest)."""
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    ckpt = {**meta, "model": weights, "epoch": state.epoch, "best_val_acc": state.best_val_acc,
+            "best_epoch": state.best_epoch}
+    write_jsonl(run_dir / "history.jsonl", state.history)
+    save_checkpoint(run_dir / "last.pt", {**ckpt, "optimizer": optimizer.state_dict(),
+                                          "scaler": scaler.state_dict(), "history": state.history})
+    if improved:
+        save_checkpoint(run_dir / "best.pt", ckpt)
+
+

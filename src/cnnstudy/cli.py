@@ -26,7 +26,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .study import run_study
 
     try:
-        study_dir = run_study(args.study, args.set, args.out, force=args.force or [], offline=args.offline)
+        run_study(args.study, args.set, args.out, force=args.force or [], offline=args.offline, dist=args.dist)
     except KeyboardInterrupt:
         print("\ninterrupted: every finished epoch is saved. Run the same command again to resume.",
               file=sys.stderr)
@@ -150,9 +150,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cnnstudy", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_study_commands(sub) -> None:
     run = sub.add_parser("run", help="run (or continue) a study from a YAML file")
     run.add_argument("study", help="study file, e.g. studies/quick.yaml")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -167,16 +165,22 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="rebuild report.md/report.html from a study folder")
     report.add_argument("study_dir", help="e.g. runs/quick")
     report.set_defaults(func=cmd_report)
-    inspect = sub.add_parser("inspect", help="check a dataset: counts, unreadable files, duplicates, sizes")
-    inspect.add_argument("data", help="a folder of class sub-folders, a dataset name, or fashion-mnist")
+    inspect = sub.add_parser("inspect", help="check a dataset: layout, counts, unreadable files, duplicates, sizes")
+    inspect.add_argument("data", help="a dataset folder, or a name (on disk or in the catalogue)")
     inspect.add_argument("--min-size", type=int, default=46, help="flag images smaller than this (px)")
     inspect.add_argument("--json", action="store_true", help="print the report as JSON")
     inspect.add_argument("--out", help="also write the JSON report to this file")
     inspect.set_defaults(func=cmd_inspect)
+    models = sub.add_parser("models", help="list registered models with their parameter counts")
+    models.add_argument("--num-classes", type=int, default=10)
+    models.set_defaults(func=cmd_models)
+
+
+def _add_run_commands(sub) -> None:
+    """Commands that use a finished run: predict, export."""
     predict = sub.add_parser("predict", help="classify images or folders with a finished run")
     predict.add_argument("run_dir", help="a run folder (runs/<study>/<phase>/<run>), or a study folder with --run")
     predict.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
-    predict.add_argument("--run", help="<phase>/<run> when run_dir is a study folder")
     predict.add_argument("--top-k", type=int, default=3)
     predict.add_argument("--batch-size", type=int, help="default: the run's train.batch_size")
     predict.add_argument("--out", help="write here instead of standard output")
@@ -185,10 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(func=cmd_predict)
     export = sub.add_parser("export", help="export a run's model to ONNX or TorchScript, verified")
     export.add_argument("run_dir", help="a run folder, or a study folder with --run")
-    export.add_argument("--run", help="<phase>/<run> when run_dir is a study folder")
     export.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
     export.add_argument("--out", help="file to write (default: model.onnx / model.torchscript.pt in the run folder)")
     export.set_defaults(func=cmd_export)
+    for command in (predict, export):
+        command.add_argument("--run", help="<phase>/<run> when run_dir is a study folder")
+
+
+def _add_data_commands(sub) -> None:
     data = sub.add_parser("data", help="the catalogue of public datasets: list, fetch").add_subparsers(
         dest="data_command", required=True)
     data.add_parser("list", help="catalogue datasets, their licence and whether they are on disk").set_defaults(
@@ -198,22 +206,32 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--study", help="fetch every dataset and pretrained weight file this study needs")
     fetch.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as for cnnstudy run")
     fetch.set_defaults(func=cmd_data_fetch)
-    models = sub.add_parser("models", help="list registered models with their parameter counts")
-    models.add_argument("--num-classes", type=int, default=10)
-    models.set_defaults(func=cmd_models)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cnnstudy", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_study_commands(sub)
+    _add_run_commands(sub)
+    _add_data_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .distributed import init_from_env, shutdown
     from .runtime import tune_runtime
 
     args = build_parser().parse_args(argv)
-    tune_runtime()
+    args.dist = init_from_env()  # torchrun: this process's rank; otherwise the single process
+    tune_runtime(args.dist.local_world)
     try:
         return args.func(args)
     except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
+        if args.dist.main or not str(err).startswith("rank 0 stopped"):  # rank 0 says it once
+            print(f"error: {err}", file=sys.stderr)
         return 2
+    finally:
+        shutdown(args.dist)
 
 
 if __name__ == "__main__":

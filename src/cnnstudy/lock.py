@@ -37,23 +37,39 @@ def _describe(path: Path) -> str:
         return "another process (its details could not be read)"
 
 
-@contextmanager
-def study_lock(study_dir: Path) -> Iterator[None]:
-    """Hold the study folder for this process, or stop at once naming the process that holds it."""
-    if fcntl is None:
-        yield
-        return
-    study_dir.mkdir(parents=True, exist_ok=True)
-    path = study_dir / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
+class StudyLock:
+    """Hold a study folder for this process, or stop at once naming the process that holds it."""
+
+    def __init__(self, study_dir: Path) -> None:
+        self.study_dir, self.fd = study_dir, None
+
+    def acquire(self) -> None:
+        if fcntl is None:
+            return
+        self.study_dir.mkdir(parents=True, exist_ok=True)
+        path = self.study_dir / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise StudyError(f"{study_dir} is in use by another cnnstudy run ({_describe(path)}); "
+            os.close(fd)
+            raise StudyError(f"{self.study_dir} is in use by another cnnstudy run ({_describe(path)}); "
                              "wait for it to finish or stop it, or use another --out") from None
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps(_holder()).encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing releases the lock
+            self.fd = None
+
+
+@contextmanager
+def study_lock(study_dir: Path) -> Iterator[None]:
+    lock = StudyLock(study_dir)
+    lock.acquire()
+    try:
         yield
     finally:
-        os.close(fd)  # closing releases the lock
+        lock.release()

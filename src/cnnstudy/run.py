@@ -15,8 +15,9 @@ from .config import RunConfig, StudyError
 from .data.loaders import build_loaders
 from .data.splits import Split
 from .data.transforms import Stats
-from .devices import choose_precision, resolve_device
-from .engine import evaluate, fit, read_history
+from .devices import choose_precision
+from .distributed import SINGLE, Dist
+from .engine import Loop, evaluate, fit, read_history
 from .fileio import atomic_write_text, read_json
 from .fingerprint import checkpoint_inputs, differences, fingerprint_digest, make_fingerprint, \
     read_fingerprint, write_fingerprint
@@ -73,11 +74,12 @@ def build_model(cfg: RunConfig, split: Split, source_ckpt: Path | None = None
     return model, apply_freeze(model, cfg.model.freeze), stats
 
 
-def execute_run(plan: RunPlan, study_dir: Path, log=print, tracking: Tracking | None = None) -> dict:
+def execute_run(plan: RunPlan, study_dir: Path, log=print, tracking: Tracking | None = None,
+                dist: Dist = SINGLE) -> dict:
     """Carry out one planned run; a finished, matching run is only read back (and tracked, if it
-    never was)."""
-    cfg, split, source = plan.cfg, plan.data.split, plan.data.source
-    tracking = tracking if tracking is not None and tracking.enabled else None
+    never was). Under data parallelism every rank trains; rank 0 alone writes."""
+    cfg, split = plan.cfg, plan.data.split
+    tracking = tracking if tracking is not None and tracking.enabled and dist.main else None
     if plan.action == "skip":
         log(f"skip {plan.label}: already finished with this config, split and inputs")
         metrics = read_json(plan.run_dir / "metrics.json")
@@ -86,40 +88,63 @@ def execute_run(plan: RunPlan, study_dir: Path, log=print, tracking: Tracking | 
         return metrics
     source_ckpt = source_checkpoint(study_dir, plan.source) if plan.source else None
     fingerprint = make_fingerprint(cfg, split, checkpoint_inputs(cfg, study_dir, source_ckpt))
-    prepare_run_dir(plan, study_dir, fingerprint)
-    device = resolve_device(cfg.device)
-    precision = choose_precision(device, cfg.train.precision)
+    dist.on_main(lambda: prepare_run_dir(plan, study_dir, fingerprint))
+    device = dist.device(cfg.device)
+    loop = Loop(device, cfg.train.epochs, choose_precision(device, cfg.train.precision), cfg.seed, dist, log)
     model, trainable, stats = build_model(cfg, split, source_ckpt)
     model = model.to(device).to(memory_format=torch.channels_last)
-    atomic_write_text(plan.run_dir / "model.txt", f"{model}\n")
     facts = {"total_params": count_parameters(model), "trainable_params": count_parameters(model, True),
-             "trainable_names": trainable, "device": str(device), "precision": precision,
-             "fingerprint": fingerprint_digest(fingerprint), "repeat": plan.repeat, "seed": cfg.seed}
-    log(f"== {plan.label}: {cfg.model.name}, {facts['trainable_params']:,} of {facts['total_params']:,} "
-        f"parameters trainable, {len(split.train)}/{len(split.val)}/{len(split.test)} images on {device}, "
-        f"{precision}")
-    loaders = build_loaders(cfg, split, source, device, stats)
+             "trainable_names": trainable, "device": str(device), "precision": loop.precision,
+             "fingerprint": fingerprint_digest(fingerprint), "repeat": plan.repeat, "seed": cfg.seed,
+             "processes": dist.world}
+    dist.on_main(lambda: atomic_write_text(plan.run_dir / "model.txt", f"{model}\n"))
+    log(start_line(plan, facts, dist))
+    # Rank 0 fills the decode-once cache; the others then read it.
+    loaders = dist.main_first(lambda: build_loaders(cfg, split, plan.data.source, device, stats, dist.rank,
+                                                    dist.world))
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr,
                                  weight_decay=cfg.train.weight_decay)
     meta = {"model_name": cfg.model.name, "class_names": split.classes, "config": cfg.model_dump(mode="json"),
             "trainable_names": trainable, "normalization": [list(stats[0]), list(stats[1])],
             "dataset": split.dataset, "split_digest": split.digest, "fingerprint": facts["fingerprint"]}
     trackers = tracking.open(plan.run_dir, plan.label, meta["config"]) if tracking else None
-    fit(model, optimizer, loaders["train"], loaders["val"], device, cfg.train.epochs, plan.run_dir, meta,
-        cfg.seed, log, precision, loaders["train_eval"], trackers.epoch if trackers else None)
-    metrics = finish_run(plan, model, loaders, device, facts)
+    loop.on_epoch = trackers.epoch if trackers else None
+    fit(wrap(model, device, dist), optimizer, loaders, plan.run_dir, meta, loop)
+    metrics = finish_run(plan, model, loaders, loop, facts)
     if trackers:
         trackers.finish(metrics, meta["config"], plan.run_dir)
     return metrics
 
 
-def finish_run(plan: RunPlan, model, loaders: dict, device, facts: dict) -> dict:
-    """Evaluate best.pt on val and test, then write predictions, plots and, last, metrics.json."""
+def start_line(plan: RunPlan, facts: dict, dist: Dist) -> str:
+    split, cfg = plan.data.split, plan.cfg
+    line = (f"== {plan.label}: {cfg.model.name}, {facts['trainable_params']:,} of {facts['total_params']:,} "
+            f"parameters trainable, {len(split.train)}/{len(split.val)}/{len(split.test)} images on "
+            f"{facts['device']}, {facts['precision']}")
+    if dist.enabled:
+        line += (f", {dist.world} processes (DistributedDataParallel), global batch {cfg.train.batch_size} = "
+                 f"{cfg.train.batch_size // dist.world} per process")
+    return line
+
+
+def wrap(model: torch.nn.Module, device: torch.device, dist: Dist) -> torch.nn.Module:
+    """DistributedDataParallel under torchrun (gradients averaged over ranks), the model itself otherwise."""
+    if not dist.enabled:
+        return model
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def finish_run(plan: RunPlan, model, loaders: dict, loop: Loop, facts: dict) -> dict:
+    """Evaluate best.pt on val and test (every rank its shard), then rank 0 writes predictions,
+    plots and, last, metrics.json."""
     cfg, split = plan.cfg, plan.data.split
     model.load_state_dict(load_checkpoint_file(plan.run_dir / "best.pt")["model"])
-    outputs = {name: evaluate(model, loaders[name], device, facts["precision"])
+    outputs = {name: evaluate(model, loaders[name], loop.device, loop.precision, loop.dist)
                for name in ("val", "test") if name in loaders}
     history = read_history(plan.run_dir)
     metrics = run_metrics(cfg, history, outputs, split, facts)
-    write_run_artifacts(plan.run_dir, cfg, history, metrics, outputs, split, plan.data.source)
+    loop.dist.on_main(lambda: write_run_artifacts(plan.run_dir, cfg, history, metrics, outputs, split,
+                                                  plan.data.source))
+    loop.dist.barrier()
     return metrics

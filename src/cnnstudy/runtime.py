@@ -39,10 +39,11 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def tune_runtime() -> None:
-    """Allocator as above, one intra-op thread per usable core."""
+def tune_runtime(processes_per_machine: int = 1) -> None:
+    """Allocator as above, and the usable cores shared out as intra-op threads between the processes
+    of a torchrun job on this machine (all of them for a single process)."""
     set_allocator(True)
-    torch.set_num_threads(usable_cores())
+    torch.set_num_threads(max(1, usable_cores() // processes_per_machine))
 
 
 def cpu_flags(wanted: tuple[str, ...] = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")) -> str:

@@ -12,11 +12,12 @@ from pathlib import Path
 import torch
 import yaml
 
-from .config import RunConfig, StudyConfig, load_study_file, parse_overrides, resolve_runs
+from .config import RunConfig, StudyConfig, StudyError, load_study_file, parse_overrides, resolve_runs
 from .data.prepare import PreparedData, SplitStore
+from .distributed import SINGLE, Dist
 from .fileio import atomic_write_text
 from .inputs import ensure_inputs, offline_from_env
-from .lock import study_lock
+from .lock import StudyLock
 from .models import get_spec
 from .plan import check_prepared, force_set, plan_actions, validate_runs
 from .run import execute_run
@@ -47,25 +48,42 @@ def prepare_splits(runs: list[RunConfig], store: SplitStore) -> dict[str, Prepar
 
 
 def run_study(study_path: str | Path, overrides: list[str] | None = None, out_dir: str | Path = "runs",
-              force: bool | list[str] = False, log=print, offline: bool = False) -> Path:
+              force: bool | list[str] = False, log=print, offline: bool = False, dist: Dist = SINGLE) -> Path:
     """Run (or continue) a study. `force`: True redoes every run; a list of <phase>/<run> redoes those
-    and every run that starts from them. `offline`: fetch nothing; stop if a dataset or weight is missing."""
+    and every run that starts from them. `offline`: fetch nothing; stop if a dataset or weight is
+    missing. `dist`: this process's place in a torchrun job (rank 0 alone writes and prints)."""
     study, runs = plan_study(study_path, overrides)
+    check_batches_split(runs, dist, Path(study_path))
     forced = force_set(runs, ["*"] if force is True else list(force or []))
-    study_dir = Path(out_dir) / study.name
-    with study_lock(study_dir):
-        ensure_inputs(runs, Path(study_path).parent, offline or offline_from_env(), log)
-        store = SplitStore(study_dir, Path(study_path).parent, lambda cfg: get_spec(cfg.model.name).min_size, log)
-        prepared = prepare_splits(runs, store)
+    study_dir, base = Path(out_dir) / study.name, Path(study_path).parent
+    log = log if dist.main else (lambda _: None)
+    lock = StudyLock(study_dir)
+    dist.on_main(lock.acquire)
+    try:
+        dist.on_main(lambda: ensure_inputs(runs, base, offline or offline_from_env(), log))
+        store = SplitStore(study_dir, base, lambda cfg: get_spec(cfg.model.name).min_size, log)
+        prepared = dist.main_first(lambda: prepare_splits(runs, store))
         check_prepared(runs, prepared, Path(study_path))
         plans = plan_actions(runs, prepared, study_dir, forced)
-        save_resolved_study(study_dir, study, runs)
+        dist.on_main(lambda: save_resolved_study(study_dir, study, runs))
         torch.use_deterministic_algorithms(True, warn_only=True)
         tracking = Tracking(study.tracking, study_dir, study.name, log)
         for plan in plans:
-            execute_run(plan, study_dir, log=log, tracking=tracking)
-            write_summary(study_dir)
-        report = build_report(study_dir)
-        tracking.log_report(list(report))
-    log(f"study finished: {study_dir / 'summary.md'}, report: {report[0]} and {report[1]}")
+            execute_run(plan, study_dir, log=log, tracking=tracking, dist=dist)
+            dist.on_main(lambda: write_summary(study_dir))
+        report = dist.on_main(lambda: build_report(study_dir))
+        if dist.main:
+            tracking.log_report(list(report))
+            log(f"study finished: {study_dir / 'summary.md'}, report: {report[0]} and {report[1]}")
+    finally:
+        lock.release()
     return study_dir
+
+
+def check_batches_split(runs: list[RunConfig], dist: Dist, study_path: Path) -> None:
+    """train.batch_size is the global batch: under torchrun every process takes an equal share."""
+    for cfg in runs:
+        if dist.enabled and cfg.train.batch_size % dist.world:
+            raise StudyError(f"{study_path}, run {cfg.run_id}: train.batch_size {cfg.train.batch_size} is the "
+                             f"global batch and must split evenly over the {dist.world} processes; make it a "
+                             f"multiple of {dist.world}")

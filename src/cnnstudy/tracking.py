@@ -70,9 +70,11 @@ class TensorBoardRun:
 
     def finish(self, metrics: dict, config: dict, run_dir: Path) -> None:
         for png in sorted((run_dir / "plots").glob("*.png")):
-            self.writer.add_image(f"plots/{png.stem}", np.asarray(Image.open(png).convert("RGB")), dataformats="HWC")
+            pixels = np.asarray(Image.open(png).convert("RGB"))
+            self.writer.add_image(f"plots/{png.stem}", pixels, dataformats="HWC")
         params = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in flat(config).items()}
-        self.writer.add_hparams(params, {f"hparam/{k}": v for k, v in final_scores(metrics).items()}, run_name="hparams")
+        scores = {f"hparam/{k}": v for k, v in final_scores(metrics).items()}
+        self.writer.add_hparams(params, scores, run_name="hparams")
         self.writer.close()
 
 
@@ -103,7 +105,8 @@ class MlflowRun:
         state = read_json(run_dir / STATE_FILE) if (run_dir / STATE_FILE).exists() else {}
         self.run_id = state.get("mlflow_run_id")
         if self.run_id is None:  # a resumed run keeps logging into its MLflow run
-            self.run_id = self.client.create_run(experiment_id, run_name=label, tags={"cnnstudy.run": label}).info.run_id
+            created = self.client.create_run(experiment_id, run_name=label, tags={"cnnstudy.run": label})
+            self.run_id = created.info.run_id
             write_json(run_dir / STATE_FILE, {**state, "mlflow_run_id": self.run_id, "mlflow_uri": uri})
             params = [Param(k, str(v)[:6000]) for k, v in flat(config).items()]
             for start in range(0, len(params), 100):

@@ -13,13 +13,14 @@ import math
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from ..config import RunConfig
 from ..seeds import derive_seed, seeded_generator
 from .cache import cached_images
 from .splits import PARTS, Items, Split
-from .transforms import Stats, eval_transform, normalize, sample_params, train_transform, warp
+from .transforms import (Stats, affine_matrices, apply_affine, eval_transform, normalizer, sample_params,
+                         train_transform)
 
 TRAIN_EVAL_MIN = 256
 
@@ -28,37 +29,57 @@ class CachedLoader:
     """Batches of (normalized images, labels, indices) read from a cached uint8 array.
 
     Images arrive NHWC from the cache; permuting them gives NCHW with channels_last strides for free.
+    Under data parallelism (`world` > 1) every rank draws the same shuffled order; each global batch
+    of `batch_size` images is split into `world` equal parts, one per rank, the epoch padded like
+    DistributedSampler so that every rank gets as many batches. Evaluation loaders give each rank a
+    disjoint shard (every `world`-th image), so that every image is scored exactly once.
     """
 
     def __init__(self, images: np.ndarray, labels: list[int], batch_size: int, stats: Stats,
                  device: torch.device, shuffle: bool = False, augment: bool = False, seed: int = 0,
-                 subset: torch.Tensor | None = None) -> None:
+                 subset: torch.Tensor | None = None, rank: int = 0, world: int = 1) -> None:
         self.images, self.labels = images, torch.as_tensor(labels, dtype=torch.long)
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
-        self.stats, self.device, self.seed, self.epoch = stats, device, seed, 0
-        self.rows = torch.arange(len(self.labels)) if subset is None else subset  # which images it serves
+        self.device, self.seed, self.epoch, self.rank, self.world = device, seed, 0, rank, world
+        self.normalize = normalizer(stats, device)
+        rows = torch.arange(len(self.labels)) if subset is None else subset  # which images it serves
+        self.rows = rows if shuffle else rows[rank::world]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return math.ceil(len(self.rows) / self.batch_size)
+        count = len(self.rows) + ((-len(self.rows)) % self.world if self.shuffle else 0)
+        return math.ceil(count / self.batch_size)
+
+    def _order(self) -> torch.Tensor:
+        if not self.shuffle:
+            return self.rows
+        order = self.rows[torch.randperm(len(self.rows), generator=seeded_generator(self.seed, "shuffle", self.epoch))]
+        pad = (-len(order)) % self.world
+        return torch.cat([order, order[:pad]]) if pad else order
+
+    def _warps(self, count: int) -> torch.Tensor:
+        """The epoch's augmentation, one affine matrix per position, made and moved to the device once."""
+        params = sample_params(count, seeded_generator(self.seed, "augment", self.epoch))
+        return affine_matrices(**params).to(self.device, torch.float32)
 
     def __iter__(self):
-        count = len(self.rows)
-        order = (self.rows[torch.randperm(count, generator=seeded_generator(self.seed, "shuffle", self.epoch))]
-                 if self.shuffle else self.rows)
-        augment = seeded_generator(self.seed, "augment", self.epoch) if self.augment else None
-        for start in range(0, count, self.batch_size):
+        order = self._order()
+        theta = self._warps(len(order)) if self.augment else None
+        for start in range(0, len(order), self.batch_size):
+            positions = torch.arange(start, min(start + self.batch_size, len(order)))
+            if self.shuffle and self.world > 1:
+                positions = torch.tensor_split(positions, self.world)[self.rank]
             # Sorted reads are sequential on the memory map; the batch order itself does not matter.
-            index = order[start:start + self.batch_size].sort().values
+            index = order[positions].sort().values
             pixels = torch.from_numpy(np.ascontiguousarray(self.images[index.numpy()]))
             if self.device.type == "cuda":
                 pixels = pixels.pin_memory()  # lets the copy below overlap with compute
             images = pixels.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
-            if augment is not None:
-                images = warp(images, sample_params(len(index), augment))
-            yield normalize(images, self.stats), self.labels[index].to(self.device, non_blocking=True), index
+            if theta is not None:
+                images = apply_affine(images, theta[positions.to(theta.device)])
+            yield self.normalize(images), self.labels[index].to(self.device, non_blocking=True), index
 
 
 class ImageListDataset(Dataset):
@@ -83,17 +104,27 @@ class ImageListDataset(Dataset):
 
 
 class TorchvisionLoader:
-    """A DataLoader whose shuffling and augmentation are re-seeded by `set_epoch`."""
+    """A DataLoader whose shuffling and augmentation are re-seeded by `set_epoch`. Under data
+    parallelism the training set goes through DistributedSampler (batch_size / world per rank),
+    and evaluation sets are sharded without padding, so that every image is scored once."""
 
     def __init__(self, dataset: ImageListDataset, batch_size: int, shuffle: bool, num_workers: int,
-                 seed: int, pin_memory: bool) -> None:
-        self.dataset, self.seed, self.generator = dataset, seed, torch.Generator()
-        self.loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                                 generator=self.generator, pin_memory=pin_memory)
+                 seed: int, pin_memory: bool, rank: int = 0, world: int = 1) -> None:
+        self.dataset, self.seed, self.generator, self.sampler = dataset, seed, torch.Generator(), None
+        if world > 1 and shuffle:
+            self.sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=derive_seed(seed, "shuffle"))
+            source, batch_size = dataset, batch_size // world
+        else:
+            source = dataset if world == 1 else Subset(dataset, range(rank, len(dataset), world))
+        self.loader = DataLoader(source, batch_size=batch_size, shuffle=shuffle and self.sampler is None,
+                                 sampler=self.sampler, num_workers=num_workers, generator=self.generator,
+                                 pin_memory=pin_memory)
 
     def set_epoch(self, epoch: int) -> None:
         self.dataset.epoch = epoch
         self.generator.manual_seed(derive_seed(self.seed, "shuffle", epoch))
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -109,9 +140,11 @@ def train_eval_rows(train_count: int, val_count: int, seed: int) -> torch.Tensor
     return torch.randperm(train_count, generator=seeded_generator(seed, "train_sample"))[:size].sort().values
 
 
-def build_loaders(cfg: RunConfig, split: Split, source, device: torch.device, stats: Stats) -> dict:
+def build_loaders(cfg: RunConfig, split: Split, source, device: torch.device, stats: Stats,
+                  rank: int = 0, world: int = 1) -> dict:
     """Loaders of train (shuffled, augmented as configured), of val/test where the split has them,
-    and "train_eval": un-augmented training images in a fixed order, for the verdict."""
+    and "train_eval": un-augmented training images in a fixed order, for the verdict. With
+    `world` > 1, each rank's share (train.batch_size stays the global batch)."""
     size, batch = cfg.data.image_size, cfg.train.batch_size
     parts = {name: getattr(split, name) for name in PARTS if getattr(split, name)}
     augmented = {name: name == "train" and cfg.augment == "seed" for name in parts}
@@ -119,14 +152,15 @@ def build_loaders(cfg: RunConfig, split: Split, source, device: torch.device, st
     if cfg.data.loader == "cached":
         arrays = {name: cached_images(source, [item for item, _ in items], size) for name, items in parts.items()}
         loaders = {name: CachedLoader(arrays[name], [label for _, label in items], batch, stats, device,
-                                      shuffle=name == "train", augment=augmented[name], seed=cfg.seed)
+                                      shuffle=name == "train", augment=augmented[name], seed=cfg.seed,
+                                      rank=rank, world=world)
                    for name, items in parts.items()}
         loaders["train_eval"] = CachedLoader(arrays["train"], [label for _, label in split.train], batch,
-                                             stats, device, subset=sample)
+                                             stats, device, subset=sample, rank=rank, world=world)
         return loaders
     parts["train_eval"] = [split.train[i] for i in sample.tolist()]
     return {name: TorchvisionLoader(
                 ImageListDataset(items, source, train_transform(size, cfg.augment, stats) if name == "train"
                                  else eval_transform(size, stats), cfg.seed if augmented.get(name) else None),
-                batch, name == "train", cfg.data.num_workers, cfg.seed, pin_memory=device.type == "cuda")
+                batch, name == "train", cfg.data.num_workers, cfg.seed, device.type == "cuda", rank, world)
             for name, items in parts.items()}

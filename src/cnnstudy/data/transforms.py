@@ -59,13 +59,22 @@ def affine_matrices(flip: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor
 
 def warp(images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
     """Apply per-sample affine params to a float (B, C, H, W) batch; outside pixels become 0."""
-    theta = affine_matrices(**params).to(images.device, images.dtype)
+    return apply_affine(images, affine_matrices(**params).to(images.device, images.dtype))
+
+
+def apply_affine(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Warp a float (B, C, H, W) batch by (B, 2, 3) matrices already on its device."""
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="nearest", padding_mode="zeros", align_corners=False)
 
 
+def normalizer(stats: Stats, device: torch.device):
+    """uint8-range floats to the model's normalized input, (x / 255 - mean) / std in place, with the
+    constants made on the device once."""
+    mean = torch.tensor(stats[0], device=device).view(1, -1, 1, 1)
+    std = torch.tensor(stats[1], device=device).view(1, -1, 1, 1)
+    return lambda images: images.mul_(1 / 255).sub_(mean).div_(std)
+
+
 def normalize(images: torch.Tensor, stats: Stats) -> torch.Tensor:
-    """uint8-range floats to the model's normalized input: (x / 255 - mean) / std, fused into one op."""
-    mean = torch.tensor(stats[0], device=images.device).view(1, -1, 1, 1)
-    std = torch.tensor(stats[1], device=images.device).view(1, -1, 1, 1)
-    return images.mul_(1 / 255).sub_(mean).div_(std)
+    return normalizer(stats, images.device)(images)

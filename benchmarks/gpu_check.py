@@ -1,0 +1,67 @@
+"""GPU check (not a test): does cnnstudy's CUDA path work, and how fast is it? Under 5 minutes.
+
+On a CUDA machine prints: the device's name and compute capability, the precision `auto` chooses
+there (bf16 from compute capability 8.0, fp16 with a gradient scaler below), the wall time of the
+quick study (studies/quick.yaml, its datasets found under $CNNSTUDY_DATA), and the throughput
+benchmark's ratios at 64 and 224 px: end to end / compute limit (b/a) and against the naive
+pipeline (b/c).
+
+    python benchmarks/gpu_check.py [--dataset hymenoptera] [--skip-study]
+    python benchmarks/gpu_check.py --device cpu --skip-study --sizes 64   # a smoke test without a GPU
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from throughput import print_table  # noqa: E402
+
+from cnnstudy.devices import choose_precision  # noqa: E402
+from cnnstudy.runtime import tune_runtime  # noqa: E402
+from cnnstudy.study import run_study  # noqa: E402
+
+
+def describe(device: torch.device) -> str:
+    if device.type != "cuda":
+        return f"{device} (no GPU)"
+    major, minor = torch.cuda.get_device_capability(device)
+    return f"{torch.cuda.get_device_name(device)}, compute capability {major}.{minor}, CUDA {torch.version.cuda}"
+
+
+def quick_study_seconds(device: str) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        run_study("studies/quick.yaml", [f"device={device}"], out_dir=tmp,
+                  log=lambda line: print(line, file=sys.stderr))
+        return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--dataset", default="hymenoptera", help="images for the throughput table")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 224])
+    parser.add_argument("--skip-study", action="store_true")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("no CUDA device here; run it on a GPU machine (or pass --device cpu for a smoke test)")
+        return 1
+    tune_runtime()
+    print(f"device: {describe(device)}; precision auto -> {choose_precision(device, 'auto')}")
+    if not args.skip_study:
+        print(f"quick study: {quick_study_seconds(args.device):.0f} s wall time on {args.device}")
+    rows = print_table(["cnn_baseline", "cnn_regularized"], args.sizes, 8, 2, args.dataset, device)
+    for row in rows:
+        print(f"{row['model']} {row['size']} px: b/a {row['b'] / row['a']:.2f}, b/c {row['b'] / row['c']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
