@@ -183,7 +183,7 @@ def test_a_study_needing_missing_weights_stops_before_training(tmp_path, monkeyp
            in message and "hub/checkpoints/" in message
     assert not (tmp_path / "runs" / "tiny" / "p1").exists()
     monkeypatch.setenv("CNNSTUDY_OFFLINE", "1")
-    with pytest.raises(StudyError, match="offline .*\n  resnet50 weights: resnet50-11ad3fa6.pth"):
+    with pytest.raises(StudyError, match="--offline forbids fetching them; nothing was trained:\n  resnet50 weights"):
         run_study(study, out_dir=tmp_path / "runs", log=lambda _: None)
 
 

@@ -44,6 +44,6 @@ def ensure_inputs(runs: list[RunConfig], base: Path, offline: bool = False, log=
         except DataError as err:
             problems.append(f"{item.instructions()}: {err}")
     if problems:
-        reason = "offline (--offline)" if offline else "some could not be fetched"
-        raise StudyError(f"the study needs files that are not on this machine ({reason}); nothing was trained:\n  "
+        reason = "and --offline forbids fetching them" if offline else "and some could not be fetched"
+        raise StudyError(f"the study needs files that are not on this machine, {reason}; nothing was trained:\n  "
                          + "\n  ".join(problems))
