@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cnnstudy.config import StudyError
-from cnnstudy.fileio import read_json, sha256_file
+from cnnstudy.fileio import read_json, file_digest
 from cnnstudy.report import build_report
 from cnnstudy.study import run_study
 
@@ -55,7 +55,7 @@ def test_init_from_starts_from_the_repeat_with_the_best_validation_accuracy(repe
     best = scores.index(max(scores))
     inputs = read_json(study_dir / "p2" / "head" / "fingerprint.json")["inputs"]["init_from"]
     assert inputs["file"] == f"p1/base/r{best}/best.pt"
-    assert inputs["sha256"] == sha256_file(study_dir / "p1" / "base" / f"r{best}" / "best.pt")
+    assert inputs["sha256"] == file_digest(study_dir / "p1" / "base" / f"r{best}" / "best.pt")
 
 
 def test_the_report_leads_with_every_run(repeated):

@@ -232,9 +232,9 @@ def test_every_run_records_what_it_was_made_from(finished):
     _, study_dir = finished
     fingerprint = read_json(study_dir / "p4" / "head" / "fingerprint.json")
     metrics = read_json(study_dir / "p4" / "head" / "metrics.json")
-    from cnnstudy.fileio import sha256_file
+    from cnnstudy.fileio import file_digest
     assert fingerprint["inputs"]["init_from"] == {"run": "p3/reg", "file": "p3/reg/best.pt",
-                                                  "sha256": sha256_file(study_dir / "p3" / "reg" / "best.pt")}
+                                                  "sha256": file_digest(study_dir / "p3" / "reg" / "best.pt")}
     assert fingerprint["config"]["train"]["lr"] == 0.002
     assert fingerprint["split"]["digest"] == metrics["split"]["digest"]
     assert metrics["scored_on"] == "test" and metrics["split"]["sizes"]["test"] > 0

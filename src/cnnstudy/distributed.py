@@ -18,6 +18,7 @@ import torch
 import torch.distributed as torch_dist
 
 from .config import StudyError
+from .devices import resolve_device
 
 T = TypeVar("T")
 
@@ -86,11 +87,10 @@ class Dist:
 
     def device(self, name: str) -> torch.device:
         """The run's device: under torchrun, one CUDA device per local rank."""
-        if name == "auto":
-            name = "cuda" if torch.cuda.is_available() else "cpu"
-        if self.enabled and name == "cuda":
+        device = resolve_device(name)
+        if self.enabled and device.type == "cuda" and device.index is None:
             return torch.device("cuda", self.local_rank)
-        return torch.device(name)
+        return device
 
 
 SINGLE = Dist()

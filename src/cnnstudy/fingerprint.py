@@ -14,7 +14,7 @@ from typing import Any
 
 from .config import RunConfig
 from .data.splits import Split
-from .fileio import read_json, sha256_file, write_json
+from .fileio import read_json, file_digest, write_json
 
 FILE = "fingerprint.json"
 
@@ -38,9 +38,9 @@ def checkpoint_inputs(cfg: RunConfig, study_dir: Path, source_checkpoint: Path |
         known = source_checkpoint is not None
         inputs["init_from"] = {"run": cfg.model.init_from,
                                "file": source_checkpoint.relative_to(study_dir).as_posix() if known else None,
-                               "sha256": sha256_file(source_checkpoint) if known else None}
+                               "sha256": file_digest(source_checkpoint) if known else None}
     if cfg.model.weights:
-        inputs["weights"] = {"file": cfg.model.weights, "sha256": sha256_file(cfg.model.weights)}
+        inputs["weights"] = {"file": cfg.model.weights, "sha256": file_digest(cfg.model.weights)}
     return inputs
 
 
@@ -56,11 +56,12 @@ def write_fingerprint(run_dir: Path, fingerprint: dict) -> None:
     write_json(run_dir / FILE, fingerprint)
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """{"train": {"lr": 0.1}} -> {"train.lr": 0.1}: the config's keys as the study file names them."""
     flat: dict[str, Any] = {}
     for key, value in tree.items():
         if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
@@ -71,7 +72,7 @@ def differences(old: dict | None, new: dict) -> list[str]:
     if old is None:
         return [f"no {FILE}: made by an older cnnstudy or by hand, so what it was made from is unknown"]
     lines = []
-    before, after = _flatten(old.get("config", {})), _flatten(new["config"])
+    before, after = flatten(old.get("config", {})), flatten(new["config"])
     for key in sorted(set(before) | set(after)):
         if before.get(key, "(unset)") != after.get(key, "(unset)"):
             lines.append(f"{key}: {before.get(key, '(unset)')!r} -> {after.get(key, '(unset)')!r}")

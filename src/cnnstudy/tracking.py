@@ -24,6 +24,7 @@ from PIL import Image
 
 from .config import StudyError, TrackingConfig
 from .fileio import read_json, read_jsonl, write_json
+from .fingerprint import flatten
 
 EPOCH_KEYS = ("train_loss", "train_acc", "train_eval_loss", "train_eval_acc", "val_loss", "val_acc", "seconds")
 FINAL_KEYS = {"test_acc": ("test", "accuracy"), "test_f1_macro": ("test", "f1_macro"),
@@ -41,13 +42,6 @@ def check_tracking(cfg: TrackingConfig) -> None:
         except ImportError:
             raise StudyError(f"tracking.{key} needs the {module} package: pip install 'cnnstudy[tracking]', "
                              f"or set tracking.{key}: false") from None
-
-
-def flat(tree: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-    return out
 
 
 def final_scores(metrics: dict) -> dict[str, float]:
@@ -72,7 +66,7 @@ class TensorBoardRun:
         for png in sorted((run_dir / "plots").glob("*.png")):
             pixels = np.asarray(Image.open(png).convert("RGB"))
             self.writer.add_image(f"plots/{png.stem}", pixels, dataformats="HWC")
-        params = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in flat(config).items()}
+        params = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in flatten(config).items()}
         scores = {f"hparam/{k}": v for k, v in final_scores(metrics).items()}
         self.writer.add_hparams(params, scores, run_name="hparams")
         self.writer.close()
@@ -108,7 +102,7 @@ class MlflowRun:
             created = self.client.create_run(experiment_id, run_name=label, tags={"cnnstudy.run": label})
             self.run_id = created.info.run_id
             write_json(run_dir / STATE_FILE, {**state, "mlflow_run_id": self.run_id, "mlflow_uri": uri})
-            params = [Param(k, str(v)[:6000]) for k, v in flat(config).items()]
+            params = [Param(k, str(v)[:6000]) for k, v in flatten(config).items()]
             for start in range(0, len(params), 100):
                 self.client.log_batch(self.run_id, params=params[start:start + 100])
 

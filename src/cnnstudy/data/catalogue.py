@@ -34,12 +34,6 @@ class Entry:
     arrange: Arrange
     expected_counts: dict[str, int] | None = None  # images per split folder, checked where no checksum exists
 
-    @property
-    def verified_by(self) -> str:
-        if any(f.sha256 or f.md5 for f in self.files):
-            return "published checksums"
-        return "image counts (no checksum is published)"
-
 
 def _copy_files(files: dict[str, Path], scratch: Path, target: Path) -> None:
     for name, path in files.items():

@@ -10,7 +10,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import shutil
@@ -23,6 +22,7 @@ from typing import Iterator
 
 from tqdm.auto import tqdm
 
+from ..fileio import file_digest
 from .errors import DataError
 
 try:
@@ -83,14 +83,6 @@ def verify(path: Path, remote: RemoteFile) -> None:
         raise FetchError(f"{remote.name} does not match its published checksum ({problem}); the download was "
                          f"deleted. Fetch it again; if it keeps failing, the source ({remote.url}) or the mirror "
                          "serves another file")
-
-
-def file_digest(path: Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def download(remote: RemoteFile, target: Path, group: str, manual_folder: Path) -> Path:
