@@ -22,6 +22,7 @@ from .devices import autocast, resolve_device
 from .fileio import read_json, read_jsonl
 from .models import create_model
 from .records import read_run
+from .repeats import best_repeat
 
 
 def resolve_run_dir(path: str | Path, run: str | None = None) -> Path:
@@ -33,9 +34,9 @@ def resolve_run_dir(path: str | Path, run: str | None = None) -> Path:
         path = path / run
     if (path / "metrics.json").exists():
         return path
-    repeats = sorted(path.glob("r[0-9]*/metrics.json"))
-    if repeats:  # the repeat with the best validation accuracy, as init_from uses
-        return max(repeats, key=lambda m: (read_json(m)["best_val_acc"], -int(m.parent.name[1:]))).parent
+    finished = sorted((m.parent for m in path.glob("r[0-9]*/metrics.json")), key=lambda d: int(d.name[1:]))
+    if finished:  # the repeat with the best validation accuracy, as init_from uses
+        return best_repeat(finished)
     raise StudyError(f"{path} is not a finished run folder (no metrics.json); pass runs/<study>/<phase>/<run>, "
                      "or a study folder with --run <phase>/<run>")
 

@@ -21,7 +21,8 @@ from .data.sources import resolve_dataset
 from .fingerprint import checkpoint_inputs, differences, make_fingerprint, read_fingerprint
 from .freeze import FreezeError, apply_freeze
 from .models import check_state_fits, create_model, get_spec, model_state
-from .repeats import group_dir, has_results, leftover_layout, repeat_config, repeat_dirs, source_checkpoint
+from .repeats import (group_dir, has_results, leftover_layout, repeat_config, repeat_dirs, run_label,
+                      source_checkpoint)
 
 
 @dataclass
@@ -37,7 +38,7 @@ class RunPlan:
 
     @property
     def label(self) -> str:
-        return self.cfg.run_id + ("" if self.repeat is None else f"/r{self.repeat}")
+        return run_label(self.cfg.run_id, self.repeat)
 
 
 def validate_runs(runs: list[RunConfig], study_path: Path) -> None:

@@ -12,6 +12,7 @@ import yaml
 
 from .fileio import read_json
 from .fingerprint import fingerprint_digest, read_fingerprint
+from .repeats import repeat_folders, run_label
 
 
 @dataclass
@@ -25,7 +26,7 @@ class RunRecord:
 
     @property
     def label(self) -> str:
-        return self.run_id + ("" if self.repeat is None else f"/r{self.repeat}")
+        return run_label(self.run_id, self.repeat)
 
 
 def study_runs(study_dir: Path) -> list[tuple[dict, dict]]:
@@ -37,24 +38,20 @@ def study_runs(study_dir: Path) -> list[tuple[dict, dict]]:
 def read_run(run_dir: Path, run_id: str, repeat: int | None = None) -> RunRecord:
     fingerprint = read_fingerprint(run_dir)
     config = fingerprint["config"] if fingerprint else None
-    label = run_id + ("" if repeat is None else f"/r{repeat}")
     if not (run_dir / "metrics.json").exists():
         return RunRecord(run_id, repeat, run_dir, config, None, "not finished yet")
     metrics = read_json(run_dir / "metrics.json")
     if fingerprint is None or metrics.get("fingerprint") != fingerprint_digest(fingerprint):
         return RunRecord(run_id, repeat, run_dir, config, None,
                          "its metrics.json does not match the config, split and inputs recorded beside it "
-                         f"(fingerprint.json); re-run it with --force {run_id} ({label})")
+                         f"(fingerprint.json); re-run it with --force {run_id} ({run_label(run_id, repeat)})")
     return RunRecord(run_id, repeat, run_dir, config, metrics, None)
 
 
 def run_records(study_dir: Path, phase: dict, run: dict) -> list[RunRecord]:
     """One record per repeat (`<run>/r<k>`), or one for a run without repeats."""
-    run_id, folder = f"{phase['name']}/{run['name']}", study_dir / phase["name"] / run["name"]
-    repeats = run.get("repeats", 1)
-    if repeats == 1:
-        return [read_run(folder, run_id)]
-    return [read_run(folder / f"r{k}", run_id, k) for k in range(repeats)]
+    run_id, group = f"{phase['name']}/{run['name']}", study_dir / phase["name"] / run["name"]
+    return [read_run(folder, run_id, k) for k, folder in repeat_folders(group, run.get("repeats", 1))]
 
 
 def collect_records(study_dir: Path) -> list[RunRecord]:

@@ -21,11 +21,18 @@ def group_dir(study_dir: Path, cfg: RunConfig) -> Path:
     return study_dir / cfg.phase / cfg.name
 
 
+def repeat_folders(group: Path, repeats: int) -> list[tuple[int | None, Path]]:
+    """(repeat index, folder) of every repeat of the run in `group`; the index is None without repeats."""
+    return [(None, group)] if repeats == 1 else [(k, group / f"r{k}") for k in range(repeats)]
+
+
 def repeat_dirs(study_dir: Path, cfg: RunConfig) -> list[tuple[int | None, Path]]:
-    """(repeat index, folder) of every repeat; the index is None for a run without repeats."""
-    if cfg.repeats == 1:
-        return [(None, group_dir(study_dir, cfg))]
-    return [(k, group_dir(study_dir, cfg) / f"r{k}") for k in range(cfg.repeats)]
+    return repeat_folders(group_dir(study_dir, cfg), cfg.repeats)
+
+
+def run_label(run_id: str, repeat: int | None) -> str:
+    """<phase>/<run>, or <phase>/<run>/r<k> for a repeat."""
+    return run_id if repeat is None else f"{run_id}/r{repeat}"
 
 
 def repeat_config(cfg: RunConfig, repeat: int | None) -> RunConfig:
@@ -48,16 +55,21 @@ def leftover_layout(study_dir: Path, cfg: RunConfig) -> str | None:
 
 def best_repeat_dir(study_dir: Path, cfg: RunConfig) -> Path:
     """The folder of the repeat with the best validation accuracy (the run's own folder without repeats)."""
-    folders = repeat_dirs(study_dir, cfg)
+    folders = [folder for _, folder in repeat_dirs(study_dir, cfg)]
     if len(folders) == 1:
-        return folders[0][1]
-    scores = []
-    for _, folder in folders:
+        return folders[0]
+    for folder in folders:
         if not (folder / "metrics.json").exists():
             raise StudyError(f"{folder} has no metrics.json, so the best repeat of {cfg.run_id} is unknown; "
                              f"re-run with --force {cfg.run_id}")
-        scores.append(read_json(folder / "metrics.json")["best_val_acc"])
-    return folders[scores.index(max(scores))][1]
+    return best_repeat(folders)
+
+
+def best_repeat(folders: list[Path]) -> Path:
+    """Of finished repeat folders (in repeat order), the one with the best validation accuracy,
+    the first on a tie."""
+    scores = [read_json(folder / "metrics.json")["best_val_acc"] for folder in folders]
+    return folders[scores.index(max(scores))]
 
 
 def source_checkpoint(study_dir: Path, source: RunConfig) -> Path:
