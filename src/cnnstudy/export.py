@@ -15,7 +15,6 @@ import torch
 from .config import StudyError
 from .data.sources import open_source
 from .data.splits import Split
-from .data.transforms import normalize
 from .fileio import atomic_write_bytes, write_json
 from .inference import LoadedRun
 
@@ -34,8 +33,7 @@ def sample_batch(run: LoadedRun, count: int = VERIFY_IMAGES) -> torch.Tensor:
     items = split.test or split.val
     source = open_source(split.dataset)
     picked = [items[i][0] for i in np.linspace(0, len(items) - 1, min(count, len(items))).astype(int)]
-    pixels = np.stack([run.pixels(source.open(item)) for item in picked])
-    return normalize(torch.from_numpy(pixels).permute(0, 3, 1, 2).float(), run.stats).contiguous()
+    return run.inputs(np.stack([run.pixels(source.open(item)) for item in picked])).cpu().contiguous()
 
 
 def cpu_model(run: LoadedRun) -> torch.nn.Module:

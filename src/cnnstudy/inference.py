@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint_file
 from .config import StudyError
+from .data.cache import resized_pixels
 from .data.layout import IMAGE_EXTENSIONS
 from .data.sources import open_image_file, to_rgb
 from .data.transforms import normalize
@@ -76,14 +77,17 @@ class LoadedRun:
         self.model = self.model.to(self.device).to(memory_format=torch.channels_last).eval()
 
     def pixels(self, image: Image.Image) -> np.ndarray:
-        """One image as the cache stores it: RGB, resized with PIL's bilinear filter, uint8 HWC."""
-        return np.asarray(to_rgb(image).resize((self.image_size,) * 2, Image.BILINEAR), dtype=np.uint8)
+        """One image as the cache stores it (uint8 HWC at the run's image size)."""
+        return resized_pixels(to_rgb(image), self.image_size)
+
+    def inputs(self, batch: np.ndarray) -> torch.Tensor:
+        """A (N, H, W, 3) uint8 batch as the model's normalized float NCHW input, on the run's device."""
+        return normalize(torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float(), self.stats)
 
     @torch.inference_mode()
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities of a (N, H, W, 3) uint8 batch."""
-        images = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float()
-        images = normalize(images, self.stats).contiguous(memory_format=torch.channels_last)
+        images = self.inputs(batch).contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.precision):
             logits = self.model(images)
         return torch.softmax(logits.float(), 1).cpu().numpy()

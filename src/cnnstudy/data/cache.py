@@ -29,15 +29,20 @@ def cache_key(source, items: list[str], size: int) -> str:
     return hashlib.sha1(json.dumps([dataset, size, fingerprints]).encode()).hexdigest()
 
 
+def resized_pixels(image: Image.Image, size: int) -> np.ndarray:
+    """An RGB image as the cache stores it: (size, size, 3) uint8, resized with the same PIL bilinear
+    filter torchvision's Resize((size, size)) applies, so the cached and the classic pipelines (and
+    predict) see identical pixels."""
+    return np.asarray(image.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+
+
 def decode_resized(source, item: str, size: int) -> np.ndarray:
-    # The same PIL bilinear resize that torchvision's Resize((size, size)) applies to PIL images,
-    # so the cached and the classic pipelines see identical pixels.
     try:
         image = source.open(item)
     except Exception as err:  # noqa: BLE001 - name the file, whatever PIL raised
         raise DataError(f"cannot decode {source.root / item} ({err}); it changed after the "
                         "split was made: fix or delete it, then delete the study's splits/ folder") from err
-    return np.asarray(image.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+    return resized_pixels(image, size)
 
 
 def _load_valid(path: Path, count: int, size: int) -> np.ndarray | None:
