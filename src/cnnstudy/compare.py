@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .stats import bootstrap_diff_ci, mcnemar_exact, mean_std_ci, welch, words
-from .records import RunRecord, collect_records
+from .records import RunRecord
 
 
 @dataclass
@@ -75,10 +75,10 @@ def value_of(metrics: dict, metric: str) -> float | None:
     return table[metric]()
 
 
-def load_groups(study_dir: Path) -> list[Group]:
-    """Every run of the study with at least one finished, trusted repeat, in study order."""
+def group_records(records: list[RunRecord]) -> list[Group]:
+    """The runs (of a study's records, in study order) with at least one finished, trusted repeat."""
     groups: dict[str, Group] = {}
-    for record in collect_records(study_dir):
+    for record in records:
         if record.metrics is not None:
             phase = record.run_id.split("/")[0]
             groups.setdefault(record.run_id, Group(record.run_id, phase, [])).records.append(record)

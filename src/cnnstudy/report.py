@@ -9,13 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import plots
-from .compare import Group, comparisons, load_groups
+from .compare import Group, comparisons, group_records
 from .fileio import atomic_write_text, read_jsonl
 from .findings import findings
-from .records import RunRecord, run_records, study_runs
+from .records import RunRecord, collect_records, study_runs
 from .render import to_html, to_markdown
 from .stats import format_p
-from .summary import COLUMNS, SUMMARY_NOTE, collect_rows
+from .summary import COLUMNS, SUMMARY_NOTE, summary_rows
 
 PLOTS = [("curves.png", "Loss and accuracy"), ("roc.png", "ROC"), ("confusion.png", "Confusion matrix"),
          ("predictions.png", "Predictions")]
@@ -86,7 +86,7 @@ def repeated_blocks(records: list[RunRecord], group: Group | None, model_name: s
     return run_blocks(best, model_name, f", repeat r{best.repeat}: the best by validation accuracy") + [("p", line)]
 
 
-def phase_blocks(study_dir: Path, groups: dict[str, Group]) -> Blocks:
+def phase_blocks(study_dir: Path, records: dict[str, list[RunRecord]], groups: dict[str, Group]) -> Blocks:
     blocks: Blocks = []
     current = None
     for phase, run in study_runs(study_dir):
@@ -95,11 +95,11 @@ def phase_blocks(study_dir: Path, groups: dict[str, Group]) -> Blocks:
             blocks.append(("h2", f"{phase['name']}: {phase['title']}" if phase["title"] else phase["name"]))
             if phase["description"]:
                 blocks.append(("p", phase["description"]))
-        records = run_records(study_dir, phase, run)
+        run_id = f"{phase['name']}/{run['name']}"
         if run.get("repeats", 1) > 1:
-            blocks += repeated_blocks(records, groups.get(records[0].run_id), run["model"]["name"])
+            blocks += repeated_blocks(records[run_id], groups.get(run_id), run["model"]["name"])
         else:
-            blocks += run_blocks(records[0], run["model"]["name"])
+            blocks += run_blocks(records[run_id][0], run["model"]["name"])
     return blocks
 
 
@@ -141,11 +141,15 @@ def build_report(study_dir: str | Path) -> tuple[Path, Path]:
     study_dir = Path(study_dir)
     if not (study_dir / "study.yaml").exists():
         raise FileNotFoundError(f"{study_dir} is not a study folder (no study.yaml); pass runs/<study>")
-    groups = load_groups(study_dir)
+    records = collect_records(study_dir)  # every run folder read once
+    by_run: dict[str, list[RunRecord]] = {}
+    for record in records:
+        by_run.setdefault(record.run_id, []).append(record)
+    groups = group_records(records)
     found = comparisons(groups)
     blocks: Blocks = [("h1", f"Study report: {study_dir.name}"), *answer_blocks(study_dir, groups, found),
-                      *phase_blocks(study_dir, {g.run_id: g for g in groups}),
-                      ("h2", "All runs"), ("p", SUMMARY_NOTE), ("table", (collect_rows(study_dir), COLUMNS))]
+                      *phase_blocks(study_dir, by_run, {g.run_id: g for g in groups}),
+                      ("h2", "All runs"), ("p", SUMMARY_NOTE), ("table", (summary_rows(records), COLUMNS))]
     atomic_write_text(study_dir / "report.md", to_markdown(blocks, study_dir))
     atomic_write_text(study_dir / "report.html", to_html(blocks, f"cnnstudy: {study_dir.name}"))
     return study_dir / "report.md", study_dir / "report.html"

@@ -11,9 +11,9 @@ import csv
 import io
 from pathlib import Path
 
-from .compare import comparisons, load_groups
+from .compare import comparisons, group_records
 from .fileio import atomic_write_text
-from .records import collect_records
+from .records import RunRecord, collect_records
 from .render import markdown_table
 
 COLUMNS = ["phase", "run", "repeat", "seed", "model", "init", "dataset", "params", "trainable", "epochs",
@@ -41,8 +41,8 @@ def summary_row(metrics: dict) -> dict:
             "sec_per_epoch": round(metrics["seconds_per_epoch"], 2)}
 
 
-def collect_rows(study_dir: Path) -> list[dict]:
-    return [summary_row(record.metrics) for record in collect_records(study_dir) if record.metrics]
+def summary_rows(records: list[RunRecord]) -> list[dict]:
+    return [summary_row(record.metrics) for record in records if record.metrics]
 
 
 GROUPED_METRICS = ["test_acc", "val_acc", "f1", "precision", "recall", "auc", "gap", "sec_per_epoch"]
@@ -84,9 +84,8 @@ SUMMARY_NOTE = ("Accuracies in %, best epoch by validation accuracy; precision/r
 
 def write_summary(study_dir: Path) -> list[dict]:
     """Write summary.csv, summary_grouped.csv, comparisons.csv and summary.md; returns the per-run rows."""
-    records = collect_records(study_dir)
-    rows = [summary_row(record.metrics) for record in records if record.metrics]
-    groups = load_groups(study_dir)
+    records = collect_records(study_dir)  # every run folder read once
+    rows, groups = summary_rows(records), group_records(records)
     atomic_write_text(study_dir / "summary.csv", _csv(rows, COLUMNS))
     grouped = grouped_rows(groups)
     atomic_write_text(study_dir / "summary_grouped.csv", _csv(grouped, list(grouped[0]) if grouped else ["run"]))
