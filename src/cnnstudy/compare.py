@@ -49,6 +49,13 @@ class Group:
         values = [v for v in self.values(metric) if v is not None]
         return mean_std_ci(values) if values else {"n": 0, "mean": None, "std": None, "ci95": None}
 
+    def mean_std_text(self, metric: str) -> str | None:
+        """"81.4 ± 0.8" (in %, the spread only with repeats), or None where the metric is missing."""
+        stats = self.summary(metric)
+        if stats["mean"] is None:
+            return None
+        return f"{stats['mean'] * 100:.1f}" + (f" ± {stats['std'] * 100:.1f}" if stats["std"] is not None else "")
+
     @property
     def representative(self) -> int:
         """Index of the repeat with the best validation accuracy."""

@@ -17,11 +17,8 @@ def pct(value: float) -> str:
 
 
 def _acc(group: Group) -> str:
-    stats = group.summary("test_acc")
-    if stats["mean"] is None:
-        return "no test score"
-    spread = f" ± {stats['std'] * 100:.1f}" if stats["std"] is not None else ""
-    return f"{stats['mean'] * 100:.1f}{spread}%"
+    text = group.mean_std_text("test_acc")
+    return "no test score" if text is None else f"{text}%"
 
 
 def _overfit_share(group: Group) -> tuple[int, int]:

@@ -64,13 +64,6 @@ def run_blocks(record: RunRecord, model_name: str, title: str = "") -> Blocks:
     return blocks
 
 
-def _mean_std(group: Group, metric: str) -> str | None:
-    stats = group.summary(metric)
-    if stats["mean"] is None:
-        return None
-    return f"{stats['mean'] * 100:.1f}" + (f" ± {stats['std'] * 100:.1f}" if stats["std"] is not None else "")
-
-
 def repeated_blocks(records: list[RunRecord], group: Group | None, model_name: str) -> Blocks:
     """A repeated run: the repeats in one line, then the detail of its best repeat."""
     if group is None:
@@ -82,7 +75,8 @@ def repeated_blocks(records: list[RunRecord], group: Group | None, model_name: s
     interval = f" (95% CI {stats['ci95'][0] * 100:.1f}–{stats['ci95'][1] * 100:.1f})" if stats["ci95"] else ""
     seeds = ", ".join(str(m["seed"]) for m in group.metrics)
     line = (f"Over {len(group.records)} of {len(records)} repeats (seeds {seeds}): test accuracy "
-            f"{_mean_std(group, 'test_acc')}%{interval}, macro F1 {_mean_std(group, 'f1')}%, verdicts: {counts}.")
+            f"{group.mean_std_text('test_acc')}%{interval}, macro F1 {group.mean_std_text('f1')}%, "
+            f"verdicts: {counts}.")
     return run_blocks(best, model_name, f", repeat r{best.repeat}: the best by validation accuracy") + [("p", line)]
 
 
@@ -109,8 +103,9 @@ DIFF_COLUMNS = ["run", "against", "test images", "difference", "95% CI", "p", "i
 
 def answer_blocks(study_dir: Path, groups: list[Group], found: list[dict]) -> Blocks:
     rows = [{"run": g.run_id, "init": g.first["init"], "dataset": Path(g.first["dataset"]).name,
-             "repeats": len(g.records), "test acc %": _mean_std(g, "test_acc") or "(no test split)",
-             "macro F1 %": _mean_std(g, "f1"), "val acc %": _mean_std(g, "val_acc"), "gap": _mean_std(g, "gap"),
+             "repeats": len(g.records), "test acc %": g.mean_std_text("test_acc") or "(no test split)",
+             "macro F1 %": g.mean_std_text("f1"), "val acc %": g.mean_std_text("val_acc"),
+             "gap": g.mean_std_text("gap"),
              "verdicts": ", ".join(sorted(set(m["verdict"]["verdict"] for m in g.metrics)))} for g in groups]
     diffs = [{"run": c["a"], "against": f"{c['b']} ({c['kind']})", "test images": f"{c['test_images']} {c['dataset']}",
               "difference": f"{c['diff'] * 100:+.1f} points",

@@ -11,7 +11,7 @@ import csv
 import io
 from pathlib import Path
 
-from .compare import comparisons, group_records
+from .compare import comparisons, group_records, value_of
 from .fileio import atomic_write_text
 from .records import RunRecord, collect_records
 from .render import markdown_table
@@ -22,23 +22,22 @@ COLUMNS = ["phase", "run", "repeat", "seed", "model", "init", "dataset", "params
 NOT_HELD_OUT = "val (not held out)"
 
 
+PERCENT_COLUMNS = ("train_acc", "val_acc", "test_acc", "precision", "recall", "f1", "gap")
+
+
 def summary_row(metrics: dict) -> dict:
-    scored_on = metrics.get("scored_on", "test" if metrics.get("test") else "val")
-    scored = metrics[scored_on]
-    pct = lambda v: None if v is None else round(100 * v, 2)  # noqa: E731
-    return {"phase": metrics["run"].split("/")[0], "run": metrics["run"].split("/")[1],
-            "repeat": metrics.get("repeat"), "seed": metrics.get("seed"), "model": metrics["model"],
-            "init": metrics["init"],
-            "dataset": Path(metrics.get("dataset", "?")).name, "params": metrics["total_params"],
-            "trainable": metrics["trainable_params"], "epochs": metrics["epochs"],
-            "best_epoch": metrics["best_epoch"], "train_acc": pct(metrics["best_train_acc"]),
-            "val_acc": pct(metrics["best_val_acc"]),
-            "test_acc": pct(metrics["test"]["accuracy"]) if metrics.get("test") else None,
-            "precision": pct(scored["precision_macro"]), "recall": pct(scored["recall_macro"]),
-            "f1": pct(scored["f1_macro"]), "auc": None if scored["auc_macro"] is None else
-            round(scored["auc_macro"], 4), "scored_on": "test" if scored_on == "test" else NOT_HELD_OUT,
-            "gap": pct(metrics["verdict"]["gap"]), "verdict": metrics["verdict"]["verdict"],
-            "sec_per_epoch": round(metrics["seconds_per_epoch"], 2)}
+    """One run's (or repeat's) row; its numbers are compare.value_of's headline metrics, in %."""
+    value = {column: value_of(metrics, column) for column in (*PERCENT_COLUMNS, "auc", "sec_per_epoch")}
+    row = {"phase": metrics["run"].split("/")[0], "run": metrics["run"].split("/")[1],
+           "repeat": metrics.get("repeat"), "seed": metrics.get("seed"), "model": metrics["model"],
+           "init": metrics["init"], "dataset": Path(metrics["dataset"]).name, "params": metrics["total_params"],
+           "trainable": metrics["trainable_params"], "epochs": metrics["epochs"], "best_epoch": metrics["best_epoch"],
+           "auc": None if value["auc"] is None else round(value["auc"], 4),
+           "scored_on": "test" if metrics["scored_on"] == "test" else NOT_HELD_OUT,
+           "verdict": metrics["verdict"]["verdict"], "sec_per_epoch": round(value["sec_per_epoch"], 2)}
+    row.update({column: None if value[column] is None else round(100 * value[column], 2)
+                for column in PERCENT_COLUMNS})
+    return row
 
 
 def summary_rows(records: list[RunRecord]) -> list[dict]:
