@@ -12,10 +12,6 @@ from .compare import Group, best_groups, compare
 from .stats import format_p
 
 
-def pct(value: float) -> str:
-    return f"{value * 100:.1f}%"
-
-
 def _acc(group: Group) -> str:
     text = group.mean_std_text("test_acc")
     return "no test score" if text is None else f"{text}%"

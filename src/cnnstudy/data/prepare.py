@@ -20,7 +20,6 @@ from .splits import PARTS, Split, make_split, split_key
 class PreparedData:
     split: Split
     source: object
-    path: Path  # the study's copy of the split
 
 
 class SplitStore:
@@ -48,7 +47,7 @@ class SplitStore:
             check_split_against_source(split, source, path, data.limit_per_class, self.log)
         else:
             split = self._new_split(cfg, source, path, fractions)
-        self.prepared[key] = PreparedData(split, source, path)
+        self.prepared[key] = PreparedData(split, source)
         return self.prepared[key]
 
     def _new_split(self, cfg: RunConfig, source, path: Path, fractions) -> Split:
