@@ -16,7 +16,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[test,export,tracking]'
+	$(BIN)/pip install -q -e '.[test,export,tracking,ray]'
 	touch $@
 
 demo: setup

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cnnstudy.runtime import cpu_flags
+from cnnstudy.training.runtime import cpu_flags
 
 STUDY = """
 name: ddp-bench

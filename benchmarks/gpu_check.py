@@ -22,9 +22,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from throughput import print_table  # noqa: E402
 
-from cnnstudy.devices import choose_precision  # noqa: E402
-from cnnstudy.runtime import tune_runtime  # noqa: E402
-from cnnstudy.study import run_study  # noqa: E402
+from cnnstudy.training.devices import choose_precision  # noqa: E402
+from cnnstudy.training.runtime import tune_runtime  # noqa: E402
+from cnnstudy.runner.study import run_study  # noqa: E402
 
 
 def describe(device: torch.device) -> str:

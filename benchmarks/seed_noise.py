@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from cnnstudy.runtime import cpu_flags, tune_runtime
-from cnnstudy.study import run_study
+from cnnstudy.training.runtime import cpu_flags, tune_runtime
+from cnnstudy.runner.study import run_study
 
 
 def main() -> int:

@@ -15,8 +15,8 @@ import time
 import torch
 from torch import nn
 
-from cnnstudy.models import create_model
-from cnnstudy.runtime import cpu_flags, set_allocator, usable_cores
+from cnnstudy.models.registry import create_model
+from cnnstudy.training.runtime import cpu_flags, set_allocator, usable_cores
 
 BATCH = 32
 

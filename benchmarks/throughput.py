@@ -26,10 +26,10 @@ from cnnstudy.data.cache import cached_images
 from cnnstudy.data.loaders import CachedLoader
 from cnnstudy.data.sources import open_image_file, resolve_dataset, scan_folder
 from cnnstudy.data.transforms import IMAGENET_MEAN, IMAGENET_STD, train_transform
-from cnnstudy.devices import choose_precision
-from cnnstudy.engine import train_one_epoch
-from cnnstudy.models import create_model
-from cnnstudy.runtime import cpu_flags, set_allocator, tune_runtime
+from cnnstudy.training.devices import choose_precision
+from cnnstudy.training.engine import train_one_epoch
+from cnnstudy.models.registry import create_model
+from cnnstudy.training.runtime import cpu_flags, set_allocator, tune_runtime
 
 STATS = (IMAGENET_MEAN, IMAGENET_STD)
 BATCH = 32

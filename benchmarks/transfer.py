@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 
 from cnnstudy.data.sources import resolve_dataset
-from cnnstudy.runtime import cpu_flags
-from cnnstudy.study import run_study
+from cnnstudy.training.runtime import cpu_flags
+from cnnstudy.runner.study import run_study
 
 STUDY = """
 name: transfer-bench

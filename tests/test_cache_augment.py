@@ -10,8 +10,8 @@ from cnnstudy.data.cache import cached_images, decode_resized
 from cnnstudy.data.loaders import CachedLoader, ImageListDataset, TorchvisionLoader
 from cnnstudy.data.sources import scan_folder
 from cnnstudy.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, sample_params, warp
-from cnnstudy.engine import evaluate
-from cnnstudy.models import create_model
+from cnnstudy.training.engine import evaluate
+from cnnstudy.models.registry import create_model
 
 from helpers import make_image_folder
 

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from cnnstudy.compare import Group, compare, comparisons
-from cnnstudy.findings import findings
-from cnnstudy.metrics import overfitting_verdict
-from cnnstudy.records import RunRecord
-from cnnstudy.stats import bootstrap_diff_ci, exact_binomial_two_sided, mcnemar_exact, mean_std_ci, welch
+from cnnstudy.report.compare import Group, compare, comparisons
+from cnnstudy.report.findings import findings
+from cnnstudy.training.metrics import overfitting_verdict
+from cnnstudy.runner.records import RunRecord
+from cnnstudy.report.stats import bootstrap_diff_ci, exact_binomial_two_sided, mcnemar_exact, mean_std_ci, welch
 
 
 def test_mcnemar_equals_scipys_exact_binomial_on_fixed_predictions():

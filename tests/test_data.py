@@ -78,3 +78,30 @@ def test_every_mode_becomes_rgb(mode):
     rgb = to_rgb(image)
     assert rgb.mode == "RGB" and rgb.size == (4, 4)
     assert np.asarray(rgb).min() > 150  # nothing went black: 16-bit is scaled, alpha is put on white
+
+
+def test_data_classes_picks_classes_by_name_in_the_order_named(tmp_path):
+    from cnnstudy.fileio import read_json
+    from cnnstudy.runner.study import run_study
+
+    from helpers import write_study
+
+    data = make_image_folder(tmp_path / "colors", classes=("red", "green", "blue", "grey"), per_class=8)
+    phases = """
+  - name: p1
+    runs:
+      - {name: all, model: cnn_slim}
+      - {name: two, model: cnn_slim, data: {classes: [blue, red]}}
+"""
+    study_dir = run_study(write_study(tmp_path / "s.yaml", data, phases), ["train.epochs=1"],
+                          out_dir=tmp_path / "runs", log=lambda _: None)
+    whole, two = (read_json(study_dir / "p1" / name / "split.json") for name in ("all", "two"))
+    assert whole["classes"] == ["blue", "green", "grey", "red"] and two["classes"] == ["blue", "red"]
+    assert whole["digest"] != two["digest"]
+    labels = {path.split("/")[0]: label for part in ("train", "val", "test") for path, label in two[part]}
+    assert labels == {"blue": 0, "red": 1}
+    assert read_json(study_dir / "p1" / "two" / "metrics.json")["test"]["n"] == len(two["test"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((tmp_path / "s.yaml").read_text().replace("[blue, red]", "[blue, purple]"))
+    with pytest.raises(DataError, match="data.classes: 'purple' not among the 4 classes of .*: blue, green, grey, red"):
+        run_study(bad, ["train.epochs=1"], out_dir=tmp_path / "runs2", log=lambda _: None)

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from cnnstudy.engine import evaluate, train_one_epoch
-from cnnstudy.models import create_model
+from cnnstudy.training.engine import evaluate, train_one_epoch
+from cnnstudy.models.registry import create_model
 
 CPU = torch.device("cpu")
 
@@ -32,7 +32,7 @@ def test_one_epoch_learns_in_either_precision(precision):
     ("cpu", None, False, "fp32"),      # AVX2 only
 ])
 def test_auto_precision_is_native_only(monkeypatch, kind, capability, cpu_bf16, expected):
-    from cnnstudy import devices
+    from cnnstudy.training import devices
 
     asked = []
     monkeypatch.setattr(devices, "cuda_capability", lambda device: asked.append(device) or capability)
@@ -44,7 +44,7 @@ def test_auto_precision_is_native_only(monkeypatch, kind, capability, cpu_bf16, 
 
 
 def test_only_fp16_uses_a_gradient_scaler():
-    from cnnstudy.devices import grad_scaler
+    from cnnstudy.training.devices import grad_scaler
 
     assert grad_scaler(CPU, "fp16").is_enabled()
     assert not grad_scaler(CPU, "bf16").is_enabled() and not grad_scaler(CPU, "fp32").is_enabled()

@@ -18,7 +18,7 @@ from cnnstudy.data.catalogue import CATALOGUE, Entry, fetch_dataset
 from cnnstudy.data.errors import DataError
 from cnnstudy.data.fetch import RemoteFile
 from cnnstudy.data.sources import scan_folder
-from cnnstudy.study import run_study
+from cnnstudy.runner.study import run_study
 
 from helpers import SHARED_DATA, make_image_folder, write_study
 

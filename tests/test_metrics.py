@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from cnnstudy.metrics import classification_metrics, overfitting_verdict
+from cnnstudy.training.metrics import classification_metrics, overfitting_verdict
 
 
 def test_metrics_equal_scikit_learn_on_fixed_arrays():

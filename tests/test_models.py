@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from cnnstudy.models import count_parameters, create_model, get_spec, list_models
+from cnnstudy.models.registry import count_parameters, create_model, get_spec, list_models
 
 BASELINE_PRINT = """CNNModel2(
   (conv1): Conv2d(3, 32, kernel_size=(3, 3), stride=(1, 1))

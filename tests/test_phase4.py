@@ -3,7 +3,7 @@ import torch
 
 from cnnstudy.config import StudyError
 from cnnstudy.fileio import read_json
-from cnnstudy.study import run_study
+from cnnstudy.runner.study import run_study
 
 from helpers import make_image_folder, write_study
 
@@ -52,7 +52,7 @@ def test_init_from_a_run_of_another_model_is_refused(tmp_path):
 
 
 def test_a_model_carried_from_a_pretrained_run_keeps_its_input_normalization(tmp_path):
-    from cnnstudy.models import EFFICIENTNET_LITE_MEAN
+    from cnnstudy.models.registry import EFFICIENTNET_LITE_MEAN
 
     colors = make_image_folder(tmp_path / "colors", per_class=8)
     two = make_image_folder(tmp_path / "two", classes=("green", "blue"), per_class=8, seed=1)

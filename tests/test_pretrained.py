@@ -5,7 +5,7 @@ import torchvision
 
 from cnnstudy.data.sources import scan_folder
 from cnnstudy.data.transforms import eval_transform
-from cnnstudy.models import create_model, normalization
+from cnnstudy.models.registry import create_model, normalization
 
 from helpers import shared_dataset
 

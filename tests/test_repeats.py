@@ -7,8 +7,8 @@ import pytest
 
 from cnnstudy.config import StudyError
 from cnnstudy.fileio import read_json, file_digest
-from cnnstudy.report import build_report
-from cnnstudy.study import run_study
+from cnnstudy.report.report import build_report
+from cnnstudy.runner.study import run_study
 
 from helpers import make_image_folder, write_study
 

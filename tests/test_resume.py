@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from cnnstudy.fileio import read_jsonl
-from cnnstudy.study import run_study
+from cnnstudy.runner.study import run_study
 
 from helpers import make_image_folder, write_study
 
@@ -73,7 +73,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
 KILLER = """
 import os, signal, sys
 from pathlib import Path
-import cnnstudy.checkpoint as checkpoint
+import cnnstudy.models.checkpoint as checkpoint
 
 study, out, epoch, after = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 write_jsonl, save_checkpoint = checkpoint.write_jsonl, checkpoint.save_checkpoint
@@ -89,7 +89,7 @@ def checkpoint_then_die(path, state):
         os.kill(os.getpid(), signal.SIGKILL)
 
 checkpoint.write_jsonl, checkpoint.save_checkpoint = history_then_die, checkpoint_then_die
-from cnnstudy.study import run_study
+from cnnstudy.runner.study import run_study
 run_study(study, out_dir=out, log=lambda _: None)
 """
 

@@ -8,12 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnstudy.checkpoint import CheckpointError, load_checkpoint_file
+from cnnstudy.models.checkpoint import CheckpointError, load_checkpoint_file
 from cnnstudy.data.sources import open_image_file, scan_folder
-from cnnstudy.engine import NonFiniteLossError, train_one_epoch
+from cnnstudy.training.engine import NonFiniteLossError, train_one_epoch
 from cnnstudy.fileio import read_json
 from cnnstudy.data.inspection import format_report, inspect_dataset
-from cnnstudy.study import run_study
+from cnnstudy.runner.study import run_study
 
 from helpers import make_image_folder, write_study
 

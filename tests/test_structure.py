@@ -59,4 +59,16 @@ def test_the_data_side_imports_nothing_above_it():
 
 
 def test_checkpoint_does_not_import_models():
-    assert "cnnstudy.models" not in graph()["cnnstudy.checkpoint"]
+    assert "cnnstudy.models.registry" not in graph()["cnnstudy.models.checkpoint"]
+
+
+def test_the_search_the_schedule_and_the_executors_stay_apart():
+    """An executor runs any unit anywhere, a sweep only says what to try next: neither knows the other."""
+    edges = graph()
+    assert not {"cnnstudy.runner.sweep", "cnnstudy.runner.schedule"} & edges["cnnstudy.runner.executors"]
+    assert not {"cnnstudy.runner.executors", "cnnstudy.runner.schedule"} & edges["cnnstudy.runner.sweep"]
+
+
+def test_the_top_level_holds_only_the_faces_and_the_ground_floor():
+    top = sorted(p.stem for p in PACKAGE.glob("*.py"))
+    assert top == ["__init__", "__main__", "_version", "cli", "config", "fileio", "seeds"]

@@ -2,10 +2,10 @@ import pytest
 import torch
 from torch import nn
 
-from cnnstudy.checkpoint import CheckpointError, save_checkpoint
-from cnnstudy.models import load_matching_state
-from cnnstudy.freeze import FreezeError, apply_freeze, set_train_mode
-from cnnstudy.models import create_model
+from cnnstudy.models.checkpoint import CheckpointError, save_checkpoint
+from cnnstudy.models.registry import load_matching_state
+from cnnstudy.models.freeze import FreezeError, apply_freeze, set_train_mode
+from cnnstudy.models.registry import create_model
 
 CNN_FC = {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
 CONV4 = {"conv4.weight", "conv4.bias"}
@@ -111,7 +111,7 @@ def test_efficientnet_lite0_loads_its_shipped_weights_offline():
 def test_weights_from_a_cnnstudy_checkpoint_keep_its_input_normalization(tmp_path):
     from cnnstudy.config import RunConfig
     from cnnstudy.data.splits import Split
-    from cnnstudy.run import build_model
+    from cnnstudy.runner.run import build_model
 
     trained = create_model("cnn_slim", num_classes=3)
     stats = [[0.5, 0.5, 0.5], [0.25, 0.25, 0.25]]

@@ -12,9 +12,9 @@ import pytest
 
 from cnnstudy.config import StudyError
 from cnnstudy.fileio import atomic_write_text, read_json, read_jsonl
-from cnnstudy.report import build_report
-from cnnstudy.study import plan_study, run_study
-from cnnstudy.summary import write_summary
+from cnnstudy.report.report import build_report
+from cnnstudy.runner.study import plan_study, run_study
+from cnnstudy.report.summary import write_summary
 
 from helpers import make_image_folder, write_study
 
@@ -135,9 +135,9 @@ def test_a_changed_split_is_refused_for_a_run_that_would_resume(tmp_path):
 def test_resume_checks_the_split_digest_in_the_checkpoint(finished, tmp_path):
     import torch
 
-    from cnnstudy.checkpoint import CheckpointError, load_checkpoint_file
-    from cnnstudy.engine import resume_state
-    from cnnstudy.models import create_model
+    from cnnstudy.models.checkpoint import CheckpointError, load_checkpoint_file
+    from cnnstudy.training.engine import resume_state
+    from cnnstudy.models.registry import create_model
 
     _, study_dir = finished
     run_dir = tmp_path / "run"
@@ -203,7 +203,7 @@ def test_force_never_deletes_outside_the_study_folder(copy, tmp_path):
 def test_a_second_writer_stops_at_once_naming_the_holder(copy):
     study, study_dir = copy
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\nfrom cnnstudy.lock import study_lock\n"
+        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\nfrom cnnstudy.runner.lock import study_lock\n"
          f"with study_lock(Path({str(study_dir)!r})):\n    print('held', flush=True)\n    time.sleep(60)"],
         stdout=subprocess.PIPE, text=True)
     try:

@@ -9,7 +9,7 @@ from PIL import Image
 import cnnstudy
 from cnnstudy.cli import main
 from cnnstudy.config import StudyError
-from cnnstudy.export import ExportError, export_run, verify_export
+from cnnstudy.use.export import ExportError, export_run, verify_export
 
 from helpers import make_image_folder
 

@@ -16,25 +16,29 @@ from pathlib import Path
 from typing import Any
 
 from ._version import __version__
-from .models import create_model, list_models
+from .models.registry import create_model, list_models
 
 __all__ = ["create_model", "list_models", "load_run", "run_study", "__version__"]
 
 
 def run_study(path: str | Path, overrides: dict[str, Any] | list[str] | None = None, out_dir: str | Path = "runs",
-              force: bool | list[str] = False, offline: bool = False, log=print) -> Path:
+              force: bool | list[str] = False, offline: bool = False, log=print, jobs: int | None = None,
+              threads: int | None = None, executor: str = "local", ray_address: str | None = None) -> Path:
     """Run (or continue) a study file; returns its folder. `overrides` as {"train.epochs": 2} or
-    ["train.epochs=2"], like `--set`; `force` and `offline` as on the command line."""
-    from .study import run_study as run
+    ["train.epochs=2"], like `--set`; `force`, `offline`, `jobs`, `threads`, `executor` and
+    `ray_address` as on the command line."""
+    from .runner.executors import Parallel
+    from .runner.study import run_study as run
 
     pairs = [f"{key}={json.dumps(value)}" for key, value in overrides.items()] if isinstance(overrides, dict) \
         else list(overrides or [])
-    return run(path, pairs, out_dir, force=force, log=log, offline=offline)
+    return run(path, pairs, out_dir, force=force, log=log, offline=offline,
+               parallel=Parallel(jobs, threads, executor, ray_address))
 
 
 def load_run(path: str | Path, run: str | None = None, device: str = "cpu"):
     """A finished run (`.predict`, `.metrics`, `.history`, `.config`, `.model`, `.classes`): a run
     folder, a repeated run's folder (its best repeat), or a study folder with `run="phase/run"`."""
-    from .inference import load_run as load
+    from .use.inference import load_run as load
 
     return load(path, run, device)

@@ -5,17 +5,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from .checkpoint import CheckpointError
+from .models.checkpoint import CheckpointError
 from .config import StudyError
 from .data.errors import DataError
-from .engine import NonFiniteLossError
-from .freeze import FreezeError
+from .training.engine import NonFiniteLossError
+from .models.freeze import FreezeError
 
 USER_ERRORS = (StudyError, DataError, CheckpointError, FreezeError, NonFiniteLossError, FileNotFoundError)
 
 
 def _write_report(study_dir) -> int:
-    from .report import build_report
+    from .report.report import build_report
 
     md, html = build_report(study_dir)
     print(f"report: {md} and {html}")
@@ -23,10 +23,13 @@ def _write_report(study_dir) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .study import run_study
+    from .runner.executors import Parallel
+    from .runner.study import run_study
 
     try:
-        run_study(args.study, args.set, args.out, force=args.force or [], offline=args.offline, dist=args.dist)
+        parallel = Parallel(args.jobs, args.threads, args.executor, args.ray_address)
+        run_study(args.study, args.set, args.out, force=args.force or [], offline=args.offline, dist=args.dist,
+                  parallel=parallel)
     except KeyboardInterrupt:
         print("\ninterrupted: every finished epoch is saved. Run the same command again to resume.",
               file=sys.stderr)
@@ -47,7 +50,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     from .data.catalogue import CATALOGUE, fetch_dataset
     from .data.sources import find_dataset
-    from .inputs import offline_from_env
+    from .runner.inputs import offline_from_env
 
     if find_dataset(args.data)[0] is None and args.data in CATALOGUE and not offline_from_env():
         fetch_dataset(args.data)
@@ -59,7 +62,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .models import count_parameters, create_model, get_spec, list_models
+    from .models.registry import count_parameters, create_model, get_spec, list_models
 
     for name in list_models():
         params = count_parameters(create_model(name, args.num_classes))
@@ -85,8 +88,8 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     from .data.catalogue import CATALOGUE, fetch_dataset
 
     if args.study:
-        from .inputs import ensure_inputs
-        from .study import plan_study
+        from .runner.inputs import ensure_inputs
+        from .runner.study import plan_study
 
         _, runs = plan_study(args.study, args.set)
         ensure_inputs(runs, Path(args.study).parent, offline=False)
@@ -121,7 +124,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import json
 
     from .fileio import atomic_write_text
-    from .inference import load_run
+    from .use.inference import load_run
 
     run = load_run(args.run_dir, args.run, args.device)
     rows = run.predict(args.paths, top_k=args.top_k, batch_size=args.batch_size, progress=True)
@@ -142,12 +145,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_run
-    from .inference import load_run
+    from .use.export import export_run
+    from .use.inference import load_run
 
     path = export_run(load_run(args.run_dir, args.run), args.format, Path(args.out) if args.out else None)
     print(f"{args.format}: {path} (verified on the run's test images; sidecar {path.name}.json)")
     return 0
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def _add_study_commands(sub) -> None:
@@ -161,6 +171,16 @@ def _add_study_commands(sub) -> None:
     run.add_argument("--force", nargs="?", const="*", action="append", metavar="PHASE/RUN",
                      help="redo runs although results exist: alone, every run; with PHASE/RUN (repeatable), "
                           "that run and every run that starts from it")
+    run.add_argument("--jobs", type=positive, metavar="N",
+                     help="units (runs, repeats, sweep trials) at once, each in its own worker process "
+                          "(default: 1 on CPU, one per visible GPU)")
+    run.add_argument("--threads", type=positive, metavar="T",
+                     help="torch threads per unit (default: all cores serially, cores / N with --jobs N; "
+                          "1 on Ray, where it is also each task's CPUs)")
+    run.add_argument("--executor", choices=["local", "ray"], default="local",
+                     help="local: this machine; ray: tasks on a Ray cluster (pip install 'cnnstudy[ray]')")
+    run.add_argument("--ray-address", metavar="ADDRESS",
+                     help="with --executor ray: auto, or ray://HOST:10001 (default: start a local Ray instance)")
     run.set_defaults(func=cmd_run)
     report = sub.add_parser("report", help="rebuild report.md/report.html from a study folder")
     report.add_argument("study_dir", help="e.g. runs/quick")
@@ -218,8 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .distributed import init_from_env, shutdown
-    from .runtime import tune_runtime
+    from .training.distributed import init_from_env, shutdown
+    from .training.runtime import tune_runtime
 
     args = build_parser().parse_args(argv)
     args.dist = init_from_env()  # torchrun: this process's rank; otherwise the single process

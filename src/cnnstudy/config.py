@@ -57,6 +57,14 @@ class DataConfig(Strict):
         "cached", description="cached: decode once, augment batches on the device; torchvision: PIL per image")
     num_workers: int = Field(0, ge=0, description="DataLoader workers of the torchvision loader")
     on_bad_image: Literal["skip", "fail"] = "skip"
+    classes: list[str] | None = Field(None, min_length=2, description="use only these classes, by folder name")
+
+    @field_validator("classes")
+    @classmethod
+    def _distinct(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("a class is named twice; name each once")
+        return value
 
 
 class ModelConfig(Strict):
@@ -85,6 +93,47 @@ class VerdictConfig(Strict):
     min_train_acc: float = 0.70  # final train acc below this: underfit
 
 
+class ParamRange(Strict):
+    """A numeric search range: integers when low and high are both integers (and step, if given)."""
+    low: float | int
+    high: float | int
+    log: bool = False
+    step: float | int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ParamRange":
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("log: true needs low > 0")
+        if self.log and self.step is not None:
+            raise ValueError("log and step do not go together; drop one")
+        return self
+
+    @property
+    def integer(self) -> bool:
+        return all(isinstance(v, int) and not isinstance(v, bool) for v in (self.low, self.high)) and \
+            (self.step is None or isinstance(self.step, int))
+
+
+class SweepConfig(Strict):
+    """A hyper-parameter search over a run's settings (Optuna); see docs/study-file.md."""
+    trials: int = Field(16, ge=1, le=10_000)
+    method: Literal["tpe", "random", "grid"] = "tpe"
+    metric: Literal["val_acc", "val_loss"] = Field("val_acc", description="val_acc is maximized, val_loss minimized")
+    prune: Literal["none", "median", "hyperband"] = "none"
+    params: dict[str, list[Any] | ParamRange] = Field(min_length=1)
+    confirm: int = Field(1, ge=1, le=100, description="repeats of the best and of the base setting, compared")
+
+    @field_validator("params")
+    @classmethod
+    def _choices(cls, value: dict) -> dict:
+        for key, space in value.items():
+            if isinstance(space, list) and not space:
+                raise ValueError(f"{key}: give at least one value to try")
+        return value
+
+
 class RunConfig(Strict):
     name: SafeName
     phase: SafeName
@@ -96,6 +145,7 @@ class RunConfig(Strict):
     repeats: int = Field(1, ge=1, le=100, description="train the run this many times, seeds derived from seed")
     device: str = "auto"
     verdict: VerdictConfig = VerdictConfig()
+    sweep: SweepConfig | None = None
 
     @field_validator("model", mode="before")
     @classmethod

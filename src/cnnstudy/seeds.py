@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-PURPOSES = ("init", "shuffle", "augment", "dropout", "train_sample", "repeat")
+PURPOSES = ("init", "shuffle", "augment", "dropout", "train_sample", "repeat", "sweep")
 
 
 def derive_seed(seed: int, purpose: str, *keys: int) -> int:

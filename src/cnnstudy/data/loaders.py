@@ -141,12 +141,13 @@ def train_eval_rows(train_count: int, val_count: int, seed: int) -> torch.Tensor
 
 
 def build_loaders(cfg: RunConfig, split: Split, source, device: torch.device, stats: Stats,
-                  rank: int = 0, world: int = 1) -> dict:
+                  rank: int = 0, world: int = 1, parts: tuple[str, ...] = PARTS) -> dict:
     """Loaders of train (shuffled, augmented as configured), of val/test where the split has them,
     and "train_eval": un-augmented training images in a fixed order, for the verdict. With
-    `world` > 1, each rank's share (train.batch_size stays the global batch)."""
+    `world` > 1, each rank's share (train.batch_size stays the global batch). `parts`: which of
+    train/val/test to load (a sweep's trials never load the test split)."""
     size, batch = cfg.data.image_size, cfg.train.batch_size
-    parts = {name: getattr(split, name) for name in PARTS if getattr(split, name)}
+    parts = {name: getattr(split, name) for name in PARTS if name in parts and getattr(split, name)}
     augmented = {name: name == "train" and cfg.augment == "seed" for name in parts}
     sample = train_eval_rows(len(split.train), len(split.val), cfg.seed)
     if cfg.data.loader == "cached":

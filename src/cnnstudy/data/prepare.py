@@ -12,7 +12,7 @@ from ..config import RunConfig
 from ..fileio import write_json
 from .errors import DataError
 from .inspection import check_images, duplicate_groups, inspect_dataset
-from .sources import open_source, resolve_dataset
+from .sources import open_source, resolve_dataset, select_classes
 from .splits import PARTS, Split, make_split, split_key
 
 
@@ -35,13 +35,14 @@ class SplitStore:
         data = cfg.data
         fractions = (data.split.train, data.split.val, data.split.test)
         dataset = str(resolve_dataset(data.dataset, self.base))
-        key = split_key(dataset, data.limit_per_class, fractions, data.split.seed)
+        key = split_key(dataset, data.limit_per_class, fractions, data.split.seed, data.classes)
         if key in self.prepared:
             return self.prepared[key]
         if dataset not in self.sources:
             self.sources[dataset] = open_source(data.dataset, self.base)
             self._warn_layout(self.sources[dataset])
-        source, path = self.sources[dataset], self.study_dir / "splits" / f"{key}.json"
+        source = select_classes(self.sources[dataset], data.classes)
+        path = self.study_dir / "splits" / f"{key}.json"
         if path.exists():
             split = Split.load(path)
             check_split_against_source(split, source, path, data.limit_per_class, self.log)

@@ -186,9 +186,37 @@ class FashionMnistSource:
     def fingerprint(self, item_id: str) -> tuple[int, int]:
         return 0, 0  # the IDX files never change under an id
 
+    def __getstate__(self) -> dict:
+        # Sent to worker processes: they read the files again rather than receive 50 MB of pixels.
+        return {key: value for key, value in self.__dict__.items() if key != "arrays"}
+
 
 def open_source(spec: str, base: Path | None = None) -> FolderSource | FashionMnistSource:
     path = resolve_dataset(spec, base)
     if (path / FASHION_MNIST_FILES["train"][0]).exists():
         return FashionMnistSource(path)
     return scan_folder(path)
+
+
+class ClassSubset:
+    """A source seen through `data.classes`: only the named classes, labelled in the order named.
+    Everything else (root, layout, opening files) is the full source's."""
+
+    def __init__(self, source, classes: list[str]) -> None:
+        unknown = [name for name in classes if name not in source.classes]
+        if unknown:
+            raise DataError(f"data.classes: {', '.join(map(repr, unknown))} not among the {len(source.classes)} "
+                            f"classes of {source.root}: {', '.join(source.classes)}")
+        label_of = {source.classes.index(name): new for new, name in enumerate(classes)}
+        self.base, self.classes = source, list(classes)
+        self.items = {part: [(item, label_of[label]) for item, label in items if label in label_of]
+                      for part, items in source.items.items()}
+
+    def __getattr__(self, name: str):
+        if name == "base":  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+
+def select_classes(source, classes: list[str] | None):
+    return source if classes is None else ClassSubset(source, classes)

@@ -58,8 +58,11 @@ class Split:
                                   minlength=len(self.classes)).tolist() for name in PARTS}
 
 
-def split_key(dataset: str, limit: int | None, fractions: tuple[float, float, float], seed: int) -> str:
-    digest = hashlib.sha1(json.dumps([dataset, limit, fractions, seed]).encode()).hexdigest()[:10]
+def split_key(dataset: str, limit: int | None, fractions: tuple[float, float, float], seed: int,
+              classes: list[str] | None = None) -> str:
+    # Without a class subset the key is what it always was, so existing studies find their splits.
+    chosen = [classes] if classes is not None else []
+    digest = hashlib.sha1(json.dumps([dataset, limit, fractions, seed, *chosen]).encode()).hexdigest()[:10]
     return f"{Path(dataset).name}-{digest}"
 
 

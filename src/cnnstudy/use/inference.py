@@ -13,17 +13,17 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .checkpoint import load_checkpoint_file
-from .config import StudyError
-from .data.cache import resized_pixels
-from .data.layout import IMAGE_EXTENSIONS
-from .data.sources import open_image_file, to_rgb
-from .data.transforms import normalize
-from .devices import autocast, resolve_device
-from .fileio import read_json, read_jsonl
-from .models import create_model
-from .records import read_run
-from .repeats import best_repeat
+from ..models.checkpoint import load_checkpoint_file
+from ..config import StudyError
+from ..data.cache import resized_pixels
+from ..data.layout import IMAGE_EXTENSIONS
+from ..data.sources import open_image_file, to_rgb
+from ..data.transforms import normalize
+from ..training.devices import autocast, resolve_device
+from ..fileio import read_json, read_jsonl
+from ..models.registry import create_model
+from ..runner.records import read_run
+from ..runner.repeats import best_repeat
 
 
 def resolve_run_dir(path: str | Path, run: str | None = None) -> Path:

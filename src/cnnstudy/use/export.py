@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import StudyError
-from .data.sources import open_source
-from .data.splits import Split
-from .fileio import atomic_write_bytes, write_json
+from ..config import StudyError
+from ..data.sources import open_source
+from ..data.splits import Split
+from ..fileio import atomic_write_bytes, write_json
 from .inference import LoadedRun
 
 TOLERANCE = 1e-4

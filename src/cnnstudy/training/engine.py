@@ -17,13 +17,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoint import FitState, resume_state, save_epoch
+from ..models.checkpoint import FitState, resume_state, save_epoch
 from .devices import autocast, grad_scaler
 from .distributed import SINGLE, Dist
-from .fileio import read_jsonl
-from .freeze import set_train_mode
+from ..fileio import read_jsonl
+from ..models.freeze import set_train_mode
 from .metrics import epoch_line
-from .seeds import derive_seed
+from ..seeds import derive_seed
 
 
 class NonFiniteLossError(RuntimeError):
@@ -40,6 +40,7 @@ class Loop:
     dist: Dist = SINGLE
     log: Callable[[str], None] = print
     on_epoch: Callable[[dict], None] | None = None  # each epoch's row, once its files are written
+    progress: bool = True  # per-batch progress bars (off in parallel workers)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -55,13 +56,13 @@ def _to_device(images: torch.Tensor, labels: torch.Tensor, device: torch.device)
 def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer,
                     criterion: nn.Module, device: torch.device, desc: str = "train",
                     precision: str = "fp32", scaler: torch.amp.GradScaler | None = None,
-                    dist: Dist = SINGLE) -> dict[str, float]:
+                    dist: Dist = SINGLE, progress: bool = True) -> dict[str, float]:
     set_train_mode(model)
     scaler = scaler or grad_scaler(device, precision)
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = torch.zeros((), device=device, dtype=torch.long)
-    for images, labels, _ in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=not dist.main):
+    for images, labels, _ in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=not (dist.main and progress)):
         images, labels = _to_device(images, labels, device)
         optimizer.zero_grad(set_to_none=True)
         with autocast(device, precision):
@@ -133,7 +134,8 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, loaders: dict, run_d
         loaders["train"].set_epoch(epoch)
         started = time.perf_counter()
         row = {"epoch": epoch, **train_one_epoch(model, loaders["train"], optimizer, criterion, loop.device,
-                                                  f"epoch {epoch}/{loop.epochs}", loop.precision, scaler, dist)}
+                                                  f"epoch {epoch}/{loop.epochs}", loop.precision, scaler, dist,
+                                                  loop.progress)}
         dist.sync_buffers(unwrap(model))  # BatchNorm statistics as rank 0 has them, on every rank
         row.update(_measure(model, loaders, loop))
         row["seconds"] = time.perf_counter() - started

@@ -12,15 +12,17 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import CheckpointError, check_same_split, load_checkpoint_file
-from .config import RunConfig, StudyError
-from .data.catalogue import CATALOGUE
-from .data.errors import DataError
-from .data.prepare import PreparedData
-from .data.sources import resolve_dataset
+from ..models.checkpoint import CheckpointError, check_same_split, load_checkpoint_file
+from ..config import RunConfig, StudyError
+from ..data.catalogue import CATALOGUE
+from ..data.errors import DataError
+from ..data.prepare import PreparedData
+from ..data.sources import resolve_dataset
 from .fingerprint import checkpoint_inputs, differences, make_fingerprint, read_fingerprint
-from .freeze import FreezeError, apply_freeze
-from .models import check_state_fits, create_model, get_spec, model_state
+from ..models.freeze import FreezeError, apply_freeze
+from ..models.registry import check_state_fits, create_model, get_spec, model_state
+from .sweep import STATE_FILE as SWEEP_STATE, TRIALS_DIR, check_sweep, confirmed_config, read_state, \
+    trial_config
 from .repeats import (group_dir, has_results, leftover_layout, repeat_config, repeat_dirs, run_label,
                       source_checkpoint)
 
@@ -35,9 +37,13 @@ class RunPlan:
     repeat: int | None = None  # None: a run without repeats
     source: RunConfig | None = None  # the init_from run
     clear: Path | None = None  # a folder to delete before training (inside the study folder)
+    scored: tuple[str, ...] = ("val", "test")  # a sweep's trials never see the test split
+    trial: int | None = None  # the trial's number, for a sweep's trial
 
     @property
     def label(self) -> str:
+        if self.trial is not None:
+            return f"{self.cfg.run_id}/t{self.trial:03d}"
         return run_label(self.cfg.run_id, self.repeat)
 
 
@@ -49,6 +55,8 @@ def validate_runs(runs: list[RunConfig], study_path: Path) -> None:
         if cfg.run_id in by_id:
             raise StudyError(f"{where}: the name is used twice in phase {cfg.phase!r}; rename one")
         _check_model(cfg, where, by_id)
+        for trial_cfg in check_sweep(cfg, where) if cfg.sweep is not None else []:
+            _check_model(trial_cfg, f"{where} (a value its sweep would try)", by_id)
         _check_environment(cfg, where, study_path)
         by_id[cfg.run_id] = cfg
 
@@ -154,9 +162,31 @@ def check_removable(run_dir: Path, study_dir: Path) -> Path:
     return target
 
 
+@dataclass
+class SweepPlan:
+    """A swept run whose search is still to do (or to finish): its trials, then its confirmation."""
+    cfg: RunConfig  # the run's own setting, with its sweep
+    data: PreparedData
+    group: Path
+    source: RunConfig | None = None
+    clear: Path | None = None  # --force: the whole sweep is redone
+
+    @property
+    def label(self) -> str:
+        return self.cfg.run_id
+
+
+Job = RunPlan | SweepPlan
+Stale = list[tuple[str, list[str]]]
+
+
 def plan_actions(runs: list[RunConfig], prepared: dict[str, PreparedData], study_dir: Path,
-                 forced: set[str]) -> list[RunPlan]:
-    plans, stale, retrained = [], [], set()
+                 forced: set[str]) -> list[Job]:
+    """What every run will do, in study order; stops the study, naming each difference, when any run
+    folder holds results made from other settings or inputs."""
+    jobs: list[Job] = []
+    stale: Stale = []
+    retrained: set[str] = set()
     by_id = {cfg.run_id: cfg for cfg in runs}
     for cfg in runs:
         group = group_dir(study_dir, cfg)
@@ -164,25 +194,88 @@ def plan_actions(runs: list[RunConfig], prepared: dict[str, PreparedData], study
             check_removable(group, study_dir)
         source = by_id.get(cfg.model.init_from)
         source_ckpt = None if source is None or source.run_id in retrained else source_checkpoint(study_dir, source)
-        leftover = None if cfg.run_id in forced else leftover_layout(study_dir, cfg)
+        leftover = None if cfg.run_id in forced else leftover_layout(study_dir, cfg) or sweep_leftover(group, cfg)
         stale += [(cfg.run_id, [f"{group} {leftover}"])] if leftover else []
-        for repeat, run_dir in repeat_dirs(study_dir, cfg):
-            job = RunPlan(repeat_config(cfg, repeat), prepared[cfg.run_id], "train", run_dir, repeat, source)
-            if cfg.run_id in forced:
-                job.action, job.clear = "redo", group if repeat in (None, 0) and group.exists() else None
-            elif run_dir.exists() and not has_results(run_dir):
-                job.clear = run_dir  # only what a run writes before its first epoch
-            elif run_dir.exists():
-                expected = make_fingerprint(job.cfg, job.data.split, checkpoint_inputs(job.cfg, study_dir, source_ckpt))
-                diffs = differences(read_fingerprint(run_dir), expected)
-                stale += [(job.label, diffs)] if diffs else []
-                job.action = "stale" if diffs else "skip" if (run_dir / "metrics.json").exists() else "resume"
-            if job.action != "skip":  # it will train: whatever starts from this run changes too
+        run_cfg = cfg
+        if cfg.sweep is not None:
+            found = plan_sweep(cfg, prepared[cfg.run_id], study_dir, source, source_ckpt, cfg.run_id in forced,
+                               stale)
+            if not isinstance(found, RunConfig):  # a search to run (or a stale one): trains later
+                jobs += [found] if found is not None else []
                 retrained.add(cfg.run_id)
-            plans.append(job)
+                continue
+            run_cfg = found
+        planned = plan_repeats(run_cfg, prepared[cfg.run_id], study_dir, source, source_ckpt,
+                               cfg.run_id in forced, stale)
+        if any(job.action != "skip" for job in planned):  # it will train: what starts from it changes too
+            retrained.add(cfg.run_id)
+        jobs += planned
     if stale:
         raise StudyError(stale_message(study_dir, stale))
+    return jobs
+
+
+def plan_repeats(cfg: RunConfig, data: PreparedData, study_dir: Path, source: RunConfig | None,
+                 source_ckpt: Path | None, forced: bool, stale: Stale) -> list[RunPlan]:
+    """One plan per repeat of a run: train, resume, skip (finished and matching), redo (forced) or
+    stale (added to `stale`)."""
+    plans, group = [], group_dir(study_dir, cfg)
+    for repeat, run_dir in repeat_dirs(study_dir, cfg):
+        job = RunPlan(repeat_config(cfg, repeat), data, "train", run_dir, repeat, source)
+        if forced:
+            job.action, job.clear = "redo", group if repeat in (None, 0) and group.exists() else None
+        elif run_dir.exists() and not has_results(run_dir):
+            # Only what a run writes before its first epoch; a swept run's own folder also holds its sweep.
+            job.clear = None if cfg.sweep is not None and run_dir == group else run_dir
+        elif run_dir.exists():
+            expected = make_fingerprint(job.cfg, data.split, checkpoint_inputs(job.cfg, study_dir, source_ckpt))
+            diffs = differences(read_fingerprint(run_dir), expected)
+            stale += [(job.label, diffs)] if diffs else []
+            job.action = "stale" if diffs else "skip" if (run_dir / "metrics.json").exists() else "resume"
+        plans.append(job)
     return plans
+
+
+def plan_sweep(cfg: RunConfig, data: PreparedData, study_dir: Path, source: RunConfig | None,
+               source_ckpt: Path | None, forced: bool, stale: Stale) -> SweepPlan | RunConfig | None:
+    """A swept run: its search to run (a SweepPlan), or, when a matching search is over, the run's
+    confirmed config (best params applied); None when the recorded search is stale."""
+    group = group_dir(study_dir, cfg)
+    if forced:
+        return SweepPlan(cfg, data, group, source, clear=group if group.exists() else None)
+    state = read_state(group)
+    if state is None:
+        return SweepPlan(cfg, data, group, source)
+    made_from = make_fingerprint(cfg, data.split, checkpoint_inputs(cfg, study_dir, source_ckpt))
+    diffs = differences(state.get("made_from"), made_from)
+    if diffs:
+        stale.append((f"{cfg.run_id} (its sweep)", diffs))
+        return None
+    if state.get("finished") and state.get("best"):
+        return confirmed_config(cfg, state["best"]["params"])
+    return SweepPlan(cfg, data, group, source)
+
+
+def sweep_leftover(group: Path, cfg: RunConfig) -> str | None:
+    """A run folder from before a sweep was added to the run, or removed from it."""
+    swept = (group / SWEEP_STATE).exists()
+    if cfg.sweep is None and swept:
+        return f"holds a sweep ({SWEEP_STATE}), but the study no longer sweeps this run"
+    if cfg.sweep is not None and not swept and (has_results(group) or
+                                                any(has_results(d) for d in group.glob("r[0-9]*"))):
+        return "holds the results of a run without a sweep, but the study now sweeps it"
+    return None
+
+
+def trial_plan(sweep: SweepPlan, number: int, params: dict) -> RunPlan:
+    """Trial `number` of a sweep: trained in trials/t<number>, scored on validation only."""
+    cfg, run_dir = trial_config(sweep.cfg, params), sweep.group / TRIALS_DIR / f"t{number:03d}"
+    job = RunPlan(cfg, sweep.data, "train", run_dir, None, sweep.source, scored=("val",), trial=number)
+    if run_dir.exists() and not has_results(run_dir):
+        job.clear = run_dir
+    elif run_dir.exists():
+        job.action = "skip" if (run_dir / "metrics.json").exists() else "resume"
+    return job
 
 
 def stale_message(study_dir: Path, stale: list[tuple[str, list[str]]]) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from .fileio import read_json
+from ..fileio import read_json
 from .fingerprint import fingerprint_digest, read_fingerprint
 from .repeats import repeat_folders, run_label
 

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..runner.sweep import base_name
 from .stats import bootstrap_diff_ci, mcnemar_exact, mean_std_ci, welch, words
-from .records import RunRecord
+from ..runner.records import RunRecord
 
 
 @dataclass
@@ -123,8 +124,12 @@ def best_groups(groups: list[Group]) -> dict[tuple, Group]:
     return best
 
 
+SWEEP_KIND = "sweep: best vs base setting"
+
+
 def comparisons(groups: list[Group]) -> list[dict]:
-    """Each run against the nearest earlier phase on the same test images, and against the best run."""
+    """Each run against the nearest earlier phase on the same test images, against the best run,
+    and a swept run's confirmed best setting against its base setting (`<run>.base`)."""
     phases = list(dict.fromkeys(g.phase for g in groups))
     found, best = [], best_groups(groups)
     for group in groups:
@@ -136,6 +141,9 @@ def comparisons(groups: list[Group]) -> list[dict]:
                  for g in earlier if phases.index(g.phase) == nearest]
         if top is not None and top is not group and all(g is not top for _, g in pairs):
             pairs.append(("best run", top))
+        base = next((g for g in groups if g.run_id == base_name(group.run_id)), None)
+        if base is not None:
+            pairs = [(kind, g) for kind, g in pairs if g is not base] + [(SWEEP_KIND, base)]
         for kind, other in pairs:
             result = compare(group, other)
             found += [{"kind": kind, **result}] if result else []

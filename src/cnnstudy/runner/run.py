@@ -5,27 +5,28 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import torch
 import yaml
 
 from .artifacts import run_metrics, write_run_artifacts
-from .checkpoint import check_same_split, load_checkpoint_file
-from .config import RunConfig, StudyError
-from .data.loaders import build_loaders
-from .data.splits import Split
-from .data.transforms import Stats
-from .devices import choose_precision
-from .distributed import SINGLE, Dist
-from .engine import Loop, evaluate, fit, read_history
-from .fileio import atomic_write_text, read_json
+from ..models.checkpoint import check_same_split, load_checkpoint_file
+from ..config import RunConfig, StudyError
+from ..data.loaders import build_loaders
+from ..data.splits import Split
+from ..data.transforms import Stats
+from ..training.devices import choose_precision
+from ..training.distributed import SINGLE, Dist
+from ..training.engine import Loop, evaluate, fit, read_history
+from ..fileio import atomic_write_text, read_json
 from .fingerprint import checkpoint_inputs, differences, fingerprint_digest, make_fingerprint, \
     read_fingerprint, write_fingerprint
-from .freeze import apply_freeze
-from .models import count_parameters, create_model, load_matching_state, model_state, normalization
+from ..models.freeze import apply_freeze
+from ..models.registry import count_parameters, create_model, load_matching_state, model_state, normalization
 from .plan import RunPlan, check_removable
 from .repeats import source_checkpoint
-from .seeds import derive_seed
+from ..seeds import derive_seed
 from .tracking import Tracking
 
 
@@ -75,9 +76,10 @@ def build_model(cfg: RunConfig, split: Split, source_ckpt: Path | None = None
 
 
 def execute_run(plan: RunPlan, study_dir: Path, log=print, tracking: Tracking | None = None,
-                dist: Dist = SINGLE) -> dict:
+                dist: Dist = SINGLE, progress: bool = True, watch: Callable[[dict], None] | None = None) -> dict:
     """Carry out one planned run; a finished, matching run is only read back (and tracked, if it
-    never was). Under data parallelism every rank trains; rank 0 alone writes."""
+    never was). Under data parallelism every rank trains; rank 0 alone writes. `watch` sees every
+    epoch's row once its files are written (a sweep's pruning); `progress`: per-batch bars."""
     cfg, split = plan.cfg, plan.data.split
     tracking = tracking if tracking is not None and tracking.enabled and dist.main else None
     if plan.action == "skip":
@@ -90,7 +92,8 @@ def execute_run(plan: RunPlan, study_dir: Path, log=print, tracking: Tracking | 
     fingerprint = make_fingerprint(cfg, split, checkpoint_inputs(cfg, study_dir, source_ckpt))
     dist.on_main(lambda: prepare_run_dir(plan, study_dir, fingerprint))
     device = dist.device(cfg.device)
-    loop = Loop(device, cfg.train.epochs, choose_precision(device, cfg.train.precision), cfg.seed, dist, log)
+    loop = Loop(device, cfg.train.epochs, choose_precision(device, cfg.train.precision), cfg.seed, dist, log,
+                progress=progress)
     model, trainable, stats = build_model(cfg, split, source_ckpt)
     model = model.to(device).to(memory_format=torch.channels_last)
     facts = {"total_params": count_parameters(model), "trainable_params": count_parameters(model, True),
@@ -101,19 +104,31 @@ def execute_run(plan: RunPlan, study_dir: Path, log=print, tracking: Tracking | 
     log(start_line(plan, facts, dist))
     # Rank 0 fills the decode-once cache; the others then read it.
     loaders = dist.main_first(lambda: build_loaders(cfg, split, plan.data.source, device, stats, dist.rank,
-                                                    dist.world))
+                                                    dist.world, parts=("train", *plan.scored)))
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr,
                                  weight_decay=cfg.train.weight_decay)
     meta = {"model_name": cfg.model.name, "class_names": split.classes, "config": cfg.model_dump(mode="json"),
             "trainable_names": trainable, "normalization": [list(stats[0]), list(stats[1])],
             "dataset": split.dataset, "split_digest": split.digest, "fingerprint": facts["fingerprint"]}
     trackers = tracking.open(plan.run_dir, plan.label, meta["config"]) if tracking else None
-    loop.on_epoch = trackers.epoch if trackers else None
+    loop.on_epoch = chain(trackers.epoch if trackers else None, watch)
     fit(wrap(model, device, dist), optimizer, loaders, plan.run_dir, meta, loop)
     metrics = finish_run(plan, model, loaders, loop, facts)
     if trackers:
         trackers.finish(metrics, meta["config"], plan.run_dir)
     return metrics
+
+
+def chain(*hooks: Callable[[dict], None] | None) -> Callable[[dict], None] | None:
+    """One epoch hook calling each given hook in order (None when there is none)."""
+    present = [hook for hook in hooks if hook is not None]
+    if not present:
+        return None
+
+    def call_each(row: dict) -> None:
+        for hook in present:
+            hook(row)
+    return call_each
 
 
 def start_line(plan: RunPlan, facts: dict, dist: Dist) -> str:
@@ -141,7 +156,7 @@ def finish_run(plan: RunPlan, model, loaders: dict, loop: Loop, facts: dict) -> 
     cfg, split = plan.cfg, plan.data.split
     model.load_state_dict(load_checkpoint_file(plan.run_dir / "best.pt")["model"])
     outputs = {name: evaluate(model, loaders[name], loop.device, loop.precision, loop.dist)
-               for name in ("val", "test") if name in loaders}
+               for name in plan.scored if name in loaders}
     history = read_history(plan.run_dir)
     metrics = run_metrics(cfg, history, outputs, split, facts)
     loop.dist.on_main(lambda: write_run_artifacts(plan.run_dir, cfg, history, metrics, outputs, split,

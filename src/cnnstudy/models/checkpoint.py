@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .fileio import atomic_torch_save, write_jsonl
+from ..fileio import atomic_torch_save, write_jsonl
 
 
 class CheckpointError(ValueError):

@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .config import RunConfig, StudyError
-from .data.catalogue import CATALOGUE, fetch_dataset, manual_instructions
-from .data.errors import DataError
-from .data.sources import find_dataset
-from .weights import fetch_weights, needed_weights
+from ..config import RunConfig, StudyError
+from ..data.catalogue import CATALOGUE, fetch_dataset, manual_instructions
+from ..data.errors import DataError
+from ..data.sources import find_dataset
+from ..models.weights import fetch_weights, needed_weights
 
 
 def offline_from_env() -> bool:

@@ -6,11 +6,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only; works without a display
+import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from .fileio import atomic_write_bytes  # noqa: E402
+from ..fileio import atomic_write_bytes  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -122,4 +123,34 @@ def plot_val_curves(curves: dict[str, list[list[float]]], path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     ax.set_title("Validation accuracy of every run")
+    return _save(fig, path)
+
+
+def plot_sweep(trials: list[dict], params: dict[str, dict], metric: str, path: Path) -> Path:
+    """A sweep's metric against each swept parameter, one panel per parameter: complete trials as
+    dots, pruned ones as crosses (at the last value they reached), the best as a star. `params`
+    maps each name to {"log": bool, "choices": list | None}."""
+    fig, axes = plt.subplots(1, len(params), figsize=(4.2 * len(params), 3.6), squeeze=False)
+    best = max((t for t in trials if t["state"] == "complete"), default=None,
+               key=lambda t: t["value"] if metric == "val_acc" else -t["value"])
+    for ax, (name, space) in zip(axes[0], params.items()):
+        choices = space["choices"]
+        for state, marker in (("complete", "o"), ("pruned", "x")):
+            shown = [t for t in trials if t["state"] == state and t["value"] is not None]
+            xs = [choices.index(t["params"][name]) if choices else t["params"][name] for t in shown]
+            ax.scatter(xs, [t["value"] for t in shown], marker=marker, label=state, alpha=0.8)
+        if best is not None:
+            x = choices.index(best["params"][name]) if choices else best["params"][name]
+            ax.scatter([x], [best["value"]], marker="*", s=220, color="gold", edgecolor="black", label="best",
+                       zorder=3)
+        if choices:
+            ax.set_xticks(range(len(choices)), [str(c) for c in choices])
+        elif space["log"]:
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel(name)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(metric)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"Sweep: {metric} of each trial against each parameter", fontsize=10)
     return _save(fig, path)

@@ -22,8 +22,8 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-from .config import StudyError, TrackingConfig
-from .fileio import read_json, read_jsonl, write_json
+from ..config import StudyError, TrackingConfig
+from ..fileio import read_json, read_jsonl, write_json
 from .fingerprint import flatten
 
 EPOCH_KEYS = ("train_loss", "train_acc", "train_eval_loss", "train_eval_acc", "val_loss", "val_acc", "seconds")

@@ -17,7 +17,7 @@ from typing import Any, Callable, TypeVar
 import torch
 import torch.distributed as torch_dist
 
-from .config import StudyError
+from ..config import StudyError
 from .devices import resolve_device
 
 T = TypeVar("T")

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import plots
-from ._version import __version__
-from .config import RunConfig
-from .data.splits import PARTS, Split
-from .fileio import atomic_write_bytes, atomic_write_text, write_json
-from .metrics import classification_metrics, epoch_line, overfitting_verdict, roc_curves
+from ..report import plots
+from .._version import __version__
+from ..config import RunConfig
+from ..data.splits import PARTS, Split
+from ..fileio import atomic_write_bytes, atomic_write_text, write_json
+from ..training.metrics import classification_metrics, epoch_line, overfitting_verdict, roc_curves
 
 GRID_SIZE = 16
 

@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig
-from .data.splits import Split
-from .fileio import read_json, file_digest, write_json
+from ..config import RunConfig
+from ..data.splits import Split
+from ..fileio import read_json, file_digest, write_json
 
 FILE = "fingerprint.json"
 
@@ -74,7 +74,8 @@ def differences(old: dict | None, new: dict) -> list[str]:
     lines = []
     before, after = flatten(old.get("config", {})), flatten(new["config"])
     for key in sorted(set(before) | set(after)):
-        if before.get(key, "(unset)") != after.get(key, "(unset)"):
+        # A key added to cnnstudy since (absent before) at its "none" default changes nothing.
+        if before.get(key) != after.get(key):
             lines.append(f"{key}: {before.get(key, '(unset)')!r} -> {after.get(key, '(unset)')!r}")
     old_split, new_split = old.get("split", {}), new["split"]
     if old_split.get("dataset") != new_split["dataset"]:

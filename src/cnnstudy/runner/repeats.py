@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import RunConfig, StudyError
-from .fileio import read_json
-from .seeds import repeat_seed
+from ..config import RunConfig, StudyError
+from ..fileio import read_json
+from ..seeds import repeat_seed
 
 RESULT_FILES = ("metrics.json", "last.pt", "best.pt")
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from .checkpoint import CheckpointError, load_checkpoint_file
 from .cnn import FOUR_CONV_MIN_SIZE, FourConvCNN
-from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, Stats
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, Stats
 
 EFFICIENTNET_LITE_MEAN = (127.0 / 255,) * 3  # the TF-Lite models expect (x - 127) / 128
 EFFICIENTNET_LITE_STD = (128.0 / 255,) * 3

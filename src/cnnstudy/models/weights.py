@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from .config import RunConfig
-from .data.fetch import RemoteFile, download
-from .models import get_spec
+from ..config import RunConfig
+from ..data.fetch import RemoteFile, download
+from .registry import get_spec
 
 HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.")  # torch.hub.HASH_REGEX
 

@@ -10,11 +10,12 @@ from pathlib import Path
 
 from . import plots
 from .compare import Group, comparisons, group_records
-from .fileio import atomic_write_text, read_jsonl
+from ..fileio import atomic_write_text, read_jsonl
 from .findings import findings
-from .records import RunRecord, collect_records, study_runs
+from ..runner.records import RunRecord, collect_records, study_runs
 from .render import to_html, to_markdown
 from .stats import format_p
+from .sweeps import sweep_blocks
 from .summary import COLUMNS, SUMMARY_NOTE, summary_rows
 
 PLOTS = [("curves.png", "Loss and accuracy"), ("roc.png", "ROC"), ("confusion.png", "Confusion matrix"),
@@ -90,6 +91,8 @@ def phase_blocks(study_dir: Path, records: dict[str, list[RunRecord]], groups: d
             if phase["description"]:
                 blocks.append(("p", phase["description"]))
         run_id = f"{phase['name']}/{run['name']}"
+        if run.get("sweep"):
+            blocks += sweep_blocks(study_dir, run, run_id)
         if run.get("repeats", 1) > 1:
             blocks += repeated_blocks(records[run_id], groups.get(run_id), run["model"]["name"])
         else:

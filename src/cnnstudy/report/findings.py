@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .compare import Group, best_groups, compare
 from .stats import format_p
+from .sweeps import confirmation
 
 
 def _acc(group: Group) -> str:
@@ -107,5 +108,5 @@ def best_runs(groups: list[Group]) -> list[str]:
 def findings(groups: list[Group], found: list[dict]) -> list[str]:
     if not groups:
         return ["No run has finished yet."]
-    return overfitting(groups) + closing_the_gap(groups) + phase_steps(found) + against_scratch(groups) + \
-        best_runs(groups)
+    return overfitting(groups) + closing_the_gap(groups) + phase_steps(found) + \
+        confirmation(groups, found, describe) + against_scratch(groups) + best_runs(groups)

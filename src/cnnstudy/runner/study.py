@@ -11,25 +11,30 @@ from pathlib import Path
 
 import torch
 import yaml
+from tqdm.auto import tqdm
 
-from .config import RunConfig, StudyConfig, StudyError, load_study_file, parse_overrides, resolve_runs
-from .data.prepare import PreparedData, SplitStore
-from .distributed import SINGLE, Dist
-from .fileio import atomic_write_text
+from ..config import RunConfig, StudyConfig, StudyError, load_study_file, parse_overrides, resolve_runs
+from ..data.prepare import PreparedData, SplitStore
+from ..training.distributed import SINGLE, Dist
+from ..fileio import atomic_write_text
 from .inputs import ensure_inputs, offline_from_env
 from .lock import StudyLock
-from .models import get_spec
+from ..models.registry import get_spec
 from .plan import check_prepared, force_set, plan_actions, validate_runs
+from .executors import Parallel, make_executor
 from .run import execute_run
-from .report import build_report
-from .summary import write_summary
+from .schedule import Scheduler, gather_work
+from .sweep import expand_sweeps
+from .units import UnitContext
+from ..report.report import build_report
+from ..report.summary import write_summary
 from .tracking import Tracking, check_tracking
 
 
 def plan_study(study_path: str | Path, overrides: list[str] | None = None) -> tuple[StudyConfig, list[RunConfig]]:
     """Load, merge and validate the whole study before any work is done."""
     study = load_study_file(study_path)
-    runs = resolve_runs(study, parse_overrides(overrides or []), str(study_path))
+    runs = expand_sweeps(resolve_runs(study, parse_overrides(overrides or []), str(study_path)), str(study_path))
     validate_runs(runs, Path(study_path))
     check_tracking(study.tracking)
     return study, runs
@@ -48,12 +53,15 @@ def prepare_splits(runs: list[RunConfig], store: SplitStore) -> dict[str, Prepar
 
 
 def run_study(study_path: str | Path, overrides: list[str] | None = None, out_dir: str | Path = "runs",
-              force: bool | list[str] = False, log=print, offline: bool = False, dist: Dist = SINGLE) -> Path:
+              force: bool | list[str] = False, log=print, offline: bool = False, dist: Dist = SINGLE,
+              parallel: Parallel = Parallel()) -> Path:
     """Run (or continue) a study. `force`: True redoes every run; a list of <phase>/<run> redoes those
     and every run that starts from them. `offline`: fetch nothing; stop if a dataset or weight is
-    missing. `dist`: this process's place in a torchrun job (rank 0 alone writes and prints)."""
+    missing. `dist`: this process's place in a torchrun job (rank 0 alone writes and prints).
+    `parallel`: how many units at once, with how many threads, on which executor."""
     study, runs = plan_study(study_path, overrides)
     check_batches_split(runs, dist, Path(study_path))
+    check_parallel(runs, dist, parallel, Path(study_path))
     forced = force_set(runs, ["*"] if force is True else list(force or []))
     study_dir, base = Path(out_dir) / study.name, Path(study_path).parent
     log = log if dist.main else (lambda _: None)
@@ -64,20 +72,54 @@ def run_study(study_path: str | Path, overrides: list[str] | None = None, out_di
         store = SplitStore(study_dir, base, lambda cfg: get_spec(cfg.model.name).min_size, log)
         prepared = dist.main_first(lambda: prepare_splits(runs, store))
         check_prepared(runs, prepared, Path(study_path))
-        plans = plan_actions(runs, prepared, study_dir, forced)
+        jobs = plan_actions(runs, prepared, study_dir, forced)
         dist.on_main(lambda: save_resolved_study(study_dir, study, runs))
         torch.use_deterministic_algorithms(True, warn_only=True)
-        tracking = Tracking(study.tracking, study_dir, study.name, log)
-        for plan in plans:
-            execute_run(plan, study_dir, log=log, tracking=tracking, dist=dist)
-            dist.on_main(lambda: write_summary(study_dir))
+        if dist.enabled:
+            tracking = Tracking(study.tracking, study_dir, study.name, log)
+            for plan in jobs:
+                execute_run(plan, study_dir, log=log, tracking=tracking, dist=dist)
+                dist.on_main(lambda: write_summary(study_dir))
+        else:
+            carry_out(jobs, study, study_dir, parallel, log)
         report = dist.on_main(lambda: build_report(study_dir))
         if dist.main:
-            tracking.log_report(list(report))
+            Tracking(study.tracking, study_dir, study.name, log).log_report(list(report))
             log(f"study finished: {study_dir / 'summary.md'}, report: {report[0]} and {report[1]}")
     finally:
         lock.release()
     return study_dir
+
+
+def carry_out(jobs: list, study: StudyConfig, study_dir: Path, parallel: Parallel, log) -> None:
+    """Every planned unit through the executor `parallel` asks for; on any failure or Ctrl-C the
+    workers are stopped (a unit stopped mid-epoch resumes from its last finished epoch)."""
+    executor = make_executor(parallel, study_dir, log)
+    ctx = UnitContext(study_dir, study.name, study.tracking, worker=executor.slots > 1 or executor.name == "ray")
+    if executor.name == "local" and ctx.worker:
+        log(f"{executor.name}: {executor.slots} unit(s) at once, {getattr(executor, 'threads', 1)} thread(s) "
+            "each; each unit's own lines go to its folder's log.txt")
+    say = tqdm.write if log is print and executor.slots > 1 else log  # lines above the overall bar
+    scheduler = Scheduler(gather_work(jobs), executor, ctx, say, lambda: write_summary(study_dir))
+    interrupted = True
+    try:
+        scheduler.run()
+        interrupted = False
+    finally:
+        executor.close(interrupted=interrupted)
+
+
+def check_parallel(runs: list[RunConfig], dist: Dist, parallel: Parallel, study_path: Path) -> None:
+    """torchrun spreads one run over processes; --jobs and Ray spread many runs: not both at once."""
+    if not dist.enabled:
+        return
+    if (parallel.jobs or 1) > 1 or parallel.executor != "local":
+        raise StudyError("--jobs and --executor ray spread runs over processes, torchrun spreads each run: "
+                         "use one of them, e.g. cnnstudy run --jobs 4 without torchrun")
+    swept = [cfg.run_id for cfg in runs if cfg.sweep is not None]
+    if swept:
+        raise StudyError(f"{study_path}: {', '.join(swept)} sweep(s) run without torchrun: start the study "
+                         "with cnnstudy run (add --jobs N to train trials side by side)")
 
 
 def check_batches_split(runs: list[RunConfig], dist: Dist, study_path: Path) -> None:

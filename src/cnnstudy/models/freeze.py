@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .models import head_module_names, param_leaves
+from .registry import head_module_names, param_leaves
 
 
 class FreezeError(ValueError):

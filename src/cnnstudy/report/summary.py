@@ -12,8 +12,8 @@ import io
 from pathlib import Path
 
 from .compare import comparisons, group_records, value_of
-from .fileio import atomic_write_text
-from .records import RunRecord, collect_records
+from ..fileio import atomic_write_text
+from ..runner.records import RunRecord, collect_records
 from .render import markdown_table
 
 COLUMNS = ["phase", "run", "repeat", "seed", "model", "init", "dataset", "params", "trainable", "epochs",

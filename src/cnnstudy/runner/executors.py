@@ -1,0 +1,223 @@
+"""Who carries out a unit (a run, a repeat, a sweep trial): this process, local worker processes
+(`--jobs N`), or Ray tasks on a cluster (`--executor ray`). Each gives back a
+`concurrent.futures.Future`, so the scheduler (schedule.py) waits on all of them alike.
+
+Every unit runs with the same process settings wherever it runs: `threads` intra-op threads,
+deterministic algorithms, the step's allocator. A run's numbers depend on its seeds, its split and
+its thread count (CPU reductions split the work by thread), so with the same `--threads` a unit
+gives the same numbers under any executor.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+from ..config import StudyError
+from ..training.runtime import set_allocator, usable_cores
+
+
+@dataclass(frozen=True)
+class Parallel:
+    """How a study spreads its units: `cnnstudy run --jobs N --threads T --executor local|ray`."""
+    jobs: int | None = None  # units at once; default 1 on CPU, one per visible GPU
+    threads: int | None = None  # torch threads per unit; default all cores serially, cores / jobs in parallel
+    executor: str = "local"  # local | ray
+    ray_address: str | None = None  # None: a local Ray instance; "auto" or "ray://host:10001"
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES would name them."""
+    if not torch.cuda.is_available():
+        return []
+    named = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return named.split(",")[:torch.cuda.device_count()] if named else \
+        [str(k) for k in range(torch.cuda.device_count())]
+
+
+def default_jobs() -> int:
+    return max(1, len(visible_gpus()))
+
+
+def threads_per_unit(parallel: Parallel, jobs: int) -> int:
+    return parallel.threads or max(1, usable_cores() // jobs)
+
+
+def prepare_process(threads: int) -> None:
+    """What every process that trains sets first, whoever started it."""
+    set_allocator(True)
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """`threads` intra-op threads inside the block, the process's own setting again after it."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class SerialExecutor:
+    """Units one after another in this process, each finished before `submit` returns."""
+    slots, name = 1, "serial"
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads
+
+    def submit(self, fn: Callable, *args: Any) -> Future:
+        future: Future = Future()
+        with torch_threads(self.threads):
+            try:
+                future.set_result(fn(*args))
+            except Exception as err:  # noqa: BLE001 - handed to the scheduler like a worker's failure
+                future.set_exception(err)
+        return future
+
+    def close(self, interrupted: bool = False) -> None:
+        pass
+
+
+def _setup_worker(threads: int, gpus) -> None:
+    # Ctrl-C reaches the whole process group; the driver alone decides, and stops the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gpu = gpus.get() if gpus is not None else None
+    if gpu is not None:  # before CUDA starts in this process: the worker sees its one GPU as cuda:0
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    os.environ["TQDM_DISABLE"] = "1"
+    prepare_process(threads)
+
+
+class LocalExecutor:
+    """`jobs` worker processes on this machine (spawned: a forked torch can deadlock), each with
+    `threads` threads and, where there are GPUs, one GPU (worker k takes GPU k mod their count)."""
+    name = "local"
+
+    def __init__(self, jobs: int, threads: int) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        gpus = visible_gpus()
+        queue = context.Queue() if gpus else None
+        for k in range(jobs if gpus else 0):
+            queue.put(gpus[k % len(gpus)])
+        self.slots, self.threads = jobs, threads
+        self.pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_setup_worker,
+                                        initargs=(threads, queue))
+
+    def submit(self, fn: Callable, *args: Any) -> Future:
+        return self.pool.submit(fn, *args)
+
+    def close(self, interrupted: bool = False) -> None:
+        if interrupted:  # a unit stopped mid-epoch resumes from its last finished epoch
+            terminate = getattr(self.pool, "terminate_workers", None)  # Python 3.14+
+            if terminate is not None:
+                terminate()
+            else:
+                for process in list(getattr(self.pool, "_processes", {}).values()):
+                    process.terminate()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ray_task(threads: int, fn: Callable, *args: Any) -> Any:
+    os.environ["TQDM_DISABLE"] = "1"
+    prepare_process(threads)
+    return fn(*args)
+
+
+def _write_probe(study_dir: str, token: str) -> str:
+    folder = Path(study_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} does not exist on this node")
+    path = folder / f".ray-probe-{token}"
+    path.write_text(token)
+    return str(path)
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise StudyError("--executor ray needs Ray: pip install 'cnnstudy[ray]'") from None
+    return ray
+
+
+class RayExecutor:
+    """Units as Ray tasks (`threads` CPUs each, one GPU each where the cluster has GPUs, no retries).
+    The study folder must be the same shared folder on every node: checked before anything runs."""
+    name = "ray"
+
+    def __init__(self, jobs: int | None, threads: int, address: str | None, study_dir: Path, log) -> None:
+        ray = import_ray()
+        self.ray, self.started = ray, not ray.is_initialized()
+        if self.started:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     logging_level="warning", configure_logging=False)
+        resources = ray.cluster_resources()
+        gpus = 1 if resources.get("GPU", 0) >= 1 else 0
+        self.task = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=0)(_ray_task)
+        self.threads, self.refs = threads, []
+        self.slots = jobs or max(1, int(resources.get("GPU", 0)) if gpus else int(resources.get("CPU", 1) // threads))
+        check_shared_storage(ray, study_dir)
+        log(f"Ray: {len(alive_nodes(ray))} node(s), {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} "
+            f"GPUs; {self.slots} unit(s) at once, {threads} thread(s) and {gpus} GPU each")
+
+    def submit(self, fn: Callable, *args: Any) -> Future:
+        ref = self.task.remote(self.threads, fn, *args)
+        self.refs.append(ref)
+        return ref.future()
+
+    def close(self, interrupted: bool = False) -> None:
+        if interrupted:
+            for ref in self.refs:
+                self.ray.cancel(ref, force=True)
+        if self.started:
+            self.ray.shutdown()
+
+
+def alive_nodes(ray) -> list[dict]:
+    return [node for node in ray.nodes() if node.get("Alive") and node.get("Resources", {}).get("CPU")]
+
+
+def check_shared_storage(ray, study_dir: Path) -> None:
+    """A task on every node writes a file into the study folder; the driver must read each one."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    token, problems = uuid.uuid4().hex, []
+    probe = ray.remote(num_cpus=0, max_retries=0)(_write_probe)
+    for node in alive_nodes(ray):
+        where = node.get("NodeManagerAddress", node["NodeID"][:12])
+        strategy = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+        try:
+            written = Path(ray.get(probe.options(scheduling_strategy=strategy).remote(
+                str(study_dir.resolve()), f"{token}-{node['NodeID'][:12]}"), timeout=300))
+        except Exception as err:  # noqa: BLE001 - any failure means that node cannot write there
+            problems.append(f"{where}: {type(err).__name__}: {str(err).splitlines()[0][:200]}")
+            continue
+        if not written.exists():
+            problems.append(f"{where}: wrote {written}, which this machine cannot see")
+        written.unlink(missing_ok=True)
+    if problems:
+        raise StudyError(f"the study folder {study_dir.resolve()} is not shared with every Ray node, so their "
+                         "results would not reach the study:\n  " + "\n  ".join(problems) +
+                         "\nPut --out on storage every node mounts at the same path (NFS, a cluster file system)")
+
+
+def make_executor(parallel: Parallel, study_dir: Path, log) -> SerialExecutor | LocalExecutor | RayExecutor:
+    if parallel.executor == "ray":
+        return RayExecutor(parallel.jobs, parallel.threads or 1, parallel.ray_address, study_dir, log)
+    jobs = parallel.jobs or default_jobs()
+    if jobs == 1:
+        return SerialExecutor(parallel.threads)
+    return LocalExecutor(jobs, threads_per_unit(parallel, jobs))

@@ -1,0 +1,139 @@
+"""The order of work: every unit whose inputs are ready goes to the executor, as many at once as it
+has slots, in study order. A run's units are its repeats, or, for a swept run, its sweep's trials
+and then the confirmation of the best setting; a run that starts from another (`init_from`) waits
+until every unit of that run has finished. With one slot this is the study order itself.
+"""
+from __future__ import annotations
+
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field
+from typing import Callable
+
+from tqdm.auto import tqdm
+
+from ..config import StudyError
+from .fingerprint import checkpoint_inputs, make_fingerprint
+from .plan import Job, RunPlan, SweepPlan, plan_repeats, stale_message, trial_plan
+from .repeats import source_checkpoint
+from .run import remove_run_dir
+from .sweep import Sweep, confirmed_config, trial_budget
+from .units import Unit, UnitContext, finished_line, run_unit
+
+
+@dataclass
+class RunWork:
+    """All units of one run of the study."""
+    run_id: str
+    source: str | None  # the run it starts from (init_from)
+    plans: list[RunPlan] = field(default_factory=list)
+    sweep: SweepPlan | None = None  # a search still to do before `plans` are known
+    search: Sweep | None = None
+    submitted: int = 0
+    completed: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.sweep is None and self.completed == len(self.plans)
+
+
+def gather_work(jobs: list[Job]) -> list[RunWork]:
+    works: dict[str, RunWork] = {}
+    for job in jobs:
+        work = works.setdefault(job.cfg.run_id, RunWork(job.cfg.run_id, job.cfg.model.init_from))
+        if isinstance(job, SweepPlan):
+            work.sweep = job
+        else:
+            work.plans.append(job)
+    return list(works.values())
+
+
+def unit_count(works: list[RunWork]) -> int:
+    return sum(len(w.plans) + (trial_budget(w.sweep.cfg.sweep) + w.sweep.cfg.repeats if w.sweep else 0)
+               for w in works)
+
+
+class Scheduler:
+    def __init__(self, works: list[RunWork], executor, ctx: UnitContext, log: Callable[[str], None],
+                 after_run: Callable[[], None]) -> None:
+        self.works, self.executor, self.ctx, self.log, self.after_run = works, executor, ctx, log, after_run
+        self.running: dict[Future, tuple[RunWork, Unit]] = {}
+        self.total, self.finished = unit_count(works), 0
+
+    def run(self) -> None:
+        bar = tqdm(total=self.total, desc="units", dynamic_ncols=True, disable=self.executor.slots == 1)
+        with bar:
+            while True:
+                self._fill()
+                if not self.running:
+                    return self._check_all_done()
+                ready, _ = wait(list(self.running), return_when=FIRST_COMPLETED)
+                for future in ready:
+                    work, unit = self.running.pop(future)
+                    self._complete(work, unit, future.result())  # a run's failure stops the study here
+                    bar.update(1)
+
+    def _fill(self) -> None:
+        done = {w.run_id for w in self.works if w.done}
+        for work in self.works:
+            if work.done or (work.source is not None and work.source not in done):
+                continue
+            while len(self.running) < self.executor.slots:
+                unit = self._next_unit(work)
+                if unit is None:
+                    break
+                # A worker writes its lines to the run folder; this process logs where it was asked to.
+                args = (unit, self.ctx) if self.ctx.worker else (unit, self.ctx, self.log)
+                self.running[self.executor.submit(run_unit, *args)] = (work, unit)
+
+    def _next_unit(self, work: RunWork) -> Unit | None:
+        if work.sweep is not None:
+            if work.search is None:
+                work.search = self._start_search(work.sweep)
+            if not work.search.finished:
+                spec = work.search.next_trial()
+                return None if spec is None else Unit(trial_plan(work.sweep, spec.number, spec.params), spec)
+            work.plans, work.sweep = self._confirmation(work.sweep, work.search), None
+        if work.submitted == len(work.plans):
+            return None
+        work.submitted += 1
+        return Unit(work.plans[work.submitted - 1])
+
+    def _start_search(self, plan: SweepPlan) -> Sweep:
+        if plan.clear is not None and plan.clear.exists():
+            remove_run_dir(plan.clear, self.ctx.study_dir)
+        source_ckpt = source_checkpoint(self.ctx.study_dir, plan.source) if plan.source else None
+        made_from = make_fingerprint(plan.cfg, plan.data.split, checkpoint_inputs(plan.cfg, self.ctx.study_dir,
+                                                                                   source_ckpt))
+        self.log(f"== {plan.label}: sweep of {trial_budget(plan.cfg.sweep)} trial(s) ({plan.cfg.sweep.method}, "
+                 f"{plan.cfg.sweep.metric}, prune {plan.cfg.sweep.prune}) in {plan.group}")
+        return Sweep(plan.cfg, plan.group, made_from)
+
+    def _confirmation(self, plan: SweepPlan, search: Sweep) -> list[RunPlan]:
+        """The best setting's repeats, to be trained and scored on the test split like any run."""
+        params = search.best_params()
+        best = search.best()
+        self.log(f"{plan.label}: best of {len(search.trials())} trial(s) is t{best['trial']:03d} "
+                 f"({plan.cfg.sweep.metric} {best['value']:.4f}): " +
+                 ", ".join(f"{k}={v}" for k, v in params.items()))
+        source_ckpt = source_checkpoint(self.ctx.study_dir, plan.source) if plan.source else None
+        stale: list = []
+        plans = plan_repeats(confirmed_config(plan.cfg, params), plan.data, self.ctx.study_dir, plan.source,
+                             source_ckpt, False, stale)
+        if stale:
+            raise StudyError(stale_message(self.ctx.study_dir, stale))
+        return plans
+
+    def _complete(self, work: RunWork, unit: Unit, result: dict) -> None:
+        self.finished += 1
+        if unit.trial is not None:
+            work.search.record(unit.trial.number, result)
+        else:
+            work.completed += 1
+            self.after_run()
+        if self.executor.slots > 1 or unit.trial is not None:
+            self.log(finished_line(result, self.finished, self.total))
+
+    def _check_all_done(self) -> None:
+        pending = [w.run_id for w in self.works if not w.done]
+        if pending:  # a dependency that can never finish: a bug, not a user error
+            raise RuntimeError(f"nothing left to start, but {', '.join(pending)} did not finish")

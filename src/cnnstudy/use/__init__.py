@@ -1,0 +1,1 @@
+"""Finished runs put to use: load_run and predict (inference), ONNX/TorchScript export."""

@@ -1,0 +1,123 @@
+"""--jobs and --executor ray: the same units, the same numbers as a serial run with the same threads."""
+import importlib.util
+
+import numpy as np
+import pytest
+
+from cnnstudy.config import StudyError
+from cnnstudy.fileio import read_json, read_jsonl
+from cnnstudy.runner.executors import Parallel
+from cnnstudy.runner.study import run_study
+
+from helpers import make_image_folder, write_study
+
+PHASES = """
+  - name: p1
+    runs:
+      - {name: base, model: cnn_slim, repeats: 2}
+      - {name: reg, model: cnn_regularized, augment: seed}
+  - name: p2
+    runs:
+      - {name: head, model: {name: cnn_slim, init_from: p1/base, freeze: head}}
+"""
+RUNS = ["p1/base/r0", "p1/base/r1", "p1/reg", "p2/head"]
+QUIET = {"log": lambda _: None}
+
+
+def numbers(study_dir):
+    found = {}
+    for run in RUNS:
+        folder = study_dir / run
+        history = [{k: v for k, v in row.items() if k != "seconds"} for row in read_jsonl(folder / "history.jsonl")]
+        with np.load(folder / "predictions.npz") as arrays:
+            found[run] = (read_json(folder / "metrics.json")["test"]["accuracy"], history, arrays["test_probs"])
+    return found
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys()
+    for run in a:
+        assert a[run][0] == b[run][0] and a[run][1] == b[run][1], run
+        np.testing.assert_array_equal(a[run][2], b[run][2])
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("parallel")
+    data = make_image_folder(tmp / "colors", per_class=12)
+    study = write_study(tmp / "s.yaml", data, PHASES)
+    study_dir = run_study(study, out_dir=tmp / "serial", parallel=Parallel(threads=1), **QUIET)
+    return study, numbers(study_dir), tmp
+
+
+def test_two_jobs_give_the_serial_numbers(serial):
+    study, expected, tmp = serial
+    lines = []
+    study_dir = run_study(study, out_dir=tmp / "jobs", parallel=Parallel(jobs=2, threads=1), log=lines.append)
+    assert_same(numbers(study_dir), expected)
+    assert "local: 2 unit(s) at once, 1 thread(s) each" in lines[1]
+    assert (study_dir / "p1" / "reg" / "log.txt").read_text().startswith("== p1/reg: cnn_regularized")
+    again = []
+    run_study(study, out_dir=tmp / "jobs", parallel=Parallel(jobs=2, threads=1), log=again.append)
+    finished = [line for line in again if line.startswith("[")]
+    assert len(finished) == 4 and all(line.endswith("already finished with this config, split and inputs")
+                                      for line in finished)
+
+
+def test_ray_gives_the_serial_numbers_and_checks_the_shared_folder(serial):
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("Ray is not installed (pip install 'cnnstudy[ray]')")
+    import ray
+
+    from cnnstudy.runner.executors import check_shared_storage
+
+    study, expected, tmp = serial
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="warning")
+    try:
+        lines = []
+        study_dir = run_study(study, out_dir=tmp / "ray", parallel=Parallel(threads=1, executor="ray"),
+                              log=lines.append)
+        assert_same(numbers(study_dir), expected)
+        assert any(line.startswith("Ray: 1 node(s), 2 CPUs") for line in lines)
+        assert not list(study_dir.glob(".ray-probe-*"))
+        with pytest.raises(StudyError, match="is not shared with every Ray node"):
+            check_shared_storage(ray, tmp / "not-there")
+    finally:
+        ray.shutdown()
+
+
+def test_torchrun_and_jobs_do_not_mix(tmp_path):
+    from cnnstudy.training.distributed import Dist
+
+    study = write_study(tmp_path / "s.yaml", make_image_folder(tmp_path / "colors", per_class=4), PHASES)
+    with pytest.raises(StudyError, match="use one of them"):
+        run_study(study, out_dir=tmp_path / "runs", dist=Dist(0, 2, 0, 2), parallel=Parallel(jobs=2), **QUIET)
+
+
+def test_ctrl_c_stops_every_worker_and_the_same_command_continues(serial):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    study, expected, tmp = serial
+    out = tmp / "interrupted"
+    command = [sys.executable, "-m", "cnnstudy", "run", str(study), "--out", str(out), "--jobs", "2", "--threads", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)  # its own process group, as a terminal's job
+    deadline = time.monotonic() + 180
+    while not list(out.glob("tiny/p1/*/last.pt")) + list(out.glob("tiny/p1/*/*/last.pt")):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends: the driver and its workers alike
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "Run the same command again to resume" in stderr
+    deadline = time.monotonic() + 30  # the group's last processes (workers, resource tracker) go at once
+    while subprocess.run(["pgrep", "-g", str(process.pid)], capture_output=True).stdout:
+        assert time.monotonic() < deadline, "a worker outlived the interrupted study"
+        time.sleep(0.2)
+    assert not (out / "tiny" / "p2" / "head" / "metrics.json").exists()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert_same(numbers(out / "tiny"), expected)
