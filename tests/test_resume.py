@@ -111,3 +111,42 @@ def test_sigkill_between_the_history_and_checkpoint_writes_resumes_to_the_same_r
             assert len(rows) == epoch  # the history claims an epoch that last.pt does not
         run_study(study, out_dir=out, log=lambda _: None)
         assert_same(comparable(out / "tiny"), reference)
+
+
+TERMINATOR = """
+import os, signal, sys
+from pathlib import Path
+import cnnstudy.fileio as fileio
+from cnnstudy.cli import main
+
+study, out = sys.argv[1], sys.argv[2]
+real_replace, seen = os.replace, []
+
+def replace_with_sigterm_inside(src, dst):
+    if Path(dst).name == "last.pt":
+        seen.append(dst)
+        if len(seen) == 2:  # epoch 2's last.pt: SIGTERM arrives in the middle of its write
+            os.kill(os.getpid(), signal.SIGTERM)
+    real_replace(src, dst)
+
+fileio.os.replace = replace_with_sigterm_inside
+sys.exit(main(["run", study, "--out", out]))
+"""
+
+
+def test_sigterm_finishes_the_write_in_progress_exits_143_and_resumes(tmp_path):
+    import torch
+
+    data = make_image_folder(tmp_path / "colors", per_class=12, size=48)
+    study = write_study(tmp_path / "s.yaml", data, PHASES.replace("epochs: 4", "epochs: 3"))
+    reference = comparable(run_study(study, out_dir=tmp_path / "ref", log=lambda _: None))
+    (tmp_path / "term.py").write_text(TERMINATOR)
+    done = subprocess.run([sys.executable, str(tmp_path / "term.py"), str(study), str(tmp_path / "t")],
+                          capture_output=True, text=True)
+    assert done.returncode == 143, done.stderr[-2000:]
+    assert "terminated (SIGTERM): every file is whole" in done.stderr and str(tmp_path / "t" / "tiny") in done.stderr
+    run_dir = tmp_path / "t" / "tiny" / "p3" / "reg"
+    assert torch.load(run_dir / "last.pt", weights_only=True)["epoch"] == 2  # the write was finished
+    assert not list(run_dir.rglob("*.tmp")) and not (run_dir / "metrics.json").exists()
+    run_study(study, out_dir=tmp_path / "t", log=lambda _: None)
+    assert_same(comparable(tmp_path / "t" / "tiny"), reference)

@@ -11,7 +11,7 @@ from PIL import Image
 from cnnstudy.models.checkpoint import CheckpointError, load_checkpoint_file
 from cnnstudy.data.sources import open_image_file, scan_folder
 from cnnstudy.training.engine import NonFiniteLossError, train_one_epoch
-from cnnstudy.fileio import read_json
+from cnnstudy.fileio import read_json, read_jsonl
 from cnnstudy.data.inspection import format_report, inspect_dataset
 from cnnstudy.runner.study import run_study
 
@@ -128,3 +128,54 @@ def test_the_same_image_in_two_splits_is_reported(tmp_path):
     assert report["duplicates_across_splits"] == [
         {"files": ["train/a/a_000.png", "val/a/leak.png"], "splits": ["train", "val"]}]
     assert "same image in more than one split: 1" in format_report(report)
+
+
+DIVERGING = """
+  - name: p1
+    runs:
+      - {name: boom, model: cnn_slim, train: {lr: 1000.0}}
+      - {name: ok, model: cnn_slim}
+  - name: p2
+    runs:
+      - {name: after, model: {name: cnn_slim, init_from: p1/boom, freeze: head}}
+      - {name: other, model: {name: cnn_slim, init_from: p1/ok, freeze: head}}
+"""
+
+
+def test_a_diverging_run_is_a_result_and_the_runs_not_starting_from_it_go_on(tmp_path, image_folder):
+    from cnnstudy.report.report import build_report
+
+    study = write_study(tmp_path / "s.yaml", image_folder, DIVERGING)
+    logs = []
+    study_dir = run_study(study, out_dir=tmp_path / "runs", log=logs.append)
+    metrics = read_json(study_dir / "p1" / "boom" / "metrics.json")
+    assert metrics["verdict"]["verdict"] == "diverged" and metrics["diverged"]["epoch"] == 1
+    assert metrics["diverged"]["train_loss"] > metrics["diverged"]["limit"] and "lower train.lr" in \
+        metrics["verdict"]["explanation"]
+    assert not (study_dir / "p2" / "after").exists() and (study_dir / "p2" / "other" / "metrics.json").exists()
+    assert "not run: p2/after: it starts from p1/boom, which diverged" in logs
+    text = build_report(study_dir)[0].read_text()
+    assert "- Diverged: p1/boom: training diverged at epoch 1: loss " in text
+    assert "- Not run: p2/after, which starts from p1/boom." in text
+    again = []
+    run_study(study, out_dir=tmp_path / "runs", log=again.append)
+    assert not [line for line in again if line.startswith("==")]
+    assert "not run: p2/after: it starts from p1/boom, which diverged" in again
+
+
+def test_a_run_diverging_after_its_best_epoch_is_scored_from_that_checkpoint(tmp_path, image_folder, monkeypatch):
+    from cnnstudy.training import engine
+
+    real = engine.divergence
+    monkeypatch.setattr(engine, "divergence", lambda loss, classes, epoch: real(1e9 if epoch == 3 else loss,
+                                                                                 classes, epoch))
+    phases = "  - name: p1\n    runs:\n      - {name: late, model: cnn_slim, train: {epochs: 4}}\n"
+    study_dir = run_study(write_study(tmp_path / "s.yaml", image_folder, phases), out_dir=tmp_path / "runs",
+                          log=lambda _: None)
+    run_dir = study_dir / "p1" / "late"
+    metrics = read_json(run_dir / "metrics.json")
+    assert metrics["verdict"]["verdict"] == "diverged" and metrics["diverged"]["epoch"] == 3
+    assert len(read_jsonl(run_dir / "history.jsonl")) == 2 and metrics["best_epoch"] in (1, 2)
+    assert "test" in metrics and "the scores are best.pt's" in metrics["verdict"]["explanation"]
+    with open(study_dir / "summary.csv") as handle:
+        assert ",diverged," in handle.read()

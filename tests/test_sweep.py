@@ -148,7 +148,7 @@ def test_a_diverging_trial_is_recorded_and_the_search_goes_on(tmp_path):
                           out_dir=tmp_path / "runs", **QUIET)
     rows = {r["train.lr"]: r for r in sweep_rows(study_dir / "p1" / "lr")}
     assert len(rows) == 2  # grid: each point once, although trials defaults to 16
-    assert rows["1e+30"]["state"] == "failed" and "training loss became" in rows["1e+30"]["error"]
+    assert rows["1e+30"]["state"] == "failed" and "training diverged at epoch 1" in rows["1e+30"]["error"]
     assert rows["0.002"]["state"] == "complete"
     assert read_json(study_dir / "p1" / "lr" / "fingerprint.json")["config"]["train"]["lr"] == 0.002
 

@@ -238,3 +238,23 @@ def test_every_run_records_what_it_was_made_from(finished):
     assert fingerprint["config"]["train"]["lr"] == 0.002
     assert fingerprint["split"]["digest"] == metrics["split"]["digest"]
     assert metrics["scored_on"] == "test" and metrics["split"]["sizes"]["test"] > 0
+
+
+def test_images_replaced_in_place_stop_the_study_naming_how_many(tmp_path):
+    from PIL import Image
+
+    data = make_image_folder(tmp_path / "colors", per_class=6)
+    phases = "  - name: p1\n    runs:\n      - {name: base, model: cnn_slim}\n"
+    study = write_study(tmp_path / "s.yaml", data, phases)
+    run_study(study, ["train.epochs=1"], out_dir=tmp_path / "runs", log=lambda _: None)
+    for path in sorted((data / "red").glob("*.png"))[:4]:  # same names, new pixels
+        Image.new("RGB", (50, 50), (0, 0, 0)).save(path)
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    with pytest.raises(StudyError, match=r"(?s)p1/base:\n    data: 4 of the 18 images of .*colors changed since "
+                                         r"this run used them \(size or modification time\), 0 added, 0 missing"):
+        run_study(study, ["train.epochs=1"], out_dir=tmp_path / "runs", log=lambda _: None)
+    logs = []
+    run_study(study, ["train.epochs=1"], out_dir=tmp_path / "runs", force=True, log=logs.append)
+    assert any(line.startswith("== p1/base") for line in logs)
+    out = subprocess.run([sys.executable, "-m", "cnnstudy", "inspect", str(data)], capture_output=True, text=True)
+    assert "files digest (names, sizes, modification times): " in out.stdout

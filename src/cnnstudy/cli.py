@@ -8,10 +8,12 @@ from pathlib import Path
 from .models.checkpoint import CheckpointError
 from .config import StudyError
 from .data.errors import DataError
+from .fileio import DiskFullError
 from .training.engine import NonFiniteLossError
 from .models.freeze import FreezeError
 
-USER_ERRORS = (StudyError, DataError, CheckpointError, FreezeError, NonFiniteLossError, FileNotFoundError)
+USER_ERRORS = (StudyError, DataError, CheckpointError, FreezeError, NonFiniteLossError, FileNotFoundError,
+               DiskFullError)
 
 
 def _write_report(study_dir) -> int:
@@ -22,7 +24,18 @@ def _write_report(study_dir) -> int:
     return 0
 
 
+def study_name(path: str) -> str:
+    """The study's name as its file gives it (for messages), or the file's stem if unreadable."""
+    try:
+        import yaml
+
+        return str(yaml.safe_load(Path(path).read_text(encoding="utf-8"))["name"])
+    except Exception:  # noqa: BLE001 - only a message depends on it
+        return Path(path).stem
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from .fileio import Terminated
     from .runner.executors import Parallel
     from .runner.study import run_study
 
@@ -30,6 +43,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         parallel = Parallel(args.jobs, args.threads, args.executor, args.ray_address)
         run_study(args.study, args.set, args.out, force=args.force or [], offline=args.offline, dist=args.dist,
                   parallel=parallel)
+    except Terminated:
+        print(f"\nterminated (SIGTERM): every file is whole and every finished epoch is saved; the same "
+              f"command continues the study in {Path(args.out) / study_name(args.study)}.", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("\ninterrupted: every finished epoch is saved. Run the same command again to resume.",
               file=sys.stderr)
@@ -54,8 +71,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     if find_dataset(args.data)[0] is None and args.data in CATALOGUE and not offline_from_env():
         fetch_dataset(args.data)
-    report = inspect_dataset(open_source(args.data), args.min_size)
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    from .data.state import files_table, table_digest
+
+    source = open_source(args.data)
+    report = inspect_dataset(source, args.min_size)
+    items = [item for items in source.items.values() for item, _ in items]
+    report["files_digest"] = table_digest(files_table(source, items))  # what a run's fingerprint records
+    print(json.dumps(report, indent=2) if args.json else
+          f"{format_report(report)}\nfiles digest (names, sizes, modification times): {report['files_digest']}")
     if args.out:
         write_json(args.out, report)
     return 0
@@ -238,10 +261,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import errno
+
+    from .fileio import stop_on_sigterm
     from .training.distributed import init_from_env, shutdown
     from .training.runtime import tune_runtime
 
     args = build_parser().parse_args(argv)
+    stop_on_sigterm()
     args.dist = init_from_env()  # torchrun: this process's rank; otherwise the single process
     tune_runtime(args.dist.local_world)
     try:
@@ -249,6 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as err:
         if args.dist.main or not str(err).startswith("rank 0 stopped"):  # rank 0 says it once
             print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        print(f"error: no space left on the device ({err}); free some space and run the same command again: "
+              "it continues from the last finished epoch", file=sys.stderr)
         return 2
     finally:
         shutdown(args.dist)

@@ -5,13 +5,16 @@ Written files get the mode an ordinary open() would give them (0666 minus the um
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import os
+import signal
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -29,21 +32,78 @@ def current_umask() -> int:
     return mask
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what Slurm, Kubernetes and Ray send before a kill): stop like Ctrl-C, after the write
+    in progress."""
+
+
+class DiskFullError(OSError):
+    """No space left while writing a file; what was written before is whole."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+_writes = {"depth": 0, "pending": False}
+
+
+def stop_on_sigterm() -> None:
+    """From now on SIGTERM raises Terminated, but never inside an atomic write: a write in progress
+    is finished first, then it is raised."""
+    def handler(signum, frame) -> None:
+        if _writes["depth"]:
+            _writes["pending"] = True
+            return
+        raise Terminated()
+    signal.signal(signal.SIGTERM, handler)
+
+
+@contextmanager
+def _whole_write() -> Iterator[None]:
+    _writes["depth"] += 1
+    try:
+        yield
+    finally:
+        _writes["depth"] -= 1
+        if not _writes["depth"] and _writes["pending"]:
+            _writes["pending"] = False
+            raise Terminated()
+
+
+def free_bytes(folder: str | Path) -> int:
+    """Free space for this user on the file system holding `folder` (or its nearest existing parent)."""
+    folder = Path(folder).absolute()
+    while not folder.exists():
+        folder = folder.parent
+    stats = os.statvfs(folder)
+    return stats.f_bavail * stats.f_frsize
+
+
+def _disk_full(path: Path, err: OSError) -> DiskFullError:
+    return DiskFullError(errno.ENOSPC, f"no space left on the device while writing {path} "
+                         f"({free_bytes(path.parent) / 2**20:.0f} MB free there); every file written before is "
+                         "whole: free some space and run the same command again, it continues from the last "
+                         "finished epoch", str(path))
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, 0o666 & ~current_umask())
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _whole_write():
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            if hasattr(os, "fchmod"):
+                os.fchmod(fd, 0o666 & ~current_umask())
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException as err:
+            Path(tmp).unlink(missing_ok=True)
+            if isinstance(err, OSError) and err.errno == errno.ENOSPC and not isinstance(err, DiskFullError):
+                raise _disk_full(path, err) from None
+            raise
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -55,10 +55,14 @@ def _load_valid(path: Path, count: int, size: int) -> np.ndarray | None:
     return array
 
 
+def cache_path(source, items: list[str], size: int, root: Path | None = None) -> Path:
+    return (root or cache_root()) / f"{source.name}-{size}px-{cache_key(source, items, size)[:20]}.npy"
+
+
 def cached_images(source, items: list[str], size: int, workers: int | None = None,
                   root: Path | None = None) -> np.ndarray:
     """A read-only (N, size, size, 3) uint8 array of `items`, built on first use."""
-    path = (root or cache_root()) / f"{source.name}-{size}px-{cache_key(source, items, size)[:20]}.npy"
+    path = cache_path(source, items, size, root)
     array = _load_valid(path, len(items), size) if path.exists() else None
     if array is not None:
         return array
@@ -74,6 +78,9 @@ def cached_images(source, items: list[str], size: int, workers: int | None = Non
 
 def _fill(tmp: Path, source, items: list[str], size: int, workers: int | None) -> None:
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(items), size, size, 3))
+    if hasattr(os, "posix_fallocate"):  # claim the space now: a full disk is an error here, not a SIGBUS later
+        with open(tmp, "rb+") as handle:
+            os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
     with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
         decoded = pool.map(lambda item: decode_resized(source, item, size), items)
         for i, pixels in enumerate(tqdm(decoded, total=len(items), desc=f"caching {source.name} at {size}px",

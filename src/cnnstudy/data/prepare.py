@@ -4,7 +4,7 @@ no longer holds its images, the study stops and says what to do.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -14,12 +14,20 @@ from .errors import DataError
 from .inspection import check_images, duplicate_groups, inspect_dataset
 from .sources import open_source, resolve_dataset, select_classes
 from .splits import PARTS, Split, make_split, split_key
+from .state import describe_change, files_table, record_table, split_items
+
+
+def data_change(study_dir: Path, data: "PreparedData"):
+    """For fingerprint.differences: how the images on disk differ from a recorded digest."""
+    return lambda old_digest: describe_change(study_dir / "splits", data.split.dataset, old_digest, data.files)
 
 
 @dataclass
 class PreparedData:
     split: Split
     source: object
+    files: dict = field(default_factory=dict, repr=False)  # every split file: [size, mtime_ns]
+    data_digest: str | None = None  # the digest of `files`, recorded in each run's fingerprint
 
 
 class SplitStore:
@@ -48,7 +56,9 @@ class SplitStore:
             check_split_against_source(split, source, path, data.limit_per_class, self.log)
         else:
             split = self._new_split(cfg, source, path, fractions)
-        self.prepared[key] = PreparedData(split, source)
+        files = files_table(source, split_items(split))
+        digest = record_table(self.study_dir / "splits", files)
+        self.prepared[key] = PreparedData(split, source, files, digest)
         return self.prepared[key]
 
     def _new_split(self, cfg: RunConfig, source, path: Path, fractions) -> Split:

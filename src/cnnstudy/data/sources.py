@@ -183,8 +183,13 @@ class FashionMnistSource:
         split, index = item_id.split("/")
         return Image.fromarray(self.arrays[split][0][int(index)], mode="L").convert("RGB")
 
+    @cached_property
+    def _file_stats(self) -> dict[str, tuple[int, int]]:
+        return {split: ((stat := (self.root / images).stat()).st_size, stat.st_mtime_ns)
+                for split, (images, _) in FASHION_MNIST_FILES.items()}
+
     def fingerprint(self, item_id: str) -> tuple[int, int]:
-        return 0, 0  # the IDX files never change under an id
+        return self._file_stats[item_id.split("/")[0]]  # an item changes with its IDX file
 
     def __getstate__(self) -> dict:
         # Sent to worker processes: they read the files again rather than receive 50 MB of pixels.

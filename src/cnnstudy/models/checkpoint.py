@@ -68,6 +68,7 @@ class FitState:
     history: list[dict] = field(default_factory=list)
     best_val_acc: float = -1.0
     best_epoch: int = 0
+    diverged: dict | None = None  # {"epoch", "train_loss", "limit"} when training blew up (not resumed)
 
 
 def resume_state(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

@@ -105,6 +105,25 @@ def best_runs(groups: list[Group]) -> list[str]:
             f"{_acc(g)}." for key, g in best_groups(groups).items()]
 
 
+def diverged(records: list, runs: list[tuple[dict, dict]]) -> list[str]:
+    """Which runs diverged (and what their scores are), and which runs were not run because of it."""
+    sentences, gone = [], set()
+    for record in records:
+        verdict = (record.metrics or {}).get("verdict", {})
+        if verdict.get("verdict") == "diverged":
+            sentences.append(f"Diverged: {record.label}: {verdict['explanation']}.")
+            gone.add(record.run_id)
+        elif record.problem and record.problem.startswith("training diverged"):
+            sentences.append(f"Diverged: {record.label}: {record.problem}.")
+            gone.add(record.run_id)
+    for phase, run in runs:  # study order: a source is seen before the runs that start from it
+        source, run_id = (run.get("model") or {}).get("init_from"), f"{phase['name']}/{run['name']}"
+        if source in gone and not any(r.run_id == run_id and r.metrics for r in records):
+            sentences.append(f"Not run: {run_id}, which starts from {source}.")
+            gone.add(run_id)
+    return sentences
+
+
 def findings(groups: list[Group], found: list[dict]) -> list[str]:
     if not groups:
         return ["No run has finished yet."]

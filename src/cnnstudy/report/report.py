@@ -11,7 +11,7 @@ from pathlib import Path
 from . import plots
 from .compare import Group, comparisons, group_records
 from ..fileio import atomic_write_text, read_jsonl
-from .findings import findings
+from .findings import diverged, findings
 from ..runner.records import RunRecord, collect_records, study_runs
 from .render import to_html, to_markdown
 from .stats import format_p
@@ -104,7 +104,7 @@ GROUP_COLUMNS = ["run", "init", "dataset", "repeats", "test acc %", "macro F1 %"
 DIFF_COLUMNS = ["run", "against", "test images", "difference", "95% CI", "p", "in words", "method"]
 
 
-def answer_blocks(study_dir: Path, groups: list[Group], found: list[dict]) -> Blocks:
+def answer_blocks(study_dir: Path, records: list[RunRecord], groups: list[Group], found: list[dict]) -> Blocks:
     rows = [{"run": g.run_id, "init": g.first["init"], "dataset": Path(g.first["dataset"]).name,
              "repeats": len(g.records), "test acc %": g.mean_std_text("test_acc") or "(no test split)",
              "macro F1 %": g.mean_std_text("f1"), "val acc %": g.mean_std_text("val_acc"),
@@ -114,7 +114,8 @@ def answer_blocks(study_dir: Path, groups: list[Group], found: list[dict]) -> Bl
               "difference": f"{c['diff'] * 100:+.1f} points",
               "95% CI": f"{c['ci95'][0] * 100:+.1f} to {c['ci95'][1] * 100:+.1f}", "p": format_p(c["p"]),
               "in words": c["words"], "method": c["method"]} for c in found]
-    blocks: Blocks = [("h2", "The answer"), ("ul", findings(groups, found)), ("table", (rows, GROUP_COLUMNS))]
+    answer = diverged(records, study_runs(study_dir)) + findings(groups, found)
+    blocks: Blocks = [("h2", "The answer"), ("ul", answer), ("table", (rows, GROUP_COLUMNS))]
     blocks += [("img", path) for path in study_plots(study_dir, groups)]
     if diffs:
         blocks += [("h3", "Differences on the same test images"), ("table", (diffs, DIFF_COLUMNS))]
@@ -145,7 +146,7 @@ def build_report(study_dir: str | Path) -> tuple[Path, Path]:
         by_run.setdefault(record.run_id, []).append(record)
     groups = group_records(records)
     found = comparisons(groups)
-    blocks: Blocks = [("h1", f"Study report: {study_dir.name}"), *answer_blocks(study_dir, groups, found),
+    blocks: Blocks = [("h1", f"Study report: {study_dir.name}"), *answer_blocks(study_dir, records, groups, found),
                       *phase_blocks(study_dir, by_run, {g.run_id: g for g in groups}),
                       ("h2", "All runs"), ("p", SUMMARY_NOTE), ("table", (summary_rows(records), COLUMNS))]
     atomic_write_text(study_dir / "report.md", to_markdown(blocks, study_dir))

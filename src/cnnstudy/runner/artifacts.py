@@ -13,6 +13,7 @@ from .._version import __version__
 from ..config import RunConfig
 from ..data.splits import PARTS, Split
 from ..fileio import atomic_write_bytes, atomic_write_text, write_json
+from ..training.engine import diverged_words
 from ..training.metrics import classification_metrics, epoch_line, overfitting_verdict, roc_curves
 
 GRID_SIZE = 16
@@ -46,6 +47,18 @@ def run_metrics(cfg: RunConfig, history: list[dict], outputs: dict, split: Split
     for name, out in outputs.items():
         metrics[name] = classification_metrics(out["probs"], out["targets"], split.classes)
     return metrics
+
+
+def diverged_metrics(cfg: RunConfig, split: Split, facts: dict, diverged: dict) -> dict:
+    """metrics.json of a run that diverged before any epoch finished: no checkpoint, no scores."""
+    return {"run": cfg.run_id, "model": cfg.model.name, **facts, "classes": split.classes,
+            "init": describe_init(cfg), "dataset": split.dataset,
+            "split": {"digest": split.digest, "origin": split.origin,
+                      "sizes": {part: len(getattr(split, part)) for part in PARTS}},
+            "scored_on": None, "epochs": diverged["epoch"] - 1, "best_val_acc": None, "diverged": diverged,
+            "verdict": {"verdict": "diverged", "explanation": f"{diverged_words(diverged)}; no epoch finished, "
+                                                              "so there is no checkpoint to score"},
+            "skipped_images": split.skipped, "cnnstudy_version": __version__}
 
 
 def write_run_artifacts(run_dir: Path, cfg: RunConfig, history: list[dict], metrics: dict, outputs: dict,

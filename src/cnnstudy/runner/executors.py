@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from ..config import StudyError
+from ..fileio import stop_on_sigterm
 from ..training.runtime import set_allocator, usable_cores
 
 
@@ -96,6 +97,7 @@ def _setup_worker(threads: int, gpus) -> None:
     if gpu is not None:  # before CUDA starts in this process: the worker sees its one GPU as cuda:0
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     os.environ["TQDM_DISABLE"] = "1"
+    stop_on_sigterm()  # the driver stops workers with SIGTERM: each finishes the write in progress
     prepare_process(threads)
 
 

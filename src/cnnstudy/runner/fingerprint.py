@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..config import RunConfig
 from ..data.splits import Split
@@ -19,10 +19,11 @@ from ..fileio import read_json, file_digest, write_json
 FILE = "fingerprint.json"
 
 
-def make_fingerprint(cfg: RunConfig, split: Split, inputs: dict[str, dict]) -> dict[str, Any]:
+def make_fingerprint(cfg: RunConfig, split: Split, inputs: dict[str, dict], data: str | None) -> dict[str, Any]:
+    """`data`: the digest of the split's files as they are on disk (size, modification time)."""
     # The number of sibling repeats does not change a repeat's numbers: adding repeats keeps them.
     return {"config": cfg.model_dump(mode="json", exclude={"repeats"}),
-            "split": {"dataset": split.dataset, "digest": split.digest},
+            "split": {"dataset": split.dataset, "digest": split.digest, "data": data},
             "inputs": inputs}
 
 
@@ -67,8 +68,9 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def differences(old: dict | None, new: dict) -> list[str]:
-    """Every way the recorded fingerprint `old` differs from `new`, one readable line each."""
+def differences(old: dict | None, new: dict, data_change: Callable[[str | None], str] | None = None) -> list[str]:
+    """Every way the recorded fingerprint `old` differs from `new`, one readable line each.
+    `data_change` says how the images differ from the ones a recorded data digest stands for."""
     if old is None:
         return [f"no {FILE}: made by an older cnnstudy or by hand, so what it was made from is unknown"]
     lines = []
@@ -83,6 +85,9 @@ def differences(old: dict | None, new: dict) -> list[str]:
     elif old_split.get("digest") != new_split["digest"]:
         lines.append(f"split: other images in train/val/test ({str(old_split.get('digest'))[:12]} -> "
                      f"{new_split['digest'][:12]})")
+    elif old_split.get("data") != new_split.get("data"):
+        lines.append(data_change(old_split.get("data")) if data_change else
+                     f"data: the images of {new_split['dataset']} changed since this run used them")
     lines += _input_differences(old.get("inputs", {}), new["inputs"])
     return lines
 

@@ -16,8 +16,9 @@ from ..models.checkpoint import CheckpointError, check_same_split, load_checkpoi
 from ..config import RunConfig, StudyError
 from ..data.catalogue import CATALOGUE
 from ..data.errors import DataError
-from ..data.prepare import PreparedData
+from ..data.prepare import PreparedData, data_change
 from ..data.sources import resolve_dataset
+from ..fileio import read_json
 from .fingerprint import checkpoint_inputs, differences, make_fingerprint, read_fingerprint
 from ..models.freeze import FreezeError, apply_freeze
 from ..models.registry import check_state_fits, create_model, get_spec, model_state
@@ -176,8 +177,22 @@ class SweepPlan:
         return self.cfg.run_id
 
 
-Job = RunPlan | SweepPlan
+@dataclass
+class Blocked:
+    """A run that will not train: the run it starts from diverged, or is itself blocked."""
+    cfg: RunConfig
+    reason: str
+
+
+Job = RunPlan | SweepPlan | Blocked
 Stale = list[tuple[str, list[str]]]
+
+
+def diverged_already(study_dir: Path, cfg: RunConfig) -> bool:
+    """Every repeat of the run finished with the verdict "diverged": nothing may start from it."""
+    folders = [folder / "metrics.json" for _, folder in repeat_dirs(study_dir, cfg)]
+    return all(path.exists() for path in folders) and \
+        all(read_json(path).get("verdict", {}).get("verdict") == "diverged" for path in folders)
 
 
 def plan_actions(runs: list[RunConfig], prepared: dict[str, PreparedData], study_dir: Path,
@@ -187,12 +202,19 @@ def plan_actions(runs: list[RunConfig], prepared: dict[str, PreparedData], study
     jobs: list[Job] = []
     stale: Stale = []
     retrained: set[str] = set()
+    blocked: set[str] = set()
     by_id = {cfg.run_id: cfg for cfg in runs}
     for cfg in runs:
         group = group_dir(study_dir, cfg)
         if group.exists() or group.is_symlink():
             check_removable(group, study_dir)
         source = by_id.get(cfg.model.init_from)
+        if source is not None and (source.run_id in blocked or source.run_id not in retrained and
+                                   diverged_already(study_dir, source)):
+            why = "was not run" if source.run_id in blocked else "diverged"
+            jobs.append(Blocked(cfg, f"it starts from {source.run_id}, which {why}"))
+            blocked.add(cfg.run_id)
+            continue
         source_ckpt = None if source is None or source.run_id in retrained else source_checkpoint(study_dir, source)
         leftover = None if cfg.run_id in forced else leftover_layout(study_dir, cfg) or sweep_leftover(group, cfg)
         stale += [(cfg.run_id, [f"{group} {leftover}"])] if leftover else []
@@ -228,8 +250,9 @@ def plan_repeats(cfg: RunConfig, data: PreparedData, study_dir: Path, source: Ru
             # Only what a run writes before its first epoch; a swept run's own folder also holds its sweep.
             job.clear = None if cfg.sweep is not None and run_dir == group else run_dir
         elif run_dir.exists():
-            expected = make_fingerprint(job.cfg, data.split, checkpoint_inputs(job.cfg, study_dir, source_ckpt))
-            diffs = differences(read_fingerprint(run_dir), expected)
+            expected = make_fingerprint(job.cfg, data.split, checkpoint_inputs(job.cfg, study_dir, source_ckpt),
+                                        data.data_digest)
+            diffs = differences(read_fingerprint(run_dir), expected, data_change(study_dir, data))
             stale += [(job.label, diffs)] if diffs else []
             job.action = "stale" if diffs else "skip" if (run_dir / "metrics.json").exists() else "resume"
         plans.append(job)
@@ -246,8 +269,8 @@ def plan_sweep(cfg: RunConfig, data: PreparedData, study_dir: Path, source: RunC
     state = read_state(group)
     if state is None:
         return SweepPlan(cfg, data, group, source)
-    made_from = make_fingerprint(cfg, data.split, checkpoint_inputs(cfg, study_dir, source_ckpt))
-    diffs = differences(state.get("made_from"), made_from)
+    made_from = make_fingerprint(cfg, data.split, checkpoint_inputs(cfg, study_dir, source_ckpt), data.data_digest)
+    diffs = differences(state.get("made_from"), made_from, data_change(study_dir, data))
     if diffs:
         stale.append((f"{cfg.run_id} (its sweep)", diffs))
         return None

@@ -45,6 +45,8 @@ def read_run(run_dir: Path, run_id: str, repeat: int | None = None) -> RunRecord
         return RunRecord(run_id, repeat, run_dir, config, None,
                          "its metrics.json does not match the config, split and inputs recorded beside it "
                          f"(fingerprint.json); re-run it with --force {run_id} ({run_label(run_id, repeat)})")
+    if metrics.get("scored_on") is None:  # diverged before its first checkpoint
+        return RunRecord(run_id, repeat, run_dir, config, None, metrics["verdict"]["explanation"])
     return RunRecord(run_id, repeat, run_dir, config, metrics, None)
 
 

@@ -69,7 +69,8 @@ def best_repeat(folders: list[Path]) -> Path:
     """Of finished repeat folders (in repeat order), the one with the best validation accuracy,
     the first on a tie."""
     scores = [read_json(folder / "metrics.json")["best_val_acc"] for folder in folders]
-    return folders[scores.index(max(scores))]
+    scored = [score if score is not None else -1.0 for score in scores]  # None: diverged, no checkpoint
+    return folders[scored.index(max(scored))]
 
 
 def source_checkpoint(study_dir: Path, source: RunConfig) -> Path:

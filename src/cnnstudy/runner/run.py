@@ -10,16 +10,17 @@ from typing import Callable
 import torch
 import yaml
 
-from .artifacts import run_metrics, write_run_artifacts
+from .artifacts import diverged_metrics, run_metrics, write_run_artifacts
 from ..models.checkpoint import check_same_split, load_checkpoint_file
 from ..config import RunConfig, StudyError
 from ..data.loaders import build_loaders
+from ..data.prepare import data_change
 from ..data.splits import Split
 from ..data.transforms import Stats
 from ..training.devices import choose_precision
 from ..training.distributed import SINGLE, Dist
-from ..training.engine import Loop, evaluate, fit, read_history
-from ..fileio import atomic_write_text, read_json
+from ..training.engine import Loop, diverged_words, evaluate, fit, read_history
+from ..fileio import atomic_write_text, read_json, write_json
 from .fingerprint import checkpoint_inputs, differences, fingerprint_digest, make_fingerprint, \
     read_fingerprint, write_fingerprint
 from ..models.freeze import apply_freeze
@@ -38,7 +39,7 @@ def prepare_run_dir(plan: RunPlan, study_dir: Path, fingerprint: dict) -> None:
     """A fresh folder for train/redo; for resume, the recorded fingerprint must still match."""
     run_dir = plan.run_dir
     if plan.action == "resume":
-        diffs = differences(read_fingerprint(run_dir), fingerprint)
+        diffs = differences(read_fingerprint(run_dir), fingerprint, data_change(study_dir, plan.data))
         if diffs:
             raise StudyError(f"cannot resume {run_dir}: " + "; ".join(diffs) + ". Add --force to start it again")
     elif plan.clear is not None and plan.clear.exists():
@@ -89,7 +90,7 @@ def execute_run(plan: RunPlan, study_dir: Path, log=print, tracking: Tracking | 
             tracking.track_finished(plan.run_dir, plan.label, cfg.model_dump(mode="json"), metrics)
         return metrics
     source_ckpt = source_checkpoint(study_dir, plan.source) if plan.source else None
-    fingerprint = make_fingerprint(cfg, split, checkpoint_inputs(cfg, study_dir, source_ckpt))
+    fingerprint = make_fingerprint(cfg, split, checkpoint_inputs(cfg, study_dir, source_ckpt), plan.data.data_digest)
     dist.on_main(lambda: prepare_run_dir(plan, study_dir, fingerprint))
     device = dist.device(cfg.device)
     loop = Loop(device, cfg.train.epochs, choose_precision(device, cfg.train.precision), cfg.seed, dist, log,
@@ -112,9 +113,9 @@ def execute_run(plan: RunPlan, study_dir: Path, log=print, tracking: Tracking | 
             "dataset": split.dataset, "split_digest": split.digest, "fingerprint": facts["fingerprint"]}
     trackers = tracking.open(plan.run_dir, plan.label, meta["config"]) if tracking else None
     loop.on_epoch = chain(trackers.epoch if trackers else None, watch)
-    fit(wrap(model, device, dist), optimizer, loaders, plan.run_dir, meta, loop)
-    metrics = finish_run(plan, model, loaders, loop, facts)
-    if trackers:
+    state = fit(wrap(model, device, dist), optimizer, loaders, plan.run_dir, meta, loop)
+    metrics = finish_run(plan, model, loaders, loop, facts, state.diverged)
+    if trackers and metrics.get("scored_on"):
         trackers.finish(metrics, meta["config"], plan.run_dir)
     return metrics
 
@@ -150,15 +151,25 @@ def wrap(model: torch.nn.Module, device: torch.device, dist: Dist) -> torch.nn.M
         model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def finish_run(plan: RunPlan, model, loaders: dict, loop: Loop, facts: dict) -> dict:
+def finish_run(plan: RunPlan, model, loaders: dict, loop: Loop, facts: dict, diverged: dict | None = None) -> dict:
     """Evaluate best.pt on val and test (every rank its shard), then rank 0 writes predictions,
-    plots and, last, metrics.json."""
+    plots and, last, metrics.json. A diverged run is scored from its best checkpoint, from before
+    it diverged; without one (epoch 1 diverged) its metrics.json says so and holds no scores."""
     cfg, split = plan.cfg, plan.data.split
+    if diverged is not None and not (plan.run_dir / "best.pt").exists():
+        metrics = diverged_metrics(cfg, split, facts, diverged)
+        loop.dist.on_main(lambda: write_json(plan.run_dir / "metrics.json", metrics))
+        return metrics
     model.load_state_dict(load_checkpoint_file(plan.run_dir / "best.pt")["model"])
     outputs = {name: evaluate(model, loaders[name], loop.device, loop.precision, loop.dist)
                for name in plan.scored if name in loaders}
     history = read_history(plan.run_dir)
     metrics = run_metrics(cfg, history, outputs, split, facts)
+    if diverged is not None:
+        metrics["diverged"] = diverged
+        metrics["verdict"] = {**metrics["verdict"], "verdict": "diverged", "explanation": (
+            f"{diverged_words(diverged)}; the scores are best.pt's (epoch {metrics['best_epoch']}), from before "
+            "it diverged")}
     loop.dist.on_main(lambda: write_run_artifacts(plan.run_dir, cfg, history, metrics, outputs, split,
                                                   plan.data.source))
     loop.dist.barrier()

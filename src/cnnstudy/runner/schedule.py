@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from ..config import StudyError
 from .fingerprint import checkpoint_inputs, make_fingerprint
-from .plan import Job, RunPlan, SweepPlan, plan_repeats, stale_message, trial_plan
+from .plan import Blocked, Job, RunPlan, SweepPlan, plan_repeats, stale_message, trial_plan
 from .repeats import source_checkpoint
 from .run import remove_run_dir
 from .sweep import Sweep, confirmed_config, trial_budget
@@ -30,17 +30,26 @@ class RunWork:
     search: Sweep | None = None
     submitted: int = 0
     completed: int = 0
+    diverged: int = 0  # units whose training diverged
+    blocked: str | None = None  # why it is not run
 
     @property
     def done(self) -> bool:
-        return self.sweep is None and self.completed == len(self.plans)
+        return self.blocked is not None or (self.sweep is None and self.completed == len(self.plans))
+
+    @property
+    def unusable(self) -> bool:
+        """Nothing can start from it: it was not run, or every unit of it diverged."""
+        return self.blocked is not None or (self.done and bool(self.plans) and self.diverged == len(self.plans))
 
 
 def gather_work(jobs: list[Job]) -> list[RunWork]:
     works: dict[str, RunWork] = {}
     for job in jobs:
         work = works.setdefault(job.cfg.run_id, RunWork(job.cfg.run_id, job.cfg.model.init_from))
-        if isinstance(job, SweepPlan):
+        if isinstance(job, Blocked):
+            work.blocked = job.reason
+        elif isinstance(job, SweepPlan):
             work.sweep = job
         else:
             work.plans.append(job)
@@ -58,6 +67,9 @@ class Scheduler:
         self.works, self.executor, self.ctx, self.log, self.after_run = works, executor, ctx, log, after_run
         self.running: dict[Future, tuple[RunWork, Unit]] = {}
         self.total, self.finished = unit_count(works), 0
+        for work in works:
+            if work.blocked:
+                log(f"not run: {work.run_id}: {work.blocked}")
 
     def run(self) -> None:
         bar = tqdm(total=self.total, desc="units", dynamic_ncols=True, disable=self.executor.slots == 1)
@@ -73,9 +85,14 @@ class Scheduler:
                     bar.update(1)
 
     def _fill(self) -> None:
-        done = {w.run_id for w in self.works if w.done}
+        by_id = {w.run_id: w for w in self.works}
         for work in self.works:
-            if work.done or (work.source is not None and work.source not in done):
+            source = by_id.get(work.source)
+            if not work.done and source is not None and source.unusable:
+                work.blocked = f"it starts from {source.run_id}, which " + \
+                    ("diverged" if source.blocked is None else "was not run")
+                self.log(f"not run: {work.run_id}: {work.blocked}")
+            if work.done or (source is not None and not source.done):
                 continue
             while len(self.running) < self.executor.slots:
                 unit = self._next_unit(work)
@@ -103,7 +120,8 @@ class Scheduler:
             remove_run_dir(plan.clear, self.ctx.study_dir)
         source_ckpt = source_checkpoint(self.ctx.study_dir, plan.source) if plan.source else None
         made_from = make_fingerprint(plan.cfg, plan.data.split, checkpoint_inputs(plan.cfg, self.ctx.study_dir,
-                                                                                   source_ckpt))
+                                                                                   source_ckpt),
+                                     plan.data.data_digest)
         self.log(f"== {plan.label}: sweep of {trial_budget(plan.cfg.sweep)} trial(s) ({plan.cfg.sweep.method}, "
                  f"{plan.cfg.sweep.metric}, prune {plan.cfg.sweep.prune}) in {plan.group}")
         return Sweep(plan.cfg, plan.group, made_from)
@@ -129,6 +147,7 @@ class Scheduler:
             work.search.record(unit.trial.number, result)
         else:
             work.completed += 1
+            work.diverged += bool(result.get("diverged"))
             self.after_run()
         if self.executor.slots > 1 or unit.trial is not None:
             self.log(finished_line(result, self.finished, self.total))

@@ -20,10 +20,11 @@ from ..fileio import atomic_write_text
 from .inputs import ensure_inputs, offline_from_env
 from .lock import StudyLock
 from ..models.registry import get_spec
-from .plan import check_prepared, force_set, plan_actions, validate_runs
+from .plan import Blocked, check_prepared, diverged_already, force_set, plan_actions, validate_runs
 from .executors import Parallel, make_executor
 from .run import execute_run
 from .schedule import Scheduler, gather_work
+from .space import check_free_space
 from .sweep import expand_sweeps
 from .units import UnitContext
 from ..report.report import build_report
@@ -73,11 +74,16 @@ def run_study(study_path: str | Path, overrides: list[str] | None = None, out_di
         prepared = dist.main_first(lambda: prepare_splits(runs, store))
         check_prepared(runs, prepared, Path(study_path))
         jobs = plan_actions(runs, prepared, study_dir, forced)
+        dist.on_main(lambda: check_free_space(jobs, study_dir))
         dist.on_main(lambda: save_resolved_study(study_dir, study, runs))
         torch.use_deterministic_algorithms(True, warn_only=True)
         if dist.enabled:
             tracking = Tracking(study.tracking, study_dir, study.name, log)
             for plan in jobs:
+                if isinstance(plan, Blocked) or plan.source and diverged_already(study_dir, plan.source):
+                    log(f"not run: {plan.cfg.run_id}: it starts from {plan.cfg.model.init_from}, which diverged "
+                        "or was not run")
+                    continue
                 execute_run(plan, study_dir, log=log, tracking=tracking, dist=dist)
                 dist.on_main(lambda: write_summary(study_dir))
         else:

@@ -59,6 +59,8 @@ def run_unit(unit: Unit, ctx: UnitContext, log: Callable[[str], None] = print) -
         metrics = execute_run(plan, ctx.study_dir, log=log, tracking=tracking, progress=not ctx.worker,
                               watch=watch)
         result.update(scores(metrics))
+        if unit.trial is not None and result["diverged"]:  # a search goes on past a diverged trial
+            result.update(state="failed", error=metrics["verdict"]["explanation"])
     except TrialPruned as stop:
         log(f"{plan.label}: {stop}")
         result["state"] = "pruned"
@@ -77,7 +79,8 @@ def run_unit(unit: Unit, ctx: UnitContext, log: Callable[[str], None] = print) -
 
 def scores(metrics: dict) -> dict:
     test = metrics.get("test") or {}
-    return {"val_acc": metrics.get("best_val_acc"), "test_acc": test.get("accuracy"), "epochs": metrics.get("epochs")}
+    return {"val_acc": metrics.get("best_val_acc"), "test_acc": test.get("accuracy"), "epochs": metrics.get("epochs"),
+            "diverged": metrics.get("diverged")}
 
 
 def finished_line(result: dict, done: int, total: int) -> str:
@@ -92,6 +95,10 @@ def finished_line(result: dict, done: int, total: int) -> str:
         score = f"{result['metric']} {result['value']:.4f}"
     elif result.get("test_acc") is not None:
         score = f"test acc {result['test_acc'] * 100:.1f}%"
-    else:
+    elif result.get("val_acc") is not None:
         score = f"val acc {result['val_acc'] * 100:.1f}%"
+    else:
+        score = "no checkpoint to score"
+    if result.get("diverged"):
+        score = f"diverged at epoch {result['diverged']['epoch']}, {score}"
     return f"{head}: {score}, {result.get('epochs')} epoch(s), {result['seconds']:.0f} s"

@@ -7,6 +7,7 @@ and evaluation predictions are gathered, so that every number covers the whole s
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,28 @@ from ..seeds import derive_seed
 
 class NonFiniteLossError(RuntimeError):
     """Training diverged; the last good checkpoint is kept."""
+
+    def __init__(self, message: str, loss: float = float("nan")) -> None:
+        super().__init__(message)
+        self.loss = loss
+
+
+# A mean training loss this many times a uniform guess's (ln classes) is no training any more:
+# a sane run starts near 1x and falls; an exploded one (lr far too high) sits at 1e3-1e26.
+DIVERGENCE_FACTOR = 10.0
+
+
+def divergence(train_loss: float, num_classes: int, epoch: int) -> dict | None:
+    """What fit records when an epoch's training loss is non-finite or above the limit, else None."""
+    limit = DIVERGENCE_FACTOR * math.log(max(num_classes, 2))
+    if np.isfinite(train_loss) and train_loss <= limit:
+        return None
+    return {"epoch": epoch, "train_loss": float(train_loss), "limit": limit}
+
+
+def diverged_words(diverged: dict) -> str:
+    return (f"training diverged at epoch {diverged['epoch']}: loss {diverged['train_loss']:.3g}, above "
+            f"{DIVERGENCE_FACTOR:g} x ln(classes) = {diverged['limit']:.2f}; lower train.lr or check the data")
 
 
 @dataclass
@@ -79,7 +102,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     mean_loss = (loss_sum / seen.clamp(min=1)).item()
     if not np.isfinite(mean_loss):
         raise NonFiniteLossError(f"training loss became {mean_loss}; lower train.lr (the last good "
-                                 "checkpoint is kept in last.pt/best.pt)")
+                                 "checkpoint is kept in last.pt/best.pt)", mean_loss)
     return {"train_loss": mean_loss, "train_acc": correct.item() / max(seen.item(), 1)}
 
 
@@ -133,9 +156,16 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, loaders: dict, run_d
         torch.manual_seed(derive_seed(loop.seed, "dropout", epoch, *([dist.rank] if dist.enabled else [])))
         loaders["train"].set_epoch(epoch)
         started = time.perf_counter()
-        row = {"epoch": epoch, **train_one_epoch(model, loaders["train"], optimizer, criterion, loop.device,
-                                                  f"epoch {epoch}/{loop.epochs}", loop.precision, scaler, dist,
-                                                  loop.progress)}
+        try:
+            row = {"epoch": epoch, **train_one_epoch(model, loaders["train"], optimizer, criterion, loop.device,
+                                                      f"epoch {epoch}/{loop.epochs}", loop.precision, scaler,
+                                                      dist, loop.progress)}
+        except NonFiniteLossError as err:
+            row = {"epoch": epoch, "train_loss": err.loss}
+        state.diverged = divergence(row["train_loss"], len(meta["class_names"]), epoch)
+        if state.diverged:  # this epoch's weights are garbage: keep the files of the last good one
+            loop.log(diverged_words(state.diverged))
+            break
         dist.sync_buffers(unwrap(model))  # BatchNorm statistics as rank 0 has them, on every rank
         row.update(_measure(model, loaders, loop))
         row["seconds"] = time.perf_counter() - started
