@@ -7,7 +7,7 @@ from cnnstudy.report.compare import Group, compare, comparisons
 from cnnstudy.report.findings import findings
 from cnnstudy.training.metrics import overfitting_verdict
 from cnnstudy.runner.records import RunRecord
-from cnnstudy.report.stats import bootstrap_diff_ci, exact_binomial_two_sided, mcnemar_exact, mean_std_ci, welch
+from cnnstudy.report.stats import bootstrap_diff_ci, exact_binomial_two_sided, mcnemar_exact, mean_std_ci, welch, words
 
 
 def test_mcnemar_equals_scipys_exact_binomial_on_fixed_predictions():
@@ -120,3 +120,19 @@ def test_train_accuracy_is_judged_in_eval_mode_not_on_augmented_images():
     old = [{k: v for k, v in row.items() if not k.startswith("train_eval")} for row in cnn]
     fallback = overfitting_verdict(old)
     assert fallback["verdict"] == "underfit" and "measured while training" in fallback["explanation"]
+
+
+def test_holm_adjusts_step_down_and_the_words_follow_the_adjusted_p(tmp_path):
+    from cnnstudy.report.stats import holm
+
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == [1.0, 1.0] and holm([0.01, 0.02]) == [0.02, 0.02] and holm([]) == []
+    rng = np.random.default_rng(5)
+    base = rng.random(300) < 0.6
+    runs = [make_group(tmp_path, f"p{k}/r", [base | (rng.random(300) < 0.05 * k)]) for k in range(1, 5)]
+    found = comparisons(runs)
+    assert len(found) >= 4
+    raw = [c["p_raw"] for c in found]
+    assert [c["p"] for c in found] == pytest.approx(holm(raw))
+    for c in found:
+        assert c["p"] >= c["p_raw"] and c["words"] == words(c["diff"], c["p"])

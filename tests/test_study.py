@@ -54,7 +54,7 @@ def test_summary_has_a_row_per_run(finished_study):
     grouped = (study_dir / "summary_grouped.csv").read_text().splitlines()
     assert grouped[0].startswith("phase,run,model,init,dataset,repeats,scored_on,test_acc_mean,test_acc_std")
     assert len(grouped) == 3
-    assert (study_dir / "comparisons.csv").read_text().startswith("kind,a,b,dataset,test_images,diff")
+    assert (study_dir / "comparisons.csv").read_text().startswith("kind,a,b,class,dataset,test_images,diff")
 
 
 def test_rerun_skips_finished_runs(finished_study):
@@ -74,13 +74,30 @@ def test_report_rebuilds_from_files_alone(finished_study, tmp_path):
     text = md.read_text()
     assert "## p1: From scratch" in text and "Verdict: **" in text and "Epoch [2/2]" in text
     assert "OptimizedCNNModel(" in text and "| p3 | reg | — | 0 | cnn_regularized |" in text
-    assert html.read_text().count("data:image/png;base64,") == 8 + 2  # per run, then the study's two
+    pngs = [p for p in copy.rglob("plots/*.png") if "trials" not in p.parts]  # each run's, then the study's
+    assert html.read_text().count("data:image/png;base64,") == len(pngs) >= 2 * 6 + 3
 
 
 def test_tiny_training_beats_chance_clearly(finished_study):
     _, study_dir, _ = finished_study
     metrics = read_json(study_dir / "p1" / "base" / "metrics.json")
     assert metrics["best_val_acc"] >= 0.75  # 3 classes: chance is 0.33
+
+
+def test_the_report_splits_a_phase_step_by_class_with_holm_adjusted_p(finished_study):
+    import csv
+
+    _, study_dir, _ = finished_study
+    with open(study_dir / "comparisons.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    by_class = [r for r in rows if r["kind"] == "by class"]
+    assert sorted(r["class"] for r in by_class) == ["blue", "green", "red"]
+    assert all(r["a"] == "p3/reg" and r["b"] == "p1/base" for r in by_class)
+    assert all(float(r["p"]) >= float(r["p_raw"]) for r in rows)
+    text = (study_dir / "report.md").read_text()
+    assert "- p3/reg vs p1/base by class: helped most " in text and "confusions that grew most: " in text
+    assert "Per-class accuracy (recall, %) on the" in text and "adjusted for the" in text
+    assert "| class | p1/base | p3/reg |" in text
 
 
 def test_unknown_key_is_named_with_a_suggestion(tmp_path, image_folder):

@@ -1,4 +1,4 @@
-"""Command line: cnnstudy run | report | inspect | predict | export | models | data list | data fetch."""
+"""Command line: cnnstudy run | report | inspect | predict | explain | export | models | data list | data fetch."""
 from __future__ import annotations
 
 import argparse
@@ -219,8 +219,26 @@ def _add_study_commands(sub) -> None:
     models.set_defaults(func=cmd_models)
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .use.explain import explain_images
+    from .use.inference import load_run
+
+    run = load_run(args.run_dir, args.run, args.device)
+    out = Path(args.out) if args.out else run.run_dir / "explain"
+    rows = explain_images(run, args.paths, out, args.method, args.target, args.save_maps, args.batch_size)
+    if not rows:
+        raise StudyError(f"no image files found in {', '.join(args.paths)}")
+    bad = [r for r in rows if r["error"]]
+    print(f"{len(rows) - len(bad)} explanation(s) of {run.metrics['run']} ({args.method}) in {out}, "
+          f"listed in {out / 'explanations.csv'}", file=sys.stderr)
+    if bad:
+        print(f"{len(bad)} file(s) have no explanation:" + "".join(f"\n  {r['file']}: {r['error']}" for r in bad),
+              file=sys.stderr)
+    return 0
+
+
 def _add_run_commands(sub) -> None:
-    """Commands that use a finished run: predict, export."""
+    """Commands that use a finished run: predict, explain, export."""
     predict = sub.add_parser("predict", help="classify images or folders with a finished run")
     predict.add_argument("run_dir", help="a run folder (runs/<study>/<phase>/<run>), or a study folder with --run")
     predict.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
@@ -230,12 +248,24 @@ def _add_run_commands(sub) -> None:
     predict.add_argument("--json", action="store_true", help="JSON instead of CSV")
     predict.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     predict.set_defaults(func=cmd_predict)
+    explain = sub.add_parser("explain", help="Grad-CAM: where a finished run looks, as overlays (and maps)")
+    explain.add_argument("run_dir", help="a run folder, or a study folder with --run")
+    explain.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
+    explain.add_argument("--out", help="folder for the overlays (default: <run>/explain); folders are mirrored")
+    explain.add_argument("--method", choices=["gradcam", "gradcam++", "scorecam"], default="gradcam")
+    explain.add_argument("--target", default="predicted",
+                         help="predicted (default), true (the image's folder names its class) or a class name")
+    explain.add_argument("--save-maps", action="store_true",
+                         help="also save each map as .npy: float32 in [0, 1], the image's own height x width")
+    explain.add_argument("--batch-size", type=positive, default=16)
+    explain.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    explain.set_defaults(func=cmd_explain)
     export = sub.add_parser("export", help="export a run's model to ONNX or TorchScript, verified")
     export.add_argument("run_dir", help="a run folder, or a study folder with --run")
     export.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
     export.add_argument("--out", help="file to write (default: model.onnx / model.torchscript.pt in the run folder)")
     export.set_defaults(func=cmd_export)
-    for command in (predict, export):
+    for command in (predict, explain, export):
         command.add_argument("--run", help="<phase>/<run> when run_dir is a study folder")
 
 

@@ -146,6 +146,7 @@ class RunConfig(Strict):
     device: str = "auto"
     verdict: VerdictConfig = VerdictConfig()
     sweep: SweepConfig | None = None
+    calibrate: bool = Field(False, description="fit a temperature on the validation split; predict/export use it")
 
     @field_validator("model", mode="before")
     @classmethod

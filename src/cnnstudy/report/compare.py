@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..runner.sweep import base_name
-from .stats import bootstrap_diff_ci, mcnemar_exact, mean_std_ci, welch, words
+from .stats import bootstrap_diff_ci, holm, mcnemar_exact, mean_std_ci, welch, words
 from ..runner.records import RunRecord
 
 
@@ -79,7 +79,8 @@ def value_of(metrics: dict, metric: str) -> float | None:
              "val_acc": lambda: metrics["best_val_acc"], "train_acc": lambda: metrics["best_train_acc"],
              "f1": lambda: scored["f1_macro"], "precision": lambda: scored["precision_macro"],
              "recall": lambda: scored["recall_macro"], "auc": lambda: scored["auc_macro"],
-             "gap": lambda: metrics["verdict"]["gap"], "sec_per_epoch": lambda: metrics["seconds_per_epoch"]}
+             "gap": lambda: metrics["verdict"]["gap"], "sec_per_epoch": lambda: metrics["seconds_per_epoch"],
+             "ece": lambda: scored.get("ece"), "train_eval_acc": lambda: metrics["verdict"].get("train_acc_used")}
     return table[metric]()
 
 
@@ -125,11 +126,82 @@ def best_groups(groups: list[Group]) -> dict[tuple, Group]:
 
 
 SWEEP_KIND = "sweep: best vs base setting"
+INIT_KINDS = {"scratch": "training from scratch", "ImageNet": "ImageNet pretraining", "transfer": "transfer"}
+
+
+def overfit_majority(group: Group) -> bool:
+    return sum(m["verdict"]["verdict"] == "overfit" for m in group.metrics) * 2 > len(group.records)
+
+
+def init_kind(group: Group) -> str:
+    init = group.first["init"]
+    return init if init in ("scratch", "ImageNet") else "transfer"
+
+
+def gap_pairs(groups: list[Group]) -> list[tuple[Group, Group]]:
+    """(later run, the first earlier overfit run of another phase on the same test images)."""
+    pairs = []
+    for i, group in enumerate(groups):
+        earlier = [g for g in groups[:i] if g.phase != group.phase and g.test_key is not None
+                   and g.test_key == group.test_key and overfit_majority(g)]
+        pairs += [(group, earlier[0])] if earlier else []
+    return pairs
+
+
+def scratch_pairs(groups: list[Group]) -> list[tuple[Group, Group | None, str]]:
+    """Per set of test images: (the best pretrained or transferred run, the best run from scratch or
+    None, its kind)."""
+    pairs = []
+    for key in dict.fromkeys(g.test_key for g in groups if g.test_key is not None):
+        by_kind = {kind: best_groups([g for g in groups if g.test_key == key and init_kind(g) == kind]).get(key)
+                   for kind in INIT_KINDS}
+        scratch = by_kind.pop("scratch")
+        pairs += [(group, scratch, kind) for kind, group in by_kind.items() if group is not None]
+    return pairs
+
+
+def stated(found: list[dict], a: Group, b: Group) -> dict | None:
+    """The comparison of `a` against `b` as the report states it (its p adjusted), if it makes one."""
+    return next((c for c in found if c["a"] == a.run_id and c["b"] == b.run_id and "class" not in c), None)
+
+
+def holm_adjusted(found: list[dict]) -> list[dict]:
+    """Every stated comparison with its raw p kept as p_raw, p adjusted by Holm over all of them, and
+    the words following the adjusted p."""
+    for c, adjusted in zip(found, holm([c["p"] for c in found])):
+        c.update(p_raw=c["p"], p=adjusted, words=words(c["diff"], adjusted))
+    return found
+
+
+CLASS_KIND = "by class"
+
+
+def class_comparisons(a: Group, b: Group) -> list[dict]:
+    """`a` against `b` on each class's test images (their representative repeats), raw p."""
+    if not a.first.get("classes"):
+        return []
+    (ids_a, correct_a), (ids_b, correct_b) = (g.test_predictions(g.representative) for g in (a, b))
+    if len(ids_a) != len(ids_b) or not (ids_a == ids_b).all():
+        return []
+    with np.load(a.records[a.representative].run_dir / "predictions.npz") as arrays:
+        targets = arrays["test_targets"]
+    found = []
+    for k, name in enumerate(a.first["classes"]):
+        mine = targets == k
+        if mine.any():
+            test = mcnemar_exact(correct_a[mine], correct_b[mine])
+            found.append({"kind": CLASS_KIND, "class": name, "a": a.run_id, "b": b.run_id,
+                          "dataset": Path(a.test_key[0]).name, "test_images": int(mine.sum()),
+                          "diff": float(correct_a[mine].mean() - correct_b[mine].mean()), "p": test["p"],
+                          "ci95": bootstrap_diff_ci(correct_a[mine], correct_b[mine]),
+                          "method": f"McNemar's exact test on the class's {int(mine.sum())} images"})
+    return found
 
 
 def comparisons(groups: list[Group]) -> list[dict]:
     """Each run against the nearest earlier phase on the same test images, against the best run,
-    and a swept run's confirmed best setting against its base setting (`<run>.base`)."""
+    a swept run's confirmed best setting against its base setting (`<run>.base`), and the pairs
+    the findings state (closing a gap, against training from scratch); p adjusted by Holm."""
     phases = list(dict.fromkeys(g.phase for g in groups))
     found, best = [], best_groups(groups)
     for group in groups:
@@ -147,4 +219,12 @@ def comparisons(groups: list[Group]) -> list[dict]:
         for kind, other in pairs:
             result = compare(group, other)
             found += [{"kind": kind, **result}] if result else []
-    return found
+    extra = [("closing the gap", a, b) for a, b in gap_pairs(groups)] + \
+        [("against scratch", a, b) for a, b, _ in scratch_pairs(groups) if b is not None]
+    for kind, a, b in extra:  # the pairs the findings state, once each
+        if stated(found, a, b) is None and (result := compare(a, b)) is not None:
+            found.append({"kind": kind, **result})
+    by_id = {g.run_id: g for g in groups}
+    found += [x for c in list(found) if c["kind"].startswith("previous phase")
+              for x in class_comparisons(by_id[c["a"]], by_id[c["b"]])]
+    return holm_adjusted(found)

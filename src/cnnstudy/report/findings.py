@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .compare import Group, best_groups, compare
+from .compare import INIT_KINDS, Group, best_groups, gap_pairs, overfit_majority, scratch_pairs, stated
+from .perclass import class_sentences
 from .stats import format_p
 from .sweeps import confirmation
 
@@ -22,39 +23,39 @@ def _overfit_share(group: Group) -> tuple[int, int]:
     return sum(m["verdict"]["verdict"] == "overfit" for m in group.metrics), len(group.records)
 
 
-def _is_overfit(group: Group) -> bool:
-    hits, total = _overfit_share(group)
-    return hits * 2 > total
-
-
 def _gap(group: Group) -> str:
     return f"{group.summary('gap')['mean'] * 100:.1f} points"
 
 
 def overfitting(groups: list[Group]) -> list[str]:
+    """One sentence per overfit run, naming the rule that fired (the gap, or the validation loss
+    rising) and, where the last epoch was not the best, that its scores come from the best one."""
     overfit = [g for g in groups if _overfit_share(g)[0]]
     if not overfit:
         return ["No run overfits by the verdict."]
-    parts = []
+    sentences = []
     for group in overfit:
         hits, total = _overfit_share(group)
         share = f", in {hits} of {total} repeats" if total > 1 else ""
-        parts.append(f"{group.run_id} (train-validation gap {_gap(group)}{share})")
-    return ["Overfit by the verdict: " + "; ".join(parts) + "."]
+        first = next(m for m in group.metrics if m["verdict"]["verdict"] == "overfit")
+        rule = f": {first['verdict']['explanation']}" if first["verdict"].get("explanation") else ""
+        best, last = first.get("best_epoch"), first.get("epochs")
+        when = (f"; its scores are those of epoch {best}, the best by validation accuracy, before the last "
+                f"(epoch {last})") if best is not None and last is not None and best < last else ""
+        sentences.append(f"Overfit by the verdict: {group.run_id} (train-validation gap {_gap(group)}{share})"
+                         f"{rule}{when}.")
+    return sentences
 
 
-def closing_the_gap(groups: list[Group]) -> list[str]:
+def closing_the_gap(groups: list[Group], found: list[dict]) -> list[str]:
     """A later run on the same test images as an earlier overfit run: did it close the gap?"""
     sentences = []
-    for i, group in enumerate(groups):
-        earlier = [g for g in groups[:i] if g.phase != group.phase and g.test_key is not None
-                   and g.test_key == group.test_key and _is_overfit(g)]
-        for before in earlier[:1]:
-            done = "closed" if not _is_overfit(group) else "did not close"
-            result = compare(group, before)
-            score = f"; test accuracy {_acc(group)} vs {_acc(before)}" + (f", {describe(result)}" if result else "")
-            sentences.append(f"{group.run_id} {done} the overfitting gap of {before.run_id}: gap {_gap(group)} "
-                             f"vs {_gap(before)}{score}.")
+    for group, before in gap_pairs(groups):
+        done = "closed" if not overfit_majority(group) else "did not close"
+        result = stated(found, group, before)
+        score = f"; test accuracy {_acc(group)} vs {_acc(before)}" + (f", {describe(result)}" if result else "")
+        sentences.append(f"{group.run_id} {done} the overfitting gap of {before.run_id}: gap {_gap(group)} "
+                         f"vs {_gap(before)}{score}.")
     return sentences
 
 
@@ -70,33 +71,19 @@ def phase_steps(found: list[dict]) -> list[str]:
             f"{describe(c)}." for c in found if c["kind"].startswith("previous phase")]
 
 
-INIT_KINDS = {"scratch": "training from scratch", "ImageNet": "ImageNet pretraining", "transfer": "transfer"}
-
-
-def _kind(group: Group) -> str:
-    init = group.first["init"]
-    return init if init in ("scratch", "ImageNet") else "transfer"
-
-
-def against_scratch(groups: list[Group]) -> list[str]:
+def against_scratch(groups: list[Group], found: list[dict]) -> list[str]:
     """Per set of test images: the best pretrained and transferred runs against the best from scratch."""
     sentences = []
-    for key in dict.fromkeys(g.test_key for g in groups if g.test_key is not None):
-        by_kind = {kind: best_groups([g for g in groups if g.test_key == key and _kind(g) == kind]).get(key)
-                   for kind in INIT_KINDS}
-        scratch = by_kind.pop("scratch")
-        for kind, group in by_kind.items():
-            if group is None:
-                continue
-            if scratch is None:
-                sentences.append(f"{group.run_id} ({INIT_KINDS[kind]}, test accuracy {_acc(group)}) has no run "
-                                 f"trained from scratch on the same {Path(key[0]).name} test images to compare with.")
-                continue
-            result = compare(group, scratch)
-            verdict = describe(result) if result else "not comparable"
-            what = INIT_KINDS[kind][0].upper() + INIT_KINDS[kind][1:]
-            sentences.append(f"{what} ({group.run_id}, {_acc(group)}) against training "
-                             f"from scratch ({scratch.run_id}, {_acc(scratch)}): {verdict}.")
+    for group, scratch, kind in scratch_pairs(groups):
+        if scratch is None:
+            sentences.append(f"{group.run_id} ({INIT_KINDS[kind]}, test accuracy {_acc(group)}) has no run trained "
+                             f"from scratch on the same {Path(group.test_key[0]).name} test images to compare with.")
+            continue
+        result = stated(found, group, scratch)
+        verdict = describe(result) if result else "not comparable"
+        what = INIT_KINDS[kind][0].upper() + INIT_KINDS[kind][1:]
+        sentences.append(f"{what} ({group.run_id}, {_acc(group)}) against training "
+                         f"from scratch ({scratch.run_id}, {_acc(scratch)}): {verdict}.")
     return sentences
 
 
@@ -124,8 +111,22 @@ def diverged(records: list, runs: list[tuple[dict, dict]]) -> list[str]:
     return sentences
 
 
+def calibration(groups: list[Group], found: list[dict]) -> list[str]:
+    """A run clearly more accurate than another on the same images, but worse calibrated: say so."""
+    by_id, sentences = {g.run_id: g for g in groups}, []
+    for c in found:
+        a, b = by_id[c["a"]], by_id[c["b"]]
+        ece_a, ece_b = a.summary("ece")["mean"], b.summary("ece")["mean"]
+        if c["words"] == "better" and ece_a is not None and ece_b is not None and ece_a > ece_b + 0.01:
+            sentences.append(f"{a.run_id} is more accurate than {b.run_id} but worse calibrated: expected "
+                             f"calibration error {ece_a * 100:.1f}% against {ece_b * 100:.1f}% (its confidence "
+                             "overstates or understates how often it is right; calibrate: true fits a temperature).")
+    return sentences
+
+
 def findings(groups: list[Group], found: list[dict]) -> list[str]:
     if not groups:
         return ["No run has finished yet."]
-    return overfitting(groups) + closing_the_gap(groups) + phase_steps(found) + \
-        confirmation(groups, found, describe) + against_scratch(groups) + best_runs(groups)
+    return overfitting(groups) + closing_the_gap(groups, found) + phase_steps(found) + \
+        class_sentences(groups, found, format_p) + confirmation(groups, found, describe) + \
+        against_scratch(groups, found) + calibration(groups, found) + best_runs(groups)

@@ -84,26 +84,29 @@ def plot_prediction_grid(images: list[Image.Image], true_names: list[str], pred_
     return _save(fig, path)
 
 
-def plot_comparison_bars(names: list[str], scores: dict[str, list[tuple[float, float | None]]],
-                         path: Path, held_out: list[bool]) -> Path:
-    """Grouped bars per run, one per score (e.g. test accuracy, macro F1), error bars = std over
-    repeats. Runs without a held-out test split are hatched: their scores are on validation images."""
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(names) + 2), 4.2))
-    width = 0.8 / max(len(scores), 1)
-    positions = np.arange(len(names))
-    for i, (label, values) in enumerate(scores.items()):
-        means = [100 * m for m, _ in values]
-        errors = [0 if s is None else 100 * s for _, s in values]
-        bars = ax.bar(positions + (i - (len(scores) - 1) / 2) * width, means, width, yerr=errors, capsize=3,
-                      label=label)
-        for bar, honest in zip(bars, held_out):
-            bar.set_hatch("" if honest else "//")
-    ax.set_xticks(positions, names, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("%")
-    ax.set_ylim(0, 100)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title("Test scores (mean ± std over repeats; hatched: no held-out test, validation scores)")
+def plot_comparison_panels(panels: list[dict], path: Path) -> Path:
+    """One panel per set of test images (runs are compared only there): each run's test accuracy with
+    its 95 % interval (over repeats, or Wilson's on the images for a single run, marked "W"), its
+    macro F1, and the chance level of that many classes."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(5.0, sum(1.0 * len(p["runs"]) + 2 for p in panels)), 4.4),
+                             squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        positions = np.arange(len(panel["runs"]))
+        means = np.array([100 * m for m, _, _ in panel["acc"]])
+        low = means - np.array([100 * lo for _, lo, _ in panel["acc"]])
+        high = np.array([100 * hi for _, _, hi in panel["acc"]]) - means
+        ax.bar(positions - 0.2, means, 0.4, yerr=[low, high], capsize=3, label="test accuracy (95% interval)")
+        ax.bar(positions + 0.2, [100 * f for f in panel["f1"]], 0.4, label="macro F1")
+        ax.axhline(100 * panel["chance"], color="grey", linestyle="--", linewidth=1, label="chance")
+        labels = [f"{run}{' (W)' if wilson else ''}" for run, wilson in zip(panel["runs"], panel["wilson"])]
+        ax.set_xticks(positions, labels, rotation=30, ha="right", fontsize=8)
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("%")
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_title(panel["title"], fontsize=9)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("Test scores per set of test images; (W): Wilson interval of a single run on those images",
+                 fontsize=9)
     return _save(fig, path)
 
 
@@ -153,4 +156,69 @@ def plot_sweep(trials: list[dict], params: dict[str, dict], metric: str, path: P
     axes[0][0].set_ylabel(metric)
     axes[0][0].legend(fontsize=8)
     fig.suptitle(f"Sweep: {metric} of each trial against each parameter", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_reliability(diagrams: dict[str, list[dict]], path: Path, title: str = "") -> Path:
+    """Accuracy against confidence per bin (top label), one line per set of probabilities (as trained,
+    after temperature scaling); the diagonal is perfect calibration, bar heights the bin counts."""
+    fig, (ax, counts) = plt.subplots(2, 1, figsize=(5, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfectly calibrated")
+    for name, bins in diagrams.items():
+        shown = [b for b in bins if b["count"]]
+        ax.plot([b["confidence"] for b in shown], [b["accuracy"] for b in shown], "o-", markersize=4, label=name)
+    first = next(iter(diagrams.values()))
+    counts.bar([(b["low"] + b["high"]) / 2 for b in first], [b["count"] for b in first],
+               width=first[0]["high"] - first[0]["low"], color="grey")
+    ax.set_ylabel("accuracy")
+    counts.set_xlabel("confidence (top class)")
+    counts.set_ylabel("images")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_explanation(image: np.ndarray, cam_map: np.ndarray, title: str, path: Path) -> Path:
+    """An image with its class activation map laid over it (jet, half transparent), at the image's size."""
+    height, width = cam_map.shape
+    fig, ax = plt.subplots(figsize=(4.0, 4.0 * height / max(width, 1) + 0.4))
+    ax.imshow(image)
+    ax.imshow(cam_map, cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    return _save(fig, path)
+
+
+def plot_cam_grid(pixels: np.ndarray, maps: np.ndarray, titles: list[str], right: list[bool], path: Path) -> Path:
+    """Images with their class activation maps laid over them, titled True/Pred (red where wrong)."""
+    columns = min(4, len(pixels))
+    rows = int(np.ceil(len(pixels) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.8 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, cam_map, title, ok in zip(axes.flat, pixels, maps, titles, right):
+        ax.imshow(image)
+        ax.imshow(cam_map, cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0)
+        ax.set_title(title, fontsize=8, color="black" if ok else "red")
+    return _save(fig, path)
+
+
+def plot_cam_side_by_side(pixels: np.ndarray, maps: dict[str, np.ndarray], truths: list[str], path: Path) -> Path:
+    """The same test images (rows), each run's map on them (columns), for runs scored on the same images."""
+    runs = list(maps)
+    fig, axes = plt.subplots(len(pixels), len(runs) + 1, figsize=(2.3 * (len(runs) + 1), 2.3 * len(pixels)),
+                             squeeze=False)
+    for r, (image, truth) in enumerate(zip(pixels, truths)):
+        axes[r][0].imshow(image)
+        axes[r][0].set_title(f"True: {truth}", fontsize=8)
+        for c, run in enumerate(runs, start=1):
+            axes[r][c].imshow(image)
+            axes[r][c].imshow(maps[run][r], cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0)
+            if r == 0:
+                axes[r][c].set_title(run, fontsize=8)
+    for ax in axes.flat:
+        ax.axis("off")
     return _save(fig, path)

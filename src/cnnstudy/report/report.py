@@ -8,18 +8,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from . import plots
-from .compare import Group, comparisons, group_records
+from .compare import CLASS_KIND, Group, comparisons, group_records
 from ..fileio import atomic_write_text, read_jsonl
 from .findings import diverged, findings
+from .perclass import class_table
 from ..runner.records import RunRecord, collect_records, study_runs
 from .render import to_html, to_markdown
-from .stats import format_p
+from .stats import format_p, wilson
 from .sweeps import sweep_blocks
 from .summary import COLUMNS, SUMMARY_NOTE, summary_rows
 
 PLOTS = [("curves.png", "Loss and accuracy"), ("roc.png", "ROC"), ("confusion.png", "Confusion matrix"),
-         ("predictions.png", "Predictions")]
+         ("predictions.png", "Predictions"), ("gradcam.png", "Grad-CAM"), ("why_wrong.png", "Why wrong"),
+         ("reliability.png", "Reliability")]
 Blocks = list[tuple[str, object]]
 
 
@@ -38,10 +42,24 @@ def _scores(metrics: dict) -> Blocks:
     split = "Split: " + "; ".join(f"{part} {metrics['split']['sizes'][part]} images ({origin[part]})"
                                   for part in origin) + "."
     blocks: Blocks = [("p", line), ("p", split)]
+    if "ece" in metrics[scored]:
+        blocks.append(("p", calibration_words(metrics)))
     if scored != "test":
         blocks.append(("p", "**No held-out test split**: these scores are on the validation images that chose "
                             "best.pt, so they are optimistic (split.test is 0)."))
     return blocks
+
+
+def calibration_words(metrics: dict) -> str:
+    scored = metrics["scored_on"]
+    words = (f"Calibration on {scored}: expected calibration error {metrics[scored]['ece'] * 100:.1f}% (15 bins, "
+             f"top label), negative log-likelihood {metrics[scored]['nll']:.3f}.")
+    fitted = metrics.get("calibration")
+    if fitted and scored in fitted:
+        words += (f" Temperature {fitted['temperature']:.2f} (fitted on validation) brings them to "
+                  f"{fitted[scored]['ece_scaled'] * 100:.1f}% and {fitted[scored]['nll_scaled']:.3f}; predict and "
+                  "export use it.")
+    return words
 
 
 def run_blocks(record: RunRecord, model_name: str, title: str = "") -> Blocks:
@@ -100,36 +118,92 @@ def phase_blocks(study_dir: Path, records: dict[str, list[RunRecord]], groups: d
     return blocks
 
 
-GROUP_COLUMNS = ["run", "init", "dataset", "repeats", "test acc %", "macro F1 %", "val acc %", "gap", "verdicts"]
+GROUP_COLUMNS = ["run", "init", "dataset", "repeats", "test acc %", "macro F1 %", "ECE %", "val acc %", "gap",
+                 "verdicts"]
 DIFF_COLUMNS = ["run", "against", "test images", "difference", "95% CI", "p", "in words", "method"]
 
 
 def answer_blocks(study_dir: Path, records: list[RunRecord], groups: list[Group], found: list[dict]) -> Blocks:
     rows = [{"run": g.run_id, "init": g.first["init"], "dataset": Path(g.first["dataset"]).name,
              "repeats": len(g.records), "test acc %": g.mean_std_text("test_acc") or "(no test split)",
-             "macro F1 %": g.mean_std_text("f1"), "val acc %": g.mean_std_text("val_acc"),
+             "macro F1 %": g.mean_std_text("f1"), "ECE %": g.mean_std_text("ece"),
+             "val acc %": g.mean_std_text("val_acc"),
              "gap": g.mean_std_text("gap"),
              "verdicts": ", ".join(sorted(set(m["verdict"]["verdict"] for m in g.metrics)))} for g in groups]
     diffs = [{"run": c["a"], "against": f"{c['b']} ({c['kind']})", "test images": f"{c['test_images']} {c['dataset']}",
               "difference": f"{c['diff'] * 100:+.1f} points",
               "95% CI": f"{c['ci95'][0] * 100:+.1f} to {c['ci95'][1] * 100:+.1f}", "p": format_p(c["p"]),
-              "in words": c["words"], "method": c["method"]} for c in found]
+              "in words": c["words"], "method": c["method"]} for c in found if c["kind"] != CLASS_KIND]
     answer = diverged(records, study_runs(study_dir)) + findings(groups, found)
     blocks: Blocks = [("h2", "The answer"), ("ul", answer), ("table", (rows, GROUP_COLUMNS))]
     blocks += [("img", path) for path in study_plots(study_dir, groups)]
     if diffs:
-        blocks += [("h3", "Differences on the same test images"), ("table", (diffs, DIFF_COLUMNS))]
+        blocks += [("h3", "Differences on the same test images"), ("table", (diffs, DIFF_COLUMNS)),
+                   ("p", f"p-values are adjusted for the {len(found)} comparisons this report makes (Holm's "
+                         "method), and the words follow the adjusted value; the raw p-values are in comparisons.csv.")]
+    for title, rows, columns in class_table(groups):
+        blocks += [("h3", title), ("table", (rows, columns))]
+    by_id = {g.run_id: g for g in groups}
+    panels = [side_by_side(study_dir, by_id[c["a"]], by_id[c["b"]]) for c in found
+              if c["kind"].startswith(("previous phase", "against scratch"))]
+    panels = [path for path in panels if path is not None]
+    if panels:
+        blocks += [("h3", "Where each run looks, on the same test images (Grad-CAM, predicted class)"),
+                   *[("img", path) for path in panels]]
     return blocks
+
+
+def side_by_side(study_dir: Path, a: Group, b: Group, shown: int = 6) -> Path | None:
+    """Both runs' stored maps of the same grid images (their representative repeats), one column each."""
+    found = {}
+    for group in (b, a):
+        path = group.records[group.representative].run_dir / "explanations.npz"
+        if not path.exists():
+            return None
+        with np.load(path) as arrays:
+            found[group.run_id] = {key: arrays[key] for key in ("ids", "kind", "pixels", "maps", "targets")}
+    grids = {run: {str(i): k for k, (i, kind) in enumerate(zip(v["ids"], v["kind"])) if kind == "grid"}
+             for run, v in found.items()}
+    common = [i for i in grids[b.run_id] if i in grids[a.run_id]][:shown]
+    if not common:
+        return None
+    first = found[b.run_id]
+    rows = [grids[b.run_id][i] for i in common]
+    classes = a.first["classes"]
+    return plots.plot_cam_side_by_side(first["pixels"][rows],
+                                       {run: v["maps"][[grids[run][i] for i in common]] for run, v in found.items()},
+                                       [classes[int(t)] for t in first["targets"][rows]],
+                                       study_dir / "plots" / f"cam-{a.run_id.replace('/', '-')}-vs-"
+                                                             f"{b.run_id.replace('/', '-')}.png")
+
+
+def comparison_panels(groups: list[Group]) -> list[dict]:
+    """The runs of each set of test images (runs without a held-out test split apart, on validation)."""
+    panels = []
+    for key in dict.fromkeys(g.test_key for g in groups):
+        members = [g for g in groups if g.test_key == key]
+        first = members[0].first
+        part, n = first["scored_on"], first[first["scored_on"]]["n"]
+        title = f"{Path(first['dataset']).name}: {n} {'test' if key else 'validation (not held out)'} images, " \
+                f"{len(first['classes'])} classes"
+        acc = []
+        for g in members:
+            stats = g.summary("test_acc" if key else "val_acc")
+            if stats["ci95"]:
+                acc.append((stats["mean"], *stats["ci95"]))
+            else:
+                accuracy = g.first[part]["accuracy"]
+                acc.append((accuracy, *wilson(round(accuracy * n), n)))
+        panels.append({"title": title, "runs": [g.run_id for g in members], "acc": acc,
+                       "f1": [g.summary("f1")["mean"] or 0.0 for g in members],
+                       "wilson": [len(g.records) == 1 for g in members], "chance": 1 / len(first["classes"])})
+    return panels
 
 
 def study_plots(study_dir: Path, groups: list[Group]) -> list[Path]:
     if not groups:
         return []
-    names = [g.run_id for g in groups]
-    scores = {label: [(g.summary(m)["mean"] or 0.0, g.summary(m)["std"]) for g in groups]
-              for label, m in (("test accuracy", "test_acc"), ("macro F1", "f1"))}
-    bars = plots.plot_comparison_bars(names, scores, study_dir / "plots" / "comparison.png",
-                                      [g.test_key is not None for g in groups])
+    bars = plots.plot_comparison_panels(comparison_panels(groups), study_dir / "plots" / "comparison.png")
     curves = {g.run_id: [[row["val_acc"] for row in read_jsonl(r.run_dir / "history.jsonl")] for r in g.records]
               for g in groups}
     return [bars, plots.plot_val_curves(curves, study_dir / "plots" / "val_curves.png")]

@@ -5,7 +5,8 @@
   images: of the images exactly one of them gets right, are the two kinds of disagreement as
   likely as a fair coin would make them (two-sided exact binomial, p = 0.5)?
 - `bootstrap_diff_ci`: a seeded percentile bootstrap interval of the accuracy difference on paired images;
-- `welch`: the difference of two repeated runs' means, with Welch's t-test and interval.
+- `welch`: the difference of two repeated runs' means, with Welch's t-test and interval;
+- `holm`: p-values adjusted for the number of comparisons one report states (Holm's step-down).
 """
 from __future__ import annotations
 
@@ -74,3 +75,24 @@ def words(diff: float, p: float) -> str:
     if p < ALPHA:
         return "better" if diff > 0 else "worse"
     return f"no clear difference (p = {format_p(p)})"
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjustment: the k-th smallest p times (m - k + 1), kept monotone, capped at 1.
+    The family-wise error rate stays at ALPHA however many comparisons a report makes."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    adjusted, running = [0.0] * len(pvalues), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def wilson(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson's 95 % score interval of a proportion: a single run's test accuracy on n images."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)

@@ -17,12 +17,12 @@ from ..runner.records import RunRecord, collect_records
 from .render import markdown_table
 
 COLUMNS = ["phase", "run", "repeat", "seed", "model", "init", "dataset", "params", "trainable", "epochs",
-           "best_epoch", "train_acc", "val_acc", "test_acc", "precision", "recall", "f1", "auc", "scored_on",
+           "best_epoch", "train_acc", "train_eval_acc", "val_acc", "test_acc", "precision", "recall", "f1", "auc", "ece", "scored_on",
            "gap", "verdict", "sec_per_epoch"]
 NOT_HELD_OUT = "val (not held out)"
 
 
-PERCENT_COLUMNS = ("train_acc", "val_acc", "test_acc", "precision", "recall", "f1", "gap")
+PERCENT_COLUMNS = ("train_acc", "train_eval_acc", "val_acc", "test_acc", "precision", "recall", "f1", "ece", "gap")
 
 
 def summary_row(metrics: dict) -> dict:
@@ -44,9 +44,9 @@ def summary_rows(records: list[RunRecord]) -> list[dict]:
     return [summary_row(record.metrics) for record in records if record.metrics]
 
 
-GROUPED_METRICS = ["test_acc", "val_acc", "f1", "precision", "recall", "auc", "gap", "sec_per_epoch"]
-COMPARISON_COLUMNS = ["kind", "a", "b", "dataset", "test_images", "diff", "ci95_low", "ci95_high", "p",
-                      "method", "words"]
+GROUPED_METRICS = ["test_acc", "val_acc", "f1", "precision", "recall", "auc", "ece", "gap", "sec_per_epoch"]
+COMPARISON_COLUMNS = ["kind", "a", "b", "class", "dataset", "test_images", "diff", "ci95_low", "ci95_high", "p_raw", "p",
+                      "method", "words"]  # p: adjusted by Holm over every comparison; words follow it
 
 
 def grouped_rows(groups) -> list[dict]:
@@ -74,11 +74,14 @@ def _csv(rows: list[dict], columns: list[str]) -> str:
     return buffer.getvalue()
 
 
-SUMMARY_NOTE = ("Accuracies in %, best epoch by validation accuracy; precision/recall/F1/AUC are macro "
+SUMMARY_NOTE = ("Accuracies in %. train_acc, val_acc and the scores are the best epoch's (by validation "
+                "accuracy; train_acc measured while training, with augmentation and Dropout); train_eval_acc "
+                "is the last epoch's train accuracy in eval mode on un-augmented images, the side gap compares "
+                "with the last epoch's validation accuracy. Precision/recall/F1/AUC are macro "
                 "averages on the split named in scored_on: the held-out test split, or, where a run has "
                 f"none, \"{NOT_HELD_OUT}\": the validation images that chose its checkpoint, so those "
-                "scores are optimistic. gap = final train accuracy (eval mode, un-augmented images) - "
-                "validation accuracy.")
+                "scores are optimistic. ece = expected calibration error (15 bins, top label) on that split. "
+                "gap = train_eval_acc - the last epoch's validation accuracy.")
 
 
 def write_summary(study_dir: Path) -> list[dict]:

@@ -7,16 +7,23 @@ import io
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..report import plots
 from .._version import __version__
 from ..config import RunConfig
+from ..data.cache import resized_pixels
+from ..data.transforms import normalize
+from ..models.explain import class_activation_maps
+from ..models.registry import get_spec
 from ..data.splits import PARTS, Split
 from ..fileio import atomic_write_bytes, atomic_write_text, write_json
+from ..training.calibration import calibration_report, reliability_bins, scaled
 from ..training.engine import diverged_words
 from ..training.metrics import classification_metrics, epoch_line, overfitting_verdict, roc_curves
 
 GRID_SIZE = 16
+WRONG_SHOWN = 8  # the most confident mistakes, with their maps
 
 
 def describe_init(cfg: RunConfig) -> str:
@@ -47,6 +54,17 @@ def run_metrics(cfg: RunConfig, history: list[dict], outputs: dict, split: Split
     for name, out in outputs.items():
         metrics[name] = classification_metrics(out["probs"], out["targets"], split.classes)
     return metrics
+
+
+def add_calibration(metrics: dict, outputs: dict, fit: bool) -> None:
+    """ECE and NLL of each scored split into its section; with `fit` (calibrate: true), the
+    temperature fitted on validation and both scores after scaling, under "calibration"."""
+    report = calibration_report(outputs, fit)
+    for part in outputs:
+        metrics[part].update(ece=report[part]["ece"], nll=report[part]["nll"])
+    if fit and "temperature" in report:
+        metrics["calibration"] = {"temperature": report["temperature"], "fitted_on": "val",
+                                  **{part: report[part] for part in outputs}}
 
 
 def diverged_metrics(cfg: RunConfig, split: Split, facts: dict, diverged: dict) -> dict:
@@ -91,14 +109,55 @@ def write_plots(run_dir: Path, cfg: RunConfig, history: list[dict], metrics: dic
                    plot_dir / "roc.png", title=f"One-vs-rest ROC ({name})")
     plots.plot_confusion(metrics[name]["confusion_matrix"], classes, plot_dir / "confusion.png",
                          title=f"Confusion matrix ({name}, {metrics[name]['n']} images)")
+    temperature = metrics.get("calibration", {}).get("temperature")
+    diagrams = {"as trained": reliability_bins(out["probs"], out["targets"])}
+    if temperature:
+        diagrams[f"temperature {temperature:.2f}"] = reliability_bins(scaled(out["probs"], temperature), out["targets"])
+    plots.plot_reliability(diagrams, plot_dir / "reliability.png", title=f"Reliability ({name}, "
+                           f"ECE {metrics[name]['ece'] * 100:.1f}%)")
     items = getattr(split, name)
     preds = out["probs"].argmax(1)
-    # Evenly spaced through the (class-sorted) split, so the grid shows every class.
-    shown = np.unique(np.linspace(0, len(items) - 1, min(GRID_SIZE, len(items))).astype(int)).tolist()
+    shown = grid_rows(len(items))
     images = [source.open(items[out["indices"][i]][0]).resize((cfg.data.image_size,) * 2) for i in shown]
     plots.plot_prediction_grid(images, [classes[out["targets"][i]] for i in shown],
                                [classes[preds[i]] for i in shown], plot_dir / "predictions.png")
     write_misclassified(run_dir / "misclassified.csv", name, items, out, classes)
+
+
+def grid_rows(count: int) -> list[int]:
+    """Rows shown in a run's grids: evenly spaced through the (class-sorted) split, so every class is
+    there, and the same rows for every run on the same split."""
+    return np.unique(np.linspace(0, count - 1, min(GRID_SIZE, count)).astype(int)).tolist()
+
+
+def write_explanations(run_dir: Path, model, cfg: RunConfig, metrics: dict, outputs: dict, split: Split, source,
+                       stats, device, precision: str) -> None:
+    """Grad-CAM maps (for the predicted class) of the grid's images and of the most confident mistakes:
+    explanations.npz (file ids, pixels, maps, targets, predictions) and plots/gradcam.png, why_wrong.png.
+    A model that declares no target layer gets none."""
+    if get_spec(cfg.model.name).cam_layer is None:
+        return
+    name = metrics["scored_on"]
+    out, items = outputs[name], getattr(split, name)
+    preds, confidence = out["probs"].argmax(1), out["probs"].max(1)
+    wrong = [int(i) for i in np.argsort(-confidence, kind="stable") if preds[i] != out["targets"][i]][:WRONG_SHOWN]
+    rows = grid_rows(len(items)) + wrong
+    ids = [items[out["indices"][i]][0] for i in rows]
+    pixels = np.stack([resized_pixels(source.open(item), cfg.data.image_size) for item in ids])
+    maps = class_activation_maps(model, cfg.model.name, normalize(torch.from_numpy(pixels).permute(0, 3, 1, 2)
+                                                                  .float(), stats), preds[rows].tolist(), device,
+                                 precision)
+    kinds = ["grid"] * (len(rows) - len(wrong)) + ["wrong"] * len(wrong)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, ids=np.array(ids), kind=np.array(kinds), pixels=pixels, maps=maps,
+                        targets=out["targets"][rows], preds=preds[rows], confidence=confidence[rows])
+    atomic_write_bytes(run_dir / "explanations.npz", buffer.getvalue())
+    titles = [f"True: {split.classes[out['targets'][i]]} / Pred: {split.classes[preds[i]]}" for i in rows]
+    for kind, path in (("grid", "gradcam.png"), ("wrong", "why_wrong.png")):
+        picked = [k for k, shown in enumerate(kinds) if shown == kind]
+        if picked:
+            plots.plot_cam_grid(pixels[picked], maps[picked], [titles[k] for k in picked],
+                                [preds[rows[k]] == out["targets"][rows[k]] for k in picked], run_dir / "plots" / path)
 
 
 def write_misclassified(path: Path, split_name: str, items, out: dict, classes: list[str]) -> None:

@@ -17,6 +17,9 @@ from ..data.splits import Split
 from ..fileio import read_json, file_digest, write_json
 
 FILE = "fingerprint.json"
+# Settings added since cnnstudy 0.2, with the value that means what older runs did: a fingerprint
+# without the key was made with that value.
+ADDED_KEYS = {"data.classes": None, "sweep": None, "calibrate": False}
 
 
 def make_fingerprint(cfg: RunConfig, split: Split, inputs: dict[str, dict], data: str | None) -> dict[str, Any]:
@@ -74,9 +77,8 @@ def differences(old: dict | None, new: dict, data_change: Callable[[str | None],
     if old is None:
         return [f"no {FILE}: made by an older cnnstudy or by hand, so what it was made from is unknown"]
     lines = []
-    before, after = flatten(old.get("config", {})), flatten(new["config"])
+    before, after = {**ADDED_KEYS, **flatten(old.get("config", {}))}, flatten(new["config"])
     for key in sorted(set(before) | set(after)):
-        # A key added to cnnstudy since (absent before) at its "none" default changes nothing.
         if before.get(key) != after.get(key):
             lines.append(f"{key}: {before.get(key, '(unset)')!r} -> {after.get(key, '(unset)')!r}")
     old_split, new_split = old.get("split", {}), new["split"]

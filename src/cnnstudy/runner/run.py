@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 import yaml
 
-from .artifacts import diverged_metrics, run_metrics, write_run_artifacts
+from .artifacts import add_calibration, diverged_metrics, run_metrics, write_explanations, write_run_artifacts
 from ..models.checkpoint import check_same_split, load_checkpoint_file
 from ..config import RunConfig, StudyError
 from ..data.loaders import build_loaders
@@ -114,7 +114,7 @@ def execute_run(plan: RunPlan, study_dir: Path, log=print, tracking: Tracking | 
     trackers = tracking.open(plan.run_dir, plan.label, meta["config"]) if tracking else None
     loop.on_epoch = chain(trackers.epoch if trackers else None, watch)
     state = fit(wrap(model, device, dist), optimizer, loaders, plan.run_dir, meta, loop)
-    metrics = finish_run(plan, model, loaders, loop, facts, state.diverged)
+    metrics = finish_run(plan, model, loaders, loop, facts, stats, state.diverged)
     if trackers and metrics.get("scored_on"):
         trackers.finish(metrics, meta["config"], plan.run_dir)
     return metrics
@@ -151,7 +151,8 @@ def wrap(model: torch.nn.Module, device: torch.device, dist: Dist) -> torch.nn.M
         model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def finish_run(plan: RunPlan, model, loaders: dict, loop: Loop, facts: dict, diverged: dict | None = None) -> dict:
+def finish_run(plan: RunPlan, model, loaders: dict, loop: Loop, facts: dict, stats: Stats,
+               diverged: dict | None = None) -> dict:
     """Evaluate best.pt on val and test (every rank its shard), then rank 0 writes predictions,
     plots and, last, metrics.json. A diverged run is scored from its best checkpoint, from before
     it diverged; without one (epoch 1 diverged) its metrics.json says so and holds no scores."""
@@ -165,6 +166,10 @@ def finish_run(plan: RunPlan, model, loaders: dict, loop: Loop, facts: dict, div
                for name in plan.scored if name in loaders}
     history = read_history(plan.run_dir)
     metrics = run_metrics(cfg, history, outputs, split, facts)
+    add_calibration(metrics, outputs, cfg.calibrate)
+    if plan.trial is None:  # a sweep's trials are compared by their metric only
+        loop.dist.on_main(lambda: write_explanations(plan.run_dir, model, cfg, metrics, outputs, split,
+                                                     plan.data.source, stats, loop.device, loop.precision))
     if diverged is not None:
         metrics["diverged"] = diverged
         metrics["verdict"] = {**metrics["verdict"], "verdict": "diverged", "explanation": (

@@ -36,9 +36,22 @@ def sample_batch(run: LoadedRun, count: int = VERIFY_IMAGES) -> torch.Tensor:
     return run.inputs(np.stack([run.pixels(source.open(item)) for item in picked])).cpu().contiguous()
 
 
+class Tempered(torch.nn.Module):
+    """The model with its logits divided by the run's fitted temperature (calibrate: true)."""
+
+    def __init__(self, model: torch.nn.Module, temperature: float) -> None:
+        super().__init__()
+        self.model, self.temperature = model, temperature
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images) / self.temperature
+
+
 def cpu_model(run: LoadedRun) -> torch.nn.Module:
-    """The run's model in plain fp32 on the CPU (a copy: the loaded run keeps its device)."""
-    return copy.deepcopy(run.model).cpu().to(memory_format=torch.contiguous_format).float().eval()
+    """The run's model in plain fp32 on the CPU (a copy: the loaded run keeps its device), its logits
+    scaled by the run's temperature where it has one."""
+    model = copy.deepcopy(run.model).cpu().to(memory_format=torch.contiguous_format).float().eval()
+    return model if run.temperature == 1.0 else Tempered(model, run.temperature).eval()
 
 
 def reference_logits(run: LoadedRun, batch: torch.Tensor) -> np.ndarray:
@@ -116,6 +129,9 @@ def sidecar(run: LoadedRun, fmt: str, worst: float) -> dict:
     return {"format": fmt, "classes": run.classes, "image_size": run.image_size,
             "input": "float32 NCHW, RGB resized to image_size x image_size (bilinear), scaled to [0, 1], "
                      "then (x - mean) / std per channel; dynamic batch dimension",
-            "mean": list(run.stats[0]), "std": list(run.stats[1]), "output": "logits, one per class",
+            "mean": list(run.stats[0]), "std": list(run.stats[1]),
+            "output": "logits, one per class" + ("" if run.temperature == 1.0 else
+                                                 f", divided by the fitted temperature {run.temperature:.4f}"),
+            "temperature": run.temperature,
             "model": run.metrics["model"], "run": run.metrics["run"], "fingerprint": run.metrics["fingerprint"],
             "verified": {"images": VERIFY_IMAGES, "max_abs_logit_difference": worst, "tolerance": TOLERANCE}}

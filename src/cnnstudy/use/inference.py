@@ -75,6 +75,8 @@ class LoadedRun:
         self.model = create_model(checkpoint["model_name"], len(self.classes), image_size=self.image_size)
         self.model.load_state_dict(checkpoint["model"])
         self.model = self.model.to(self.device).to(memory_format=torch.channels_last).eval()
+        # calibrate: true: logits are divided by the temperature fitted on the validation split.
+        self.temperature: float = self.metrics.get("calibration", {}).get("temperature", 1.0)
 
     def pixels(self, image: Image.Image) -> np.ndarray:
         """One image as the cache stores it (uint8 HWC at the run's image size)."""
@@ -90,7 +92,7 @@ class LoadedRun:
         images = self.inputs(batch).contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.precision):
             logits = self.model(images)
-        return torch.softmax(logits.float(), 1).cpu().numpy()
+        return torch.softmax(logits.float() / self.temperature, 1).cpu().numpy()
 
     def predict(self, images: Iterable[str | Path | Image.Image], top_k: int = 3, batch_size: int | None = None,
                 progress: bool = False) -> list[dict]:

@@ -1,0 +1,131 @@
+"""Why a run predicts what it predicts: class activation maps (the `grad-cam` package,
+pytorch-grad-cam) of a finished run's model, on the layer its spec declares (`cam_layer`).
+
+The model explains itself exactly as it predicts: eval mode (BatchNorm statistics, no Dropout), the
+run's own resize and normalization, its precision. Maps come out at the model's input size with
+values in [0, 1] and are resized (bilinear) to each image's own height x width, so that they lie on
+the file's pixels. Images are explained in batches; an unreadable file gets an error in its row.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..config import StudyError
+from ..data.layout import IMAGE_EXTENSIONS
+from ..data.sources import open_image_file
+from ..fileio import atomic_write_bytes, atomic_write_text
+from ..models.explain import METHODS, class_activation_maps
+from ..report.plots import plot_explanation
+from .inference import LoadedRun
+
+def cam_maps(run: LoadedRun, batch: np.ndarray, targets: list[int], method: str = "gradcam") -> np.ndarray:
+    """(N, S, S) float32 maps in [0, 1] of a (N, S, S, 3) uint8 batch at the run's image size, for the
+    class index each image is explained for."""
+    try:
+        return class_activation_maps(run.model, run.metrics["model"], run.inputs(batch), targets, run.device,
+                                     run.precision, method)
+    except ValueError as err:  # the model declares no target layer
+        raise StudyError(str(err)) from None
+
+
+def on_image(cam_map: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A map resized (bilinear) to an image's own height x width, still float32 in [0, 1]."""
+    resized = torch.nn.functional.interpolate(torch.from_numpy(cam_map)[None, None], size=(height, width),
+                                              mode="bilinear", align_corners=False)[0, 0]
+    return resized.clamp(0, 1).numpy().astype(np.float32)
+
+
+def inputs_with_outputs(paths: Iterable[str | Path]) -> list[tuple[Path, Path]]:
+    """(image file, where its outputs go relative to --out, without suffix): a folder argument `x/`
+    gives `x/<path under it>`, a file its own stem, so two images of one name never collide."""
+    found = []
+    for arg in map(Path, paths):
+        if arg.is_dir():
+            found += [(f, Path(arg.resolve().name) / f.relative_to(arg).with_suffix(""))
+                      for f in sorted(arg.rglob("*")) if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS]
+        else:
+            found.append((arg, Path(arg.stem)))
+    return found
+
+
+def target_index(run: LoadedRun, target: str, predicted: int, file: Path) -> int:
+    if target == "predicted":
+        return predicted
+    name = file.parent.name if target == "true" else target
+    if name not in run.classes:
+        raise ValueError(f"{'its folder ' + repr(name) if target == 'true' else repr(name)} is not one of the "
+                         f"run's classes ({', '.join(run.classes)})")
+    return run.classes.index(name)
+
+
+def explain_images(run: LoadedRun, paths: Iterable[str | Path], out: Path, method: str = "gradcam",
+                   target: str = "predicted", save_maps: bool = False, batch_size: int = 16) -> list[dict]:
+    """An overlay PNG per image (and with `save_maps` the map as .npy), mirrored under `out`, and
+    explanations.csv; returns the rows (file, class, confidence, explained, overlay, map, error)."""
+    if method not in METHODS:
+        raise StudyError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
+    jobs, rows = inputs_with_outputs(paths), []
+    for start in range(0, len(jobs), batch_size):
+        rows += _explain_batch(run, jobs[start:start + batch_size], out, method, target, save_maps)
+    write_table(out / "explanations.csv", rows)
+    return rows
+
+
+def _explain_batch(run: LoadedRun, jobs: list[tuple[Path, Path]], out: Path, method: str, target: str,
+                   save_maps: bool) -> list[dict]:
+    rows, ready = [], []
+    for file, rel in jobs:
+        row = {"file": str(file), "class": None, "confidence": None, "explained": None, "overlay": None,
+               "map": None, "error": None}
+        rows.append(row)
+        try:
+            image = open_image_file(file)
+            ready.append((row, file, rel, image, run.pixels(image)))
+        except Exception as err:  # noqa: BLE001 - one bad file never stops the others
+            row["error"] = f"{type(err).__name__}: {err}"
+    if not ready:
+        return rows
+    pixels = np.stack([item[4] for item in ready])
+    probs = run.probabilities(pixels)
+    wanted = []
+    for (row, file, _, _, _), p in zip(ready, probs):
+        try:
+            wanted.append(target_index(run, target, int(p.argmax()), file))
+        except ValueError as err:  # no map for this image; the batch still needs a class to run
+            row["error"] = str(err)
+            wanted.append(int(p.argmax()))
+    maps = cam_maps(run, pixels, wanted, method)
+    for (row, file, rel, image, _), p, k, cam_map in zip(ready, probs, wanted, maps):
+        if row["error"] is None:
+            _write_outputs(row, run, image, out / rel, p, k, on_image(cam_map, image.height, image.width), save_maps)
+    return rows
+
+
+def _write_outputs(row: dict, run: LoadedRun, image: Image.Image, stem: Path, p: np.ndarray, k: int,
+                   cam_map: np.ndarray, save_maps: bool) -> None:
+    predicted = int(p.argmax())
+    row.update({"class": run.classes[predicted], "confidence": float(p[predicted]), "explained": run.classes[k],
+                "overlay": str(stem.with_suffix(".png"))})
+    title = f"Pred: {run.classes[predicted]} ({p[predicted] * 100:.1f}%)" + \
+        ("" if k == predicted else f", map for {run.classes[k]}")
+    plot_explanation(np.asarray(image), cam_map, title, stem.with_suffix(".png"))
+    if save_maps:
+        buffer = io.BytesIO()
+        np.save(buffer, cam_map)
+        atomic_write_bytes(stem.with_suffix(".npy"), buffer.getvalue())
+        row["map"] = str(stem.with_suffix(".npy"))
+
+
+def write_table(path: Path, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["file", "class", "confidence", "explained", "overlay", "map", "error"])
+    writer.writeheader()
+    writer.writerows({**r, "confidence": "" if r["confidence"] is None else f"{r['confidence']:.6f}"} for r in rows)
+    atomic_write_text(path, buffer.getvalue())
