@@ -136,3 +136,16 @@ def test_holm_adjusts_step_down_and_the_words_follow_the_adjusted_p(tmp_path):
     assert [c["p"] for c in found] == pytest.approx(holm(raw))
     for c in found:
         assert c["p"] >= c["p_raw"] and c["words"] == words(c["diff"], c["p"])
+
+
+def test_worse_calibrated_is_said_once_per_pair_of_whole_runs(tmp_path):
+    from cnnstudy.report.findings import calibration
+
+    a = make_group(tmp_path, "p2/a", [np.ones(50, bool)])
+    b = make_group(tmp_path, "p1/b", [np.ones(50, bool)])
+    a.metrics[0]["test"]["ece"], b.metrics[0]["test"]["ece"] = 0.08, 0.02
+    row = {"a": "p2/a", "b": "p1/b", "diff": 0.1, "p": 0.001, "words": "better"}
+    found = [{**row, "kind": "previous phase"}, {**row, "kind": "best run"},
+             {**row, "kind": "by class", "class": "x"}, {**row, "kind": "by class", "class": "y", "words": "better"}]
+    assert len(calibration([a, b], found)) == 1
+    assert calibration([a, b], [{**row, "kind": "by class", "class": "x"}]) == []

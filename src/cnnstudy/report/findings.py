@@ -113,8 +113,11 @@ def diverged(records: list, runs: list[tuple[dict, dict]]) -> list[str]:
 
 def calibration(groups: list[Group], found: list[dict]) -> list[str]:
     """A run clearly more accurate than another on the same images, but worse calibrated: say so."""
-    by_id, sentences = {g.run_id: g for g in groups}, []
+    by_id, sentences, said = {g.run_id: g for g in groups}, [], set()
     for c in found:
+        if "class" in c or (c["a"], c["b"]) in said:  # whole runs only, each pair once
+            continue
+        said.add((c["a"], c["b"]))
         a, b = by_id[c["a"]], by_id[c["b"]]
         ece_a, ece_b = a.summary("ece")["mean"], b.summary("ece")["mean"]
         if c["words"] == "better" and ece_a is not None and ece_b is not None and ece_a > ece_b + 0.01:
