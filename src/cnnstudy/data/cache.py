@@ -23,9 +23,10 @@ def cache_root() -> Path:
     return Path(os.environ.get("CNNSTUDY_CACHE", Path.home() / ".cache" / "cnnstudy"))
 
 
-def cache_key(source, items: list[str], size: int) -> str:
+def cache_key(source, items: list[str], size: int, known: dict | None = None) -> str:
+    """`known`: each item's (size, mtime) where already read (the split's files table), else stat."""
     dataset = str(source.root)
-    fingerprints = [(item, *source.fingerprint(item)) for item in items]
+    fingerprints = [(item, *(known[item] if known else source.fingerprint(item))) for item in items]
     return hashlib.sha1(json.dumps([dataset, size, fingerprints]).encode()).hexdigest()
 
 
@@ -55,8 +56,8 @@ def _load_valid(path: Path, count: int, size: int) -> np.ndarray | None:
     return array
 
 
-def cache_path(source, items: list[str], size: int, root: Path | None = None) -> Path:
-    return (root or cache_root()) / f"{source.name}-{size}px-{cache_key(source, items, size)[:20]}.npy"
+def cache_path(source, items: list[str], size: int, root: Path | None = None, known: dict | None = None) -> Path:
+    return (root or cache_root()) / f"{source.name}-{size}px-{cache_key(source, items, size, known)[:20]}.npy"
 
 
 def cached_images(source, items: list[str], size: int, workers: int | None = None,

@@ -44,7 +44,7 @@ def cache_bytes(jobs: list[Job]) -> int:
             for part in PARTS:
                 items = [item for item, _ in getattr(job.data.split, part)]
                 if items:
-                    path = cache_path(job.data.source, items, job.cfg.data.image_size)
+                    path = cache_path(job.data.source, items, job.cfg.data.image_size, known=job.data.files)
                     wanted[path] = len(items) * job.cfg.data.image_size ** 2 * 3
     return sum(size for path, size in wanted.items() if not path.exists())
 

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from ..config import ParamRange, RunConfig, StudyError, SweepConfig, explain
 from ..fileio import atomic_write_text, read_json, write_json
 from ..seeds import derive_seed
+from .fingerprint import flatten
 
 BASE_SUFFIX = ".base"
 STATE_FILE, TABLE_FILE, STORAGE_FILE, TRIALS_DIR = "sweep.json", "sweep.csv", "sweep.db", "trials"
@@ -81,18 +82,11 @@ def confirmed_config(cfg: RunConfig, params: dict[str, Any]) -> RunConfig:
     return _with_params(cfg, params)
 
 
-def _leaf_keys(tree: dict, prefix: str = "") -> set[str]:
-    keys = set()
-    for key, value in tree.items():
-        keys |= _leaf_keys(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}"}
-    return keys
-
-
 def check_sweep(cfg: RunConfig, where: str) -> list[RunConfig]:
     """Before anything trains: every swept key exists and may be swept, and every choice and both
     ends of every range make a valid run. Returns those trial configs for further checks."""
     sweep = cfg.sweep
-    known = _leaf_keys(cfg.model_dump(mode="json"))
+    known = set(flatten(cfg.model_dump(mode="json")))
     for key in sweep.params:
         if any(key == fixed or key.startswith(fixed + ".") for fixed in FIXED_KEYS):
             raise StudyError(f"{where}: sweep.params.{key} cannot be swept: it changes the split or what the run "
