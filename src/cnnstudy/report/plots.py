@@ -161,18 +161,17 @@ def plot_sweep(trials: list[dict], params: dict[str, dict], metric: str, path: P
 
 def plot_reliability(diagrams: dict[str, list[dict]], path: Path, title: str = "") -> Path:
     """Accuracy against confidence per bin (top label), one line per set of probabilities (as trained,
-    after temperature scaling); the diagonal is perfect calibration, bar heights the bin counts."""
-    fig, (ax, counts) = plt.subplots(2, 1, figsize=(5, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    after temperature scaling); the diagonal is perfect calibration, marker areas the bins' shares."""
+    fig, ax = plt.subplots(figsize=(5, 4.5))
     ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfectly calibrated")
     for name, bins in diagrams.items():
         shown = [b for b in bins if b["count"]]
-        ax.plot([b["confidence"] for b in shown], [b["accuracy"] for b in shown], "o-", markersize=4, label=name)
-    first = next(iter(diagrams.values()))
-    counts.bar([(b["low"] + b["high"]) / 2 for b in first], [b["count"] for b in first],
-               width=first[0]["high"] - first[0]["low"], color="grey")
+        total = sum(b["count"] for b in shown)
+        ax.plot([b["confidence"] for b in shown], [b["accuracy"] for b in shown], "-", linewidth=1, label=name)
+        ax.scatter([b["confidence"] for b in shown], [b["accuracy"] for b in shown],
+                   s=[8 + 300 * b["count"] / total for b in shown])  # marker area: the bin's share of images
     ax.set_ylabel("accuracy")
-    counts.set_xlabel("confidence (top class)")
-    counts.set_ylabel("images")
+    ax.set_xlabel("confidence (top class); marker area: share of images")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
@@ -194,9 +193,9 @@ def plot_explanation(image: np.ndarray, cam_map: np.ndarray, title: str, path: P
 
 def plot_cam_grid(pixels: np.ndarray, maps: np.ndarray, titles: list[str], right: list[bool], path: Path) -> Path:
     """Images with their class activation maps laid over them, titled True/Pred (red where wrong)."""
-    columns = min(4, len(pixels))
+    columns = min(8, len(pixels))  # a row, under the prediction grid it explains
     rows = int(np.ceil(len(pixels) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.8 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.0 * columns, 2.3 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, cam_map, title, ok in zip(axes.flat, pixels, maps, titles, right):

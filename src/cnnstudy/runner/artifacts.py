@@ -132,7 +132,7 @@ def grid_rows(count: int) -> list[int]:
 
 def write_explanations(run_dir: Path, model, cfg: RunConfig, metrics: dict, outputs: dict, split: Split, source,
                        stats, device, precision: str) -> None:
-    """Grad-CAM maps (for the predicted class) of the grid's images and of the most confident mistakes:
+    """Grad-CAM maps (for the predicted class) of a row of the grid's images and of the most confident mistakes:
     explanations.npz (file ids, pixels, maps, targets, predictions) and plots/gradcam.png, why_wrong.png.
     A model that declares no target layer gets none."""
     if get_spec(cfg.model.name).cam_layer is None:
@@ -141,7 +141,7 @@ def write_explanations(run_dir: Path, model, cfg: RunConfig, metrics: dict, outp
     out, items = outputs[name], getattr(split, name)
     preds, confidence = out["probs"].argmax(1), out["probs"].max(1)
     wrong = [int(i) for i in np.argsort(-confidence, kind="stable") if preds[i] != out["targets"][i]][:WRONG_SHOWN]
-    rows = grid_rows(len(items)) + wrong
+    rows = grid_rows(len(items))[::2] + wrong  # a row of the grid's images (every other one), then mistakes
     ids = [items[out["indices"][i]][0] for i in rows]
     pixels = np.stack([resized_pixels(source.open(item), cfg.data.image_size) for item in ids])
     maps = class_activation_maps(model, cfg.model.name, normalize(torch.from_numpy(pixels).permute(0, 3, 1, 2)
