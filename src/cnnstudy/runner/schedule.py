@@ -16,7 +16,8 @@ from .fingerprint import checkpoint_inputs, make_fingerprint
 from .plan import Blocked, Job, RunPlan, SweepPlan, plan_repeats, stale_message, trial_plan
 from .repeats import source_checkpoint
 from .run import remove_run_dir
-from .sweep import Sweep, confirmed_config, trial_budget
+from .search import Sweep
+from .sweep import confirmed_config, trial_budget
 from .units import Unit, UnitContext, finished_line, run_unit
 
 

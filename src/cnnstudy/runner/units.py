@@ -12,7 +12,8 @@ from ..config import TrackingConfig
 from ..training.engine import read_history
 from .plan import RunPlan
 from .run import execute_run
-from .sweep import PruneWatch, TrialPruned, TrialSpec, objective
+from .search import PruneWatch, TrialSpec
+from .sweep import TrialPruned, objective
 from .tracking import Tracking
 
 LOG_FILE = "log.txt"
