@@ -70,12 +70,17 @@ def _whole_write() -> Iterator[None]:
             raise Terminated()
 
 
-def free_bytes(folder: str | Path) -> int:
-    """Free space for this user on the file system holding `folder` (or its nearest existing parent)."""
+def existing_parent(folder: str | Path) -> Path:
+    """`folder`, or its nearest parent that exists (where a folder still to be made will live)."""
     folder = Path(folder).absolute()
     while not folder.exists():
         folder = folder.parent
-    stats = os.statvfs(folder)
+    return folder
+
+
+def free_bytes(folder: str | Path) -> int:
+    """Free space for this user on the file system holding `folder` (or its nearest existing parent)."""
+    stats = os.statvfs(existing_parent(folder))
     return stats.f_bavail * stats.f_frsize
 
 

@@ -17,7 +17,7 @@ from .plan import Blocked, Job, RunPlan, SweepPlan, plan_repeats, stale_message,
 from .repeats import source_checkpoint
 from .run import remove_run_dir
 from .search import Sweep
-from .sweep import confirmed_config, trial_budget
+from .sweep import confirmed_config, sweep_units, trial_budget
 from .units import Unit, UnitContext, finished_line, run_unit
 
 
@@ -58,8 +58,7 @@ def gather_work(jobs: list[Job]) -> list[RunWork]:
 
 
 def unit_count(works: list[RunWork]) -> int:
-    return sum(len(w.plans) + (trial_budget(w.sweep.cfg.sweep) + w.sweep.cfg.repeats if w.sweep else 0)
-               for w in works)
+    return sum(len(w.plans) + (sweep_units(w.sweep.cfg) if w.sweep else 0) for w in works)
 
 
 class Scheduler:

@@ -12,11 +12,11 @@ import torch
 from ..config import RunConfig, StudyError
 from ..data.cache import cache_path, cache_root
 from ..data.splits import PARTS
-from ..fileio import free_bytes
+from ..fileio import existing_parent, free_bytes
 from ..models.freeze import apply_freeze
 from ..models.registry import count_parameters, create_model
 from .plan import Job, RunPlan, SweepPlan
-from .sweep import trial_budget
+from .sweep import sweep_units
 
 PER_RUN_EXTRA = 3 * 2**20  # predictions, plots, history, config files
 MARGIN = 1.15  # estimates are rough: ask for 15 % more
@@ -32,7 +32,7 @@ def run_bytes(cfg: RunConfig, classes: int) -> int:
 
 def units(job: Job) -> int:
     if isinstance(job, SweepPlan):
-        return trial_budget(job.cfg.sweep) + job.cfg.repeats
+        return sweep_units(job.cfg)
     return 0 if not isinstance(job, RunPlan) or job.action == "skip" else 1
 
 
@@ -49,20 +49,13 @@ def cache_bytes(jobs: list[Job]) -> int:
     return sum(size for path, size in wanted.items() if not path.exists())
 
 
-def _device(folder: Path) -> int:
-    folder = folder.absolute()
-    while not folder.exists():
-        folder = folder.parent
-    return os.stat(folder).st_dev
-
-
 def check_free_space(jobs: list[Job], study_dir: Path) -> None:
     needs = {study_dir: sum(units(job) * run_bytes(job.cfg, len(job.data.split.classes)) for job in jobs
                             if units(job)),
              cache_root(): cache_bytes(jobs)}
     by_device: dict[int, list[Path]] = {}
     for folder in needs:
-        by_device.setdefault(_device(folder), []).append(folder)
+        by_device.setdefault(os.stat(existing_parent(folder)).st_dev, []).append(folder)
     for folders in by_device.values():
         need, free = MARGIN * sum(needs[f] for f in folders), free_bytes(folders[0])
         if need > free:

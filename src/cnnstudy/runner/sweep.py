@@ -126,6 +126,11 @@ def trial_budget(sweep: SweepConfig) -> int:
     return min(sweep.trials, len(list(itertools.product(*grid_points(sweep).values()))))
 
 
+def sweep_units(cfg: RunConfig) -> int:
+    """The units a swept run trains: its trials, then its confirmation repeats."""
+    return trial_budget(cfg.sweep) + cfg.repeats
+
+
 def direction(sweep: SweepConfig) -> str:
     return "maximize" if sweep.metric == "val_acc" else "minimize"
 

@@ -18,12 +18,11 @@ import torch
 from PIL import Image
 
 from ..config import StudyError
-from ..data.layout import IMAGE_EXTENSIONS
 from ..data.sources import open_image_file
 from ..fileio import atomic_write_bytes, atomic_write_text
 from ..models.explain import METHODS, class_activation_maps
 from ..report.plots import plot_explanation
-from .inference import LoadedRun
+from .inference import LoadedRun, image_files
 
 def cam_maps(run: LoadedRun, batch: np.ndarray, targets: list[int], method: str = "gradcam") -> np.ndarray:
     """(N, S, S) float32 maps in [0, 1] of a (N, S, S, 3) uint8 batch at the run's image size, for the
@@ -46,10 +45,9 @@ def inputs_with_outputs(paths: Iterable[str | Path]) -> list[tuple[Path, Path]]:
     """(image file, where its outputs go relative to --out, without suffix): a folder argument `x/`
     gives `x/<path under it>`, a file its own stem, so two images of one name never collide."""
     found = []
-    for arg in map(Path, paths):
+    for arg in map(Path, paths):  # predict's own file search, argument by argument
         if arg.is_dir():
-            found += [(f, Path(arg.resolve().name) / f.relative_to(arg).with_suffix(""))
-                      for f in sorted(arg.rglob("*")) if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS]
+            found += [(f, Path(arg.resolve().name) / f.relative_to(arg).with_suffix("")) for f in image_files([arg])]
         else:
             found.append((arg, Path(arg.stem)))
     return found
