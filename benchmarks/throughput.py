@@ -7,9 +7,13 @@ All in one process, on the same images (animals3: natural JPEGs), for each model
   (c) the naive pipeline (the seed's way): ImageFolder + the seed's PIL transforms +
       DataLoader(num_workers=2, batch 32) + a plain fp32 NCHW loop, glibc's default allocator;
   (d) that plain loop on the in-memory tensors of (a): what the step setup alone is worth (a/d).
-Prints images/second, the ratios b/a, b/c and a/d, and the cache build time.
+Prints images/second, the ratios b/a, b/c and a/d, and the cache build time. Then (a) against the
+machine (see roofline.py): FLOPs per image, GFLOP/s and the share of the GEMM peak measured in this
+process; `--reference` adds the seed CNNs' unfused order (before/after in one sitting), `--profile`
+the time per kind of op and the bytes the memory-bound ops move per image.
 
     .venv/bin/python benchmarks/throughput.py [--sizes 64 224] [--batches 8] [--rounds 3]
+    .venv/bin/python benchmarks/throughput.py --step-only --reference --profile --models cnn_baseline
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from torchvision.datasets import ImageFolder
 
+import roofline
 from cnnstudy.data.cache import cached_images
 from cnnstudy.data.loaders import CachedLoader
 from cnnstudy.data.sources import open_image_file, resolve_dataset, scan_folder
@@ -36,12 +41,15 @@ BATCH = 32
 
 
 class Repeat:
-    """The same in-memory batch `count` times: no data cost at all."""
+    """The same in-memory batch `count` times: no data cost at all (one random batch per size)."""
+    _batches: dict = {}
 
     def __init__(self, size: int, count: int, device: torch.device) -> None:
-        self.batch = (torch.randn(BATCH, 3, size, size, device=device), torch.randint(0, 3, (BATCH,), device=device),
-                      torch.arange(BATCH))
-        self.count = count
+        key = (size, str(device))
+        if key not in self._batches:
+            self._batches[key] = (torch.randn(BATCH, 3, size, size, device=device),
+                                  torch.randint(0, 3, (BATCH,), device=device), torch.arange(BATCH))
+        self.batch, self.count = self._batches[key], count
 
     def __iter__(self):
         return iter([self.batch] * self.count)
@@ -61,13 +69,14 @@ def images_per_second(run, batches: int, device: torch.device = torch.device("cp
     return batches * BATCH / (time.perf_counter() - started)
 
 
-def cnnstudy_step(model_name: str, loader_for, device: torch.device) -> callable:
+def cnnstudy_step(model_name: str, loader_for, device: torch.device, fused: bool = True) -> callable:
     model = create_model(model_name, 3).to(device).to(memory_format=torch.channels_last)
+    model.fused = fused  # False: the seed CNNs' reference order (other models have no such switch)
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     criterion = nn.CrossEntropyLoss()
     precision = choose_precision(device, "auto")
     return lambda n: train_one_epoch(model, loader_for(n), optimizer, criterion, device, desc="bench",
-                                     precision=precision)
+                                     precision=precision, progress=False)
 
 
 def plain_loop(model: nn.Module, batches, device: torch.device) -> None:
@@ -96,29 +105,35 @@ def naive_step(model_name: str, root, size: int, device: torch.device) -> callab
 
 
 def measure(model_name: str, size: int, batches: int, rounds: int, source, root,
-            device: torch.device = torch.device("cpu")) -> dict:
-    items = [item for part in source.items.values() for item in part]
-    started = time.perf_counter()
-    array = cached_images(source, [item for item, _ in items], size)
-    build = time.perf_counter() - started
-    labels = [label for _, label in items]
-    cached = lambda n: CachedLoader(array[: n * BATCH * 2], labels[: n * BATCH * 2], BATCH,  # noqa: E731
-                                    STATS, device, shuffle=True, augment=True)
+            device: torch.device = torch.device("cpu"), reference: bool = False, step_only: bool = False) -> dict:
+    """Images/second of (a) and, unless `step_only`, (b), (c), (d); with `reference`, also (a) in the
+    seed CNNs' unfused order ("a_ref"), in the same alternating rounds."""
+    row = {"model": model_name, "size": size}
     set_allocator(True)
-    limit = cnnstudy_step(model_name, lambda n: Repeat(size, n, device), device)
-    ours = cnnstudy_step(model_name, lambda n: _first(cached(n), n), device)
-    # Alternating rounds, best of each: a 2-core machine's noise hits both sides alike.
-    a = b = 0.0
+    steps = {"a": cnnstudy_step(model_name, lambda n: Repeat(size, n, device), device)}
+    if reference:
+        steps["a_ref"] = cnnstudy_step(model_name, lambda n: Repeat(size, n, device), device, fused=False)
+    if not step_only:
+        items = [item for part in source.items.values() for item in part]
+        started = time.perf_counter()
+        array = cached_images(source, [item for item, _ in items], size, progress=False)
+        row["cache_s"] = time.perf_counter() - started
+        labels = [label for _, label in items]
+        cached = lambda n: CachedLoader(array[: n * BATCH * 2], labels[: n * BATCH * 2], BATCH,  # noqa: E731
+                                        STATS, device, shuffle=True, augment=True)
+        steps["b"] = cnnstudy_step(model_name, lambda n: _first(cached(n), n), device)
+    # Alternating rounds, best of each: a 2-core machine's noise hits every side alike.
     for _ in range(rounds):
-        a = max(a, images_per_second(limit, batches, device))
-        b = max(b, images_per_second(ours, batches, device))
-    set_allocator(False)
-    class_root = root / source.layout.folders.get("train", source.layout.folders.get("all", ""))
-    c = images_per_second(naive_step(model_name, class_root, size, device), batches, device)
-    plain = create_model(model_name, 3).to(device)
-    d = images_per_second(lambda n: plain_loop(plain, Repeat(size, n, device), device), batches, device)
-    set_allocator(True)
-    return {"model": model_name, "size": size, "a": a, "b": b, "c": c, "d": d, "cache_s": build}
+        for key, run in steps.items():
+            row[key] = max(row.get(key, 0.0), images_per_second(run, batches, device))
+    if not step_only:
+        set_allocator(False)
+        class_root = root / source.layout.folders.get("train", source.layout.folders.get("all", ""))
+        row["c"] = images_per_second(naive_step(model_name, class_root, size, device), batches, device)
+        plain = create_model(model_name, 3).to(device)
+        row["d"] = images_per_second(lambda n: plain_loop(plain, Repeat(size, n, device), device), batches, device)
+        set_allocator(True)
+    return row
 
 
 def _first(loader, n: int):
@@ -150,6 +165,34 @@ def print_table(models: list[str], sizes: list[int], batches: int, rounds: int, 
     return rows
 
 
+def print_roofline(models: list[str], sizes: list[int], batches: int, rounds: int, device: torch.device,
+                   reference: bool, profile: bool) -> list[dict]:
+    """The step (a) against this process's GEMM peak and copy bandwidth, per model and size."""
+    precision = choose_precision(device, "auto")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    peak, bandwidth = roofline.gemm_peak(dtype, device), roofline.copy_bandwidth(device)
+    print(f"\nthe step (a) against this machine: {precision}, GEMM peak {peak:.0f} GFLOP/s (best of three "
+          f"4096x4096 {dtype}), copy bandwidth {bandwidth:.1f} GB/s (read + write, best of five 512 MiB copies)")
+    head = f"{'model':16s} {'px':>4s} {'GFLOP/img':>9s} {'img/s':>8s} {'GFLOP/s':>8s} {'% peak':>7s}"
+    print(head + (f" {'unfused':>8s} {'% peak':>7s} {'speed-up':>8s}" if reference else ""))
+    rows = []
+    for size in sizes:
+        for model_name in models:
+            r = measure(model_name, size, batches, rounds, None, None, device, reference, step_only=True)
+            one_step = cnnstudy_step(model_name, lambda n: Repeat(size, n, device), device)
+            r["flops"] = roofline.step_flops(lambda: one_step(1), BATCH)
+            line = (f"{model_name:16s} {size:>4d} {r['flops'] / 1e9:>9.3f} {r['a']:>8.1f} "
+                    f"{r['a'] * r['flops'] / 1e9:>8.1f} {r['a'] * r['flops'] / 1e9 / peak:>7.1%}")
+            if reference:
+                line += (f" {r['a_ref']:>8.1f} {r['a_ref'] * r['flops'] / 1e9 / peak:>7.1%} "
+                         f"{r['a'] / r['a_ref']:>7.2f}x")
+            print(line, flush=True)
+            if profile:
+                print(roofline.profile_report(lambda: one_step(1), BATCH, r["a"], bandwidth), flush=True)
+            rows.append(r | {"peak": peak, "bandwidth": bandwidth})
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 224])
@@ -158,9 +201,19 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating (a)/(b) rounds, best kept")
     parser.add_argument("--dataset", default="animals3")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU path")
+    parser.add_argument("--step-only", action="store_true", help="only the step against the machine's limits")
+    parser.add_argument("--reference", action="store_true",
+                        help="also time the seed CNNs' unfused order (conv, BatchNorm, ReLU, pool): before/after")
+    parser.add_argument("--profile", action="store_true", help="per-op profile and bytes moved per image")
     args = parser.parse_args()
     tune_runtime()
-    print_table(args.models, args.sizes, args.batches, args.rounds, args.dataset, torch.device(args.device))
+    device = torch.device(args.device)
+    if not args.step_only:
+        print_table(args.models, args.sizes, args.batches, args.rounds, args.dataset, device)
+    else:
+        print(f"batch {BATCH}, {device}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+              f"CPU flags: {cpu_flags()}")
+    print_roofline(args.models, args.sizes, args.batches, args.rounds, device, args.reference, args.profile)
     return 0
 
 

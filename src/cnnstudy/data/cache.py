@@ -61,7 +61,7 @@ def cache_path(source, items: list[str], size: int, root: Path | None = None, kn
 
 
 def cached_images(source, items: list[str], size: int, workers: int | None = None,
-                  root: Path | None = None) -> np.ndarray:
+                  root: Path | None = None, progress: bool = True) -> np.ndarray:
     """A read-only (N, size, size, 3) uint8 array of `items`, built on first use."""
     path = cache_path(source, items, size, root)
     array = _load_valid(path, len(items), size) if path.exists() else None
@@ -70,14 +70,14 @@ def cached_images(source, items: list[str], size: int, workers: int | None = Non
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     try:
-        _fill(tmp, source, items, size, workers)
+        _fill(tmp, source, items, size, workers, progress)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)  # an interrupted build leaves nothing behind
     return np.load(path, mmap_mode="r")
 
 
-def _fill(tmp: Path, source, items: list[str], size: int, workers: int | None) -> None:
+def _fill(tmp: Path, source, items: list[str], size: int, workers: int | None, progress: bool) -> None:
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(items), size, size, 3))
     if hasattr(os, "posix_fallocate"):  # claim the space now: a full disk is an error here, not a SIGBUS later
         with open(tmp, "rb+") as handle:
@@ -85,7 +85,7 @@ def _fill(tmp: Path, source, items: list[str], size: int, workers: int | None) -
     with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
         decoded = pool.map(lambda item: decode_resized(source, item, size), items)
         for i, pixels in enumerate(tqdm(decoded, total=len(items), desc=f"caching {source.name} at {size}px",
-                                        leave=False, dynamic_ncols=True)):
+                                        leave=False, dynamic_ncols=True, disable=not progress)):
             out[i] = pixels
     out.flush()
     del out
