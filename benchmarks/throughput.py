@@ -204,7 +204,7 @@ def main() -> int:
     parser.add_argument("--step-only", action="store_true", help="only the step against the machine's limits")
     parser.add_argument("--reference", action="store_true",
                         help="also time the seed CNNs' unfused order (conv, BatchNorm, ReLU, pool): before/after")
-    parser.add_argument("--profile", action="store_true", help="per-op profile and bytes moved per image")
+    parser.add_argument("--profile", action="store_true", help="per-op profile (CPU time) and bytes moved per image")
     args = parser.parse_args()
     tune_runtime()
     device = torch.device(args.device)

@@ -84,7 +84,8 @@ class LoadedRun:
 
     def inputs(self, batch: np.ndarray) -> torch.Tensor:
         """A (N, H, W, 3) uint8 batch as the model's normalized float NCHW input, on the run's device."""
-        return normalize(torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float(), self.stats)
+        writable = np.require(batch, requirements="W")  # a read-only array (the image cache) is copied, not warned about
+        return normalize(torch.from_numpy(writable).to(self.device).permute(0, 3, 1, 2).float(), self.stats)
 
     @torch.inference_mode()
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
