@@ -27,7 +27,7 @@ from torch.utils._pytree import tree_flatten
 COMPUTE_OPS = ("convolution", "mm", "addmm", "bmm", "matmul", "linear")
 FREE_OPS = ("view", "_unsafe_view", "t", "transpose", "permute", "expand", "as_strided", "detach", "alias",
             "unsqueeze", "squeeze", "reshape", "slice", "select", "_reshape_alias", "lift_fresh")
-OP_GROUPS = (("convolution", ("conv", "mkldnn_convolution")), ("max-pool", ("max_pool",)),
+OP_GROUPS = (("convolution", ("conv",)), ("max-pool", ("max_pool",)),
              ("relu", ("relu", "threshold")), ("batchnorm", ("batch_norm",)),
              ("optimizer (Adam)", ("_foreach", "adam", "lerp", "addcmul", "addcdiv", "sqrt")),
              ("linear / loss", ("addmm", "mm", "log_softmax", "nll_loss", "mean", "sum")),
@@ -53,7 +53,7 @@ def gemm_peak(dtype: torch.dtype, device: torch.device, size: int = 4096) -> flo
 
 
 def copy_bandwidth(device: torch.device, mebibytes: int = 512) -> float:
-    """GB/s moved (read + write) by the best of three copies of a large tensor."""
+    """GB/s moved (read + write) by the best of five copies of a large tensor."""
     source = torch.ones(mebibytes * 2 ** 18, device=device)
     target = torch.empty_like(source)
     return 2 * source.numel() * 4 / timed(lambda: target.copy_(source), device, repeats=5) / 1e9
