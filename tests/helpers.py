@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cnnstudy.runner.study import run_study
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CNNSTUDY_SHARED_DATA", REPO.parent / "shared" / "data")).resolve()
 
@@ -47,3 +49,10 @@ phases:
 {runs_yaml}
 """)
     return path
+
+
+def run_quiet_study(tmp: Path, phases: str, overrides: list[str], seed: int) -> tuple[Path, Path]:
+    """`phases` on 10 synthetic images per class with `seed`, run without printing: (study file, study folder)."""
+    data = make_image_folder(tmp / "colors", per_class=10)
+    study = write_study(tmp / "s.yaml", data, phases, extra_defaults=f"  seed: {seed}")
+    return study, run_study(study, overrides, out_dir=tmp / "runs", log=lambda _: None)

@@ -10,7 +10,7 @@ from cnnstudy.fileio import read_json, file_digest
 from cnnstudy.report.report import build_report
 from cnnstudy.runner.study import run_study
 
-from helpers import make_image_folder, write_study
+from helpers import run_quiet_study
 
 PHASES = """
   - name: p1
@@ -25,10 +25,7 @@ QUIET = {"log": lambda _: None}
 
 @pytest.fixture(scope="module")
 def repeated(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("repeats")
-    data = make_image_folder(tmp / "colors", per_class=10)
-    study = write_study(tmp / "s.yaml", data, PHASES, extra_defaults="  seed: 4")
-    return study, run_study(study, ["train.epochs=1"], out_dir=tmp / "runs", **QUIET)
+    return run_quiet_study(tmp_path_factory.mktemp("repeats"), PHASES, ["train.epochs=1"], seed=4)
 
 
 def test_three_repeats_three_seeds_one_split_and_numpys_mean_and_std(repeated):

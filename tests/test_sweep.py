@@ -14,7 +14,7 @@ from cnnstudy.fileio import read_json
 from cnnstudy.report.report import build_report
 from cnnstudy.runner.study import run_study
 
-from helpers import make_image_folder, write_study
+from helpers import make_image_folder, run_quiet_study, write_study
 
 SWEPT = """
   - name: p1
@@ -42,10 +42,7 @@ def sweep_rows(group):
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("sweep")
-    data = make_image_folder(tmp / "colors", per_class=10)
-    study = write_study(tmp / "s.yaml", data, SWEPT, extra_defaults="  seed: 1")
-    return study, run_study(study, ["train.epochs=3"], out_dir=tmp / "runs", **QUIET)
+    return run_quiet_study(tmp_path_factory.mktemp("sweep"), SWEPT, ["train.epochs=3"], seed=1)
 
 
 def test_six_trials_with_states_and_params_and_a_best_setting(swept):
