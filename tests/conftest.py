@@ -7,6 +7,18 @@ import pytest
 from helpers import SHARED_DATA, make_image_folder
 
 
+def pytest_report_header(config):
+    """Which precision `auto` trains in here: tests that judge what a model learned must hold in both."""
+    from cnnstudy.training.devices import choose_precision
+    from cnnstudy.training.runtime import cpu_flags
+
+    import torch
+
+    forced = os.environ.get("CNNSTUDY_AUTO_PRECISION")
+    return (f"cnnstudy: precision auto = {choose_precision(torch.device('cpu'), 'auto')} on this CPU "
+            f"({cpu_flags()}){'; forced by CNNSTUDY_AUTO_PRECISION' if forced else ''}")
+
+
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
     return make_image_folder(tmp_path / "colors")

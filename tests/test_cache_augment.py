@@ -56,6 +56,35 @@ def test_a_truncated_cache_file_is_detected_and_rebuilt(source, tmp_path):
     np.testing.assert_array_equal(rebuilt[-1], decode_resized(source, items_of(source)[-1], 48))
 
 
+def test_two_builders_of_one_cache_file_decode_it_once(source, tmp_path, monkeypatch):
+    """--jobs 2 with two runs on one split: the second waits for the first's file and reads it."""
+    import threading
+    import time
+
+    from cnnstudy.data import cache
+
+    builds, real = [], cache._fill
+
+    def slow_fill(*args, **kwargs):
+        builds.append(threading.get_ident())
+        time.sleep(0.5)  # long enough for the other builder to arrive while this one works
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cache, "_fill", slow_fill)
+    arrays = [None, None]
+
+    def build(k):
+        arrays[k] = cached_images(source, items_of(source), 48, root=tmp_path / "c", progress=False)
+
+    threads = [threading.Thread(target=build, args=(k,)) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(builds) == 1 and arrays[0].filename == arrays[1].filename
+    np.testing.assert_array_equal(arrays[0], arrays[1])
+
+
 def pil_reference(image: Image.Image, flip: bool, angle: float, scale: float) -> np.ndarray:
     if flip:
         image = TF.hflip(image)

@@ -1,50 +1,27 @@
-"""The statistics and the words that follow them."""
+"""Which runs are compared, with what, and the words that follow the numbers."""
 import numpy as np
 import pytest
-from scipy import stats as st
 
-from cnnstudy.report.compare import Group, compare, comparisons
-from cnnstudy.report.findings import findings
+from cnnstudy.report.compare import comparisons, compare_pair
+from cnnstudy.report.findings import answer, calibration_notes
+from cnnstudy.report.groups import Group
 from cnnstudy.training.metrics import overfitting_verdict
 from cnnstudy.runner.records import RunRecord
-from cnnstudy.report.stats import bootstrap_diff_ci, exact_binomial_two_sided, mcnemar_exact, mean_std_ci, welch, words
+from cnnstudy.report.stats import words
+
+PREVIOUS = {"p1": ["previous"], "p2": ["previous"], "p3": ["previous"], "p4": ["previous"]}
 
 
-def test_mcnemar_equals_scipys_exact_binomial_on_fixed_predictions():
-    rng = np.random.default_rng(0)
-    truth = rng.integers(0, 3, 500)
-    preds_a = np.where(rng.random(500) < 0.8, truth, (truth + 1) % 3)
-    preds_b = np.where(rng.random(500) < 0.7, truth, (truth + 2) % 3)
-    result = mcnemar_exact(preds_a == truth, preds_b == truth)
-    b = int(((preds_a == truth) & (preds_b != truth)).sum())
-    c = int(((preds_a != truth) & (preds_b == truth)).sum())
-    assert (result["b"], result["c"]) == (b, c)
-    assert result["p"] == pytest.approx(st.binomtest(min(b, c), b + c, 0.5).pvalue, rel=1e-12)
-    for k, n in [(0, 1), (3, 20), (10, 20), (40, 100), (1, 2500)]:
-        assert exact_binomial_two_sided(k, n) == pytest.approx(st.binomtest(k, n, 0.5).pvalue, rel=1e-12)
-    assert mcnemar_exact(preds_a == truth, preds_a == truth)["p"] == 1.0
+def test_welch_matches_scipy():
+    from scipy import stats as st
+    from cnnstudy.report.stats import welch
 
-
-def test_mean_std_ci_is_numpys_with_a_t_interval():
-    values = [0.81, 0.78, 0.84]
-    result = mean_std_ci(values)
-    assert result["mean"] == pytest.approx(np.mean(values)) and result["std"] == pytest.approx(np.std(values, ddof=1))
-    half = st.t.ppf(0.975, 2) * np.std(values, ddof=1) / np.sqrt(3)
-    assert result["ci95"] == pytest.approx([np.mean(values) - half, np.mean(values) + half])
-    assert mean_std_ci([0.5]) == {"n": 1, "mean": 0.5, "std": None, "ci95": None}
-
-
-def test_bootstrap_interval_contains_the_difference_and_welch_matches_scipy():
-    rng = np.random.default_rng(1)
-    a, b = rng.random(400) < 0.8, rng.random(400) < 0.6
-    low, high = bootstrap_diff_ci(a, b)
-    assert low < a.mean() - b.mean() < high and high - low < 0.2
     result = welch([0.80, 0.82, 0.81], [0.70, 0.73, 0.69])
     assert result["p"] == pytest.approx(st.ttest_ind([0.80, 0.82, 0.81], [0.70, 0.73, 0.69], equal_var=False).pvalue)
-    assert result["ci95"][0] < result["diff"] < result["ci95"][1]
 
 
-def make_group(tmp_path, run_id, correct_per_repeat, verdict="fits well", init="scratch", dataset="/d/colors"):
+def make_group(tmp_path, run_id, correct_per_repeat, verdict="fits well", init="scratch", dataset="/d/colors",
+               model="m", val=None):
     records = []
     for k, correct in enumerate(correct_per_repeat):
         run_dir = tmp_path / run_id / f"r{k}"
@@ -56,44 +33,97 @@ def make_group(tmp_path, run_id, correct_per_repeat, verdict="fits well", init="
                  test_ids=np.array([f"img{i}" for i in range(len(correct))]))
         scores = {"accuracy": correct.mean(), "f1_macro": correct.mean(), "precision_macro": 0.5,
                   "recall_macro": 0.5, "auc_macro": 0.5, "n": len(correct)}
-        metrics = {"run": run_id, "model": "m", "init": init, "dataset": dataset, "scored_on": "test",
-                   "split": {"digest": "same"}, "test": scores, "best_val_acc": correct.mean(),
+        metrics = {"run": run_id, "model": model, "init": init, "dataset": dataset, "scored_on": "test",
+                   "split": {"digest": "same"}, "test": scores, "best_val_acc": correct.mean() if val is None else val,
                    "best_train_acc": 1.0, "seconds_per_epoch": 1.0, "seed": k,
-                   "verdict": {"verdict": verdict, "gap": 0.2 if verdict == "overfit" else 0.01}}
+                   "verdict": {"verdict": verdict, "gap": 0.2 if verdict == "overfit" else 0.01,
+                               "train_acc_used": 0.9}}
         records.append(RunRecord(run_id, k, run_dir, {}, metrics, None))
     return Group(run_id, run_id.split("/")[0], records)
 
 
-def test_words_follow_the_numbers(tmp_path):
+def phases(*names, compare=None):
+    return [{"name": name, "title": "", "compare": (compare or {}).get(name, "previous"), "runs": []} for name in names]
+
+
+def test_words_follow_the_numbers_and_each_pair_is_stated_once(tmp_path):
     rng = np.random.default_rng(2)
     base = rng.random(400) < 0.6
     clearly_better = base | (rng.random(400) < 0.6)
     same = make_group(tmp_path, "p1/a", [base])
     twin = make_group(tmp_path, "p2/b", [base.copy()])
     better = make_group(tmp_path, "p3/c", [clearly_better])
-    assert compare(twin, same)["words"] == "no clear difference (p = 1.00)"
-    result = compare(better, twin)
-    assert result["words"] == "better" and result["diff"] > 0.1 and result["p"] < 1e-6
-    assert compare(twin, better)["words"] == "worse"
-    text = " ".join(findings([same, twin, better], comparisons([same, twin, better])))
-    assert "p2/b vs p1/a (previous phase, 400 colors test images): +0.0 points" in text
-    assert "no clear difference (p = 1.00)" in text and "p3/c vs p2/b" in text and ": better (p = " in text
+    assert compare_pair(twin, same)["p"] == 1.0
+    found = comparisons([same, twin, better], PREVIOUS)
+    confirmatory = [c for c in found if c["family"] == "confirmatory"]
+    assert [(c["a"], c["b"]) for c in confirmatory] == [("p2/b", "p1/a"), ("p3/c", "p2/b")]
+    assert confirmatory[1]["words"] == "better" and confirmatory[1]["ci"][0] > 0 and confirmatory[1]["level"] == 0.975
+    text = " ".join(answer([same, twin, better], found, phases("p1", "p2", "p3"), [], []))
+    assert "b against p1/a: +0.0 points (97.5% CI " in text and "no clear difference (p = 1.00)" in text
+    assert "c against p2/b: +" in text and ": better (p = " in text
+
+
+def test_a_phase_compares_with_what_it_says_it_builds_on(tmp_path):
+    rng = np.random.default_rng(4)
+    base = make_group(tmp_path, "p1/base", [rng.random(300) < 0.6], verdict="overfit")
+    slim = make_group(tmp_path, "p2/slim", [rng.random(300) < 0.6])
+    reg = make_group(tmp_path, "p3/reg", [rng.random(300) < 0.8])
+    found = comparisons([base, slim, reg], {"p1": ["previous"], "p2": ["previous"], "p3": ["p1"]})
+    kinds = {(c["a"], c["b"]): c["kind"] for c in found if c["family"] == "confirmatory"}
+    assert kinds == {("p2/slim", "p1/base"): "previous phase", ("p3/reg", "p1/base"): "against phase p1"}
+    text = " ".join(answer([base, slim, reg], found, phases("p1", "p2", "p3", compare={"p3": "p1"}), [], []))
+    assert "reg against p1/base: +" in text and "the overfitting is gone (gap 1.0 vs 20.0 points)" in text
+    assert "base overfits (train 90.0% vs validation 70.0%, gap 20.0 points)" in text
 
 
 def test_repeated_runs_are_compared_over_their_repeats(tmp_path):
     rng = np.random.default_rng(3)
     low = make_group(tmp_path, "p1/low", [rng.random(300) < 0.60 for _ in range(3)], verdict="overfit")
     high = make_group(tmp_path, "p2/high", [rng.random(300) < 0.80 for _ in range(3)])
-    result = compare(high, low)
-    assert result["method"].startswith("Welch") and result["words"] == "better"
-    text = " ".join(findings([low, high], comparisons([low, high])))
-    assert "Overfit by the verdict: p1/low (train-validation gap 20.0 points, in 3 of 3 repeats)" in text
-    assert "p2/high closed the overfitting gap of p1/low" in text
+    result = compare_pair(high, low)
+    assert result["method"].startswith("Welch")
+    found = comparisons([low, high], PREVIOUS)
+    assert found[0]["words"] == "better"
+    text = " ".join(answer([low, high], found, phases("p1", "p2"), [], []))
+    assert "high against p1/low: +" in text and "the overfitting is gone" in text
 
 
-def test_transfer_without_a_scratch_run_says_so(tmp_path):
-    lite = make_group(tmp_path, "p4/lite", [np.ones(50, bool)], init="ImageNet", dataset="/d/bees")
-    assert "has no run trained from scratch on the same bees test images" in " ".join(findings([lite], []))
+def test_a_repeated_run_against_a_single_one_is_its_first_repeat_not_its_best(tmp_path):
+    rng = np.random.default_rng(6)
+    single = make_group(tmp_path, "p1/one", [rng.random(200) < 0.7])
+    repeats = [rng.random(200) < 0.5, rng.random(200) < 0.9]  # r1 is the best by validation
+    many = make_group(tmp_path, "p2/many", repeats)
+    result = compare_pair(many, single)
+    assert result["diff"] == pytest.approx(repeats[0].mean() - single.test_predictions(0)[2].mean())
+    assert "p2/many r0 vs p1/one" in result["method"]
+
+
+def test_against_scratch_pairs_one_architecture_or_names_the_confound(tmp_path):
+    rng = np.random.default_rng(7)
+    truth = rng.random(100) < 0.7
+    scratch = make_group(tmp_path, "p4/r50_scratch", [truth], model="resnet50", dataset="/d/pets")
+    lite = make_group(tmp_path, "p4/lite", [truth | (rng.random(100) < 0.5)], init="ImageNet", model="lite0",
+                      dataset="/d/pets")
+    found = comparisons([scratch, lite], {"p4": ["previous"]})
+    assert found[0]["kind"] == "against scratch" and found[0]["note"] == \
+        "lite0 vs resnet50: another architecture, not ImageNet pretraining alone"
+    same = make_group(tmp_path, "p4/lite_scratch", [truth], model="lite0", dataset="/d/pets")
+    found = comparisons([scratch, same, lite], {"p4": ["previous"]})
+    assert comparisons([scratch, same, lite], {"p4": ["none"]}) == []  # none: the phase asks nothing
+    assert [(c["a"], c["b"], c["note"]) for c in found if c["family"] == "confirmatory"] == \
+        [("p4/lite", "p4/lite_scratch", "")]
+
+
+def test_the_best_is_chosen_on_validation_not_on_test(tmp_path):
+    rng = np.random.default_rng(8)
+    lucky = make_group(tmp_path, "p4/lucky", [rng.random(100) < 0.9], val=0.60)  # best on test, not on val
+    chosen = make_group(tmp_path, "p4/chosen", [rng.random(100) < 0.7], val=0.80)
+    found = comparisons([lucky, chosen], {"p4": ["best"]})
+    assert [(c["kind"], c["a"], c["b"]) for c in found if c["family"] == "confirmatory"] == \
+        [("best by validation", "p4/chosen", "p4/lucky")]
+    text = " ".join(answer([lucky, chosen], found, phases("p4", compare={"p4": "best"}), [], []))
+    assert "best by validation on colors: chosen (validation 80.0%" in text
+    assert "Best by validation accuracy" not in text  # the phase's own item named it: not said twice
 
 
 def history(train_eval, val, val_losses, train=None):
@@ -122,30 +152,22 @@ def test_train_accuracy_is_judged_in_eval_mode_not_on_augmented_images():
     assert fallback["verdict"] == "underfit" and "measured while training" in fallback["explanation"]
 
 
-def test_holm_adjusts_step_down_and_the_words_follow_the_adjusted_p(tmp_path):
-    from cnnstudy.report.stats import holm
-
-    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
-    assert holm([0.5, 0.9]) == [1.0, 1.0] and holm([0.01, 0.02]) == [0.02, 0.02] and holm([]) == []
-    rng = np.random.default_rng(5)
-    base = rng.random(300) < 0.6
-    runs = [make_group(tmp_path, f"p{k}/r", [base | (rng.random(300) < 0.05 * k)]) for k in range(1, 5)]
-    found = comparisons(runs)
-    assert len(found) >= 4
-    raw = [c["p_raw"] for c in found]
-    assert [c["p"] for c in found] == pytest.approx(holm(raw))
-    for c in found:
-        assert c["p"] >= c["p_raw"] and c["words"] == words(c["diff"], c["p"])
-
-
-def test_worse_calibrated_is_said_once_per_pair_of_whole_runs(tmp_path):
-    from cnnstudy.report.findings import calibration
-
+def test_worse_calibrated_is_said_once_per_stated_pair(tmp_path):
     a = make_group(tmp_path, "p2/a", [np.ones(50, bool)])
     b = make_group(tmp_path, "p1/b", [np.ones(50, bool)])
     a.metrics[0]["test"]["ece"], b.metrics[0]["test"]["ece"] = 0.08, 0.02
     row = {"a": "p2/a", "b": "p1/b", "diff": 0.1, "p": 0.001, "words": "better"}
-    found = [{**row, "kind": "previous phase"}, {**row, "kind": "best run"},
-             {**row, "kind": "by class", "class": "x"}, {**row, "kind": "by class", "class": "y", "words": "better"}]
-    assert len(calibration([a, b], found)) == 1
-    assert calibration([a, b], [{**row, "kind": "by class", "class": "x"}]) == []
+    found = [{**row, "kind": "previous phase", "family": "confirmatory"},
+             {**row, "kind": "by class", "class": "x", "family": "exploratory"}]
+    assert len(calibration_notes([a, b], found)) == 1
+    assert calibration_notes([a, b], found[1:]) == []
+
+
+def test_a_model_at_chance_did_not_learn_and_is_never_called_overfit():
+    # mobilenet_v2 from scratch on 3 classes: one class predicted, validation loss rising after epoch 1.
+    stuck = history([0.333, 0.334, 0.333], [0.333, 0.333, 0.333], [1.18, 1.6, 2.05])
+    verdict = overfitting_verdict(stuck, chance=1 / 3)
+    assert verdict["verdict"] == "did not learn" and "near chance (33.3%" in verdict["explanation"]
+    assert overfitting_verdict(stuck)["verdict"] == "overfit"  # what it was called without the chance level
+    learning = history([0.5, 0.6], [0.45, 0.5], [1.0, 0.9])  # 3 classes, 60 %: learned something, underfit
+    assert overfitting_verdict(learning, chance=1 / 3)["verdict"] == "underfit"

@@ -35,12 +35,24 @@ def test_auto_precision_is_native_only(monkeypatch, kind, capability, cpu_bf16, 
     from cnnstudy.training import devices
 
     asked = []
+    monkeypatch.delenv("CNNSTUDY_AUTO_PRECISION", raising=False)  # the suite may run with it set
     monkeypatch.setattr(devices, "cuda_capability", lambda device: asked.append(device) or capability)
     monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: cpu_bf16)
     device = torch.device(kind, 1) if kind == "cuda" else torch.device(kind)
     assert devices.choose_precision(device, "auto") == expected
     assert asked == ([device] if kind == "cuda" else [])  # the run's own device, not the current one
     assert devices.choose_precision(device, "fp32") == "fp32"
+
+
+def test_auto_precision_can_be_forced_on_a_cpu_for_the_suite(monkeypatch):
+    from cnnstudy.training import devices
+
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setenv("CNNSTUDY_AUTO_PRECISION", "bf16")
+    assert devices.choose_precision(CPU, "auto") == "bf16" and devices.choose_precision(CPU, "fp32") == "fp32"
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setenv("CNNSTUDY_AUTO_PRECISION", "fp32")
+    assert devices.choose_precision(CPU, "auto") == "fp32"
 
 
 def test_only_fp16_uses_a_gradient_scaler():

@@ -133,7 +133,7 @@ def test_the_same_image_in_two_splits_is_reported(tmp_path):
 DIVERGING = """
   - name: p1
     runs:
-      - {name: boom, model: cnn_slim, train: {lr: 1000.0}}
+      - {name: boom, model: cnn_slim, train: {lr: 1.0e+30}}
       - {name: ok, model: cnn_slim}
   - name: p2
     runs:
@@ -150,25 +150,34 @@ def test_a_diverging_run_is_a_result_and_the_runs_not_starting_from_it_go_on(tmp
     study_dir = run_study(study, out_dir=tmp_path / "runs", log=logs.append)
     metrics = read_json(study_dir / "p1" / "boom" / "metrics.json")
     assert metrics["verdict"]["verdict"] == "diverged" and metrics["diverged"]["epoch"] == 1
-    assert metrics["diverged"]["train_loss"] > metrics["diverged"]["limit"] and "lower train.lr" in \
-        metrics["verdict"]["explanation"]
+    assert metrics["diverged"]["reason"] == "not finite" and "lower train.lr" in metrics["verdict"]["explanation"]
     assert not (study_dir / "p2" / "after").exists() and (study_dir / "p2" / "other" / "metrics.json").exists()
     assert "not run: p2/after: it starts from p1/boom, which diverged" in logs
     text = build_report(study_dir)[0].read_text()
-    assert "- Diverged: p1/boom: training diverged at epoch 1: loss " in text
-    assert "- Not run: p2/after, which starts from p1/boom." in text
+    assert "- Diverged: p1/boom (epoch 1); not run: p2/after (it starts from p1/boom)." in text
+    assert "training diverged at epoch 1: loss nan, not a finite number" in text
     again = []
     run_study(study, out_dir=tmp_path / "runs", log=again.append)
     assert not [line for line in again if line.startswith("==")]
     assert "not run: p2/after: it starts from p1/boom, which diverged" in again
 
 
+def test_a_loss_above_the_limit_diverges_only_when_it_stays_there_and_does_not_fall():
+    from cnnstudy.training.engine import divergence
+
+    # A head-only fine-tune at lr 0.1 on ants/bees (2 classes, limit 6.93): 46.4, 8.8, 1.3 ... recovers.
+    assert divergence(46.4, 2, 1) is None and divergence(8.8, 2, 2, 46.4) is None and divergence(1.3, 2, 3, 8.8) is None
+    assert divergence(52.0, 2, 2, 46.4)["reason"] == "above the limit and rising"
+    assert divergence(float("inf"), 2, 1)["reason"] == "not finite" and divergence(float("nan"), 10, 4, 0.5)
+    assert divergence(1e26, 2, 1)["reason"] == "exploded" and divergence(1e25, 2, 2, 1e26)["reason"] == "exploded"
+
+
 def test_a_run_diverging_after_its_best_epoch_is_scored_from_that_checkpoint(tmp_path, image_folder, monkeypatch):
     from cnnstudy.training import engine
 
     real = engine.divergence
-    monkeypatch.setattr(engine, "divergence", lambda loss, classes, epoch: real(1e9 if epoch == 3 else loss,
-                                                                                 classes, epoch))
+    monkeypatch.setattr(engine, "divergence", lambda loss, classes, epoch, previous: real(
+        float("nan") if epoch == 3 else loss, classes, epoch, previous))
     phases = "  - name: p1\n    runs:\n      - {name: late, model: cnn_slim, train: {epochs: 4}}\n"
     study_dir = run_study(write_study(tmp_path / "s.yaml", image_folder, phases), out_dir=tmp_path / "runs",
                           log=lambda _: None)

@@ -73,4 +73,23 @@ def test_the_search_the_schedule_and_the_executors_stay_apart():
 
 def test_the_top_level_holds_only_the_faces_and_the_ground_floor():
     top = sorted(p.stem for p in PACKAGE.glob("*.py"))
-    assert top == ["__init__", "__main__", "_version", "cli", "config", "fileio", "seeds"]
+    assert top == ["__init__", "__main__", "_version", "config", "fileio", "seeds"]
+    packages = sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py"))
+    assert packages == ["cli", "data", "models", "report", "runner", "training", "use"]
+
+
+def test_the_command_line_starts_without_torch():
+    """`cnnstudy --version`, `--help` and a Ctrl-C while it starts must not wait for torch to load."""
+    import subprocess
+    import sys
+
+    code = "import sys, cnnstudy.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_the_report_imports_no_training():
+    """Reports are rebuilt from files alone: nothing under report/ imports training or models."""
+    for name, targets in graph().items():
+        if name.startswith("cnnstudy.report"):
+            assert not {t for t in targets if t.startswith(("cnnstudy.training", "cnnstudy.models"))}, name

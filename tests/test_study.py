@@ -54,7 +54,8 @@ def test_summary_has_a_row_per_run(finished_study):
     grouped = (study_dir / "summary_grouped.csv").read_text().splitlines()
     assert grouped[0].startswith("phase,run,model,init,dataset,repeats,scored_on,test_acc_mean,test_acc_std")
     assert len(grouped) == 3
-    assert (study_dir / "comparisons.csv").read_text().startswith("kind,a,b,class,dataset,test_images,diff")
+    assert (study_dir / "comparisons.csv").read_text().startswith("family,kind,a,b,class,dataset,test_images,diff")
+    assert "\r" not in (study_dir / "comparisons.csv").read_text() + (study_dir / "summary.csv").read_text()
 
 
 def test_rerun_skips_finished_runs(finished_study):
@@ -75,7 +76,10 @@ def test_report_rebuilds_from_files_alone(finished_study, tmp_path):
     assert "## p1: From scratch" in text and "Verdict: **" in text and "Epoch [2/2]" in text
     assert "OptimizedCNNModel(" in text and "| p3 | reg | — | 0 | cnn_regularized |" in text
     pngs = [p for p in copy.rglob("plots/*.png") if "trials" not in p.parts]  # each run's, then the study's
-    assert html.read_text().count("data:image/png;base64,") == len(pngs) >= 2 * 6 + 3
+    page = html.read_text()
+    figures = page.count("data:image/png;base64,") + page.count("data:image/jpeg;base64,")
+    assert figures == len(pngs) >= 2 * 6 + 3 and page.count("<figcaption>") == figures
+    assert text.count("![") == len(pngs) and "*Confusion matrix on the scored images: rows are" in text
 
 
 def test_tiny_training_beats_chance_clearly(finished_study):
@@ -84,7 +88,7 @@ def test_tiny_training_beats_chance_clearly(finished_study):
     assert metrics["best_val_acc"] >= 0.75  # 3 classes: chance is 0.33
 
 
-def test_the_report_splits_a_phase_step_by_class_with_holm_adjusted_p(finished_study):
+def test_the_report_splits_a_phase_step_by_class_as_an_exploratory_family(finished_study):
     import csv
 
     _, study_dir, _ = finished_study
@@ -92,20 +96,21 @@ def test_the_report_splits_a_phase_step_by_class_with_holm_adjusted_p(finished_s
         rows = list(csv.DictReader(handle))
     by_class = [r for r in rows if r["kind"] == "by class"]
     assert sorted(r["class"] for r in by_class) == ["blue", "green", "red"]
-    assert all(r["a"] == "p3/reg" and r["b"] == "p1/base" for r in by_class)
-    assert all(float(r["p"]) >= float(r["p_raw"]) for r in rows)
+    assert all(r["a"] == "p3/reg" and r["b"] == "p1/base" and r["family"] == "exploratory" for r in by_class)
+    assert all(r["family_size"] == "3" and float(r["p"]) == min(1.0, 3 * float(r["p_raw"])) for r in by_class)
+    assert [r["family"] for r in rows if r["kind"] != "by class"] == ["confirmatory"]  # its own family of one
     text = (study_dir / "report.md").read_text()
-    assert "- p3/reg vs p1/base by class: helped most " in text and "confusions that grew most: " in text
-    assert "Per-class accuracy (recall, %) on the" in text and "adjusted for the" in text
+    assert "### By class (exploratory)" in text and "- p3/reg vs p1/base by class: helped most " in text
+    assert "confusions that grew most: " in text and "Per-class accuracy (recall, %) on the" in text
     assert "| class | p1/base | p3/reg |" in text
 
 
 def test_unknown_key_is_named_with_a_suggestion(tmp_path, image_folder):
     study = write_study(tmp_path / "s.yaml", image_folder, PHASES.replace("augment: seed", "augmnet: seed"))
-    where = r"(?s)s.yaml, phase 'p3', run 'reg'"
+    where = r"(?s)s.yaml: phase 'p3', run 'reg'"
     with pytest.raises(StudyError, match=where + ".*unknown key augmnet.*did you mean augment"):
         plan_study(study)
-    with pytest.raises(StudyError, match="unknown key train.epoch .*did you mean train.epochs"):
+    with pytest.raises(StudyError, match="--set train.epoch=3: unknown key train.epoch .*did you mean train.epochs"):
         plan_study(write_study(tmp_path / "t.yaml", image_folder, PHASES), ["train.epoch=3"])
 
 
@@ -114,7 +119,7 @@ def test_bad_yaml_wrong_type_and_bad_references_are_named(tmp_path, image_folder
     with pytest.raises(StudyError, match="bad.yaml is not valid YAML"):
         plan_study(tmp_path / "bad.yaml")
     study = write_study(tmp_path / "s.yaml", image_folder, PHASES)
-    with pytest.raises(StudyError, match="train.epochs: .*got 'many'"):
+    with pytest.raises(StudyError, match="--set train.epochs=many: .*got 'many'"):
         plan_study(study, ["train.epochs=many"])
     with pytest.raises(StudyError, match="image_size 40 is below cnn_slim's minimum of 46"):
         plan_study(study, ["data.image_size=40"])

@@ -251,10 +251,32 @@ def test_images_replaced_in_place_stop_the_study_naming_how_many(tmp_path):
         Image.new("RGB", (50, 50), (0, 0, 0)).save(path)
         os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
     with pytest.raises(StudyError, match=r"(?s)p1/base:\n    data: 4 of the 18 images of .*colors changed since "
-                                         r"this run used them \(size or modification time\), 0 added, 0 missing"):
+                                         r"this run used them \(their bytes\), 0 added, 0 missing"):
         run_study(study, ["train.epochs=1"], out_dir=tmp_path / "runs", log=lambda _: None)
     logs = []
     run_study(study, ["train.epochs=1"], out_dir=tmp_path / "runs", force=True, log=logs.append)
     assert any(line.startswith("== p1/base") for line in logs)
     out = subprocess.run([sys.executable, "-m", "cnnstudy", "inspect", str(data)], capture_output=True, text=True)
     assert "files digest (names, sizes, modification times): " in out.stdout
+
+
+def test_a_copied_dataset_with_new_times_and_the_same_bytes_keeps_every_run(tmp_path):
+    data = make_image_folder(tmp_path / "colors", per_class=6)
+    phases = "  - name: p1\n    runs:\n      - {name: base, model: cnn_slim}\n"
+    study = write_study(tmp_path / "s.yaml", data, phases)
+    run_study(study, ["train.epochs=1"], out_dir=tmp_path / "runs", log=lambda _: None)
+    shutil.copytree(data, tmp_path / "copy")  # what cp -r or a git clone gives: new times, same bytes
+    shutil.rmtree(data)
+    (tmp_path / "copy").rename(data)
+    for path in data.rglob("*.png"):
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    logs = []
+    run_study(study, ["train.epochs=1"], out_dir=tmp_path / "runs", log=logs.append)
+    assert any(line.startswith("skip p1/base") for line in logs) and not any(l.startswith("==") for l in logs)
+    path = sorted((data / "red").glob("*.png"))[0]  # one file's bytes change, its size and time kept
+    size, times = path.stat().st_size, (path.stat().st_atime_ns, path.stat().st_mtime_ns)
+    path.write_bytes(path.read_bytes()[:-1] + bytes([path.read_bytes()[-1] ^ 1]))
+    os.utime(path, ns=(times[0], times[1] + 10**9))
+    assert path.stat().st_size == size
+    with pytest.raises(StudyError, match=r"data: 1 of the 18 images of .*colors changed .*\(their bytes\)"):
+        run_study(study, ["train.epochs=1"], out_dir=tmp_path / "runs", log=lambda _: None)

@@ -63,12 +63,13 @@ def test_the_cli_predicts_folders_lists_bad_files_and_equals_the_api(trained, tm
         Image.open(data / name).save(images / ("deeper" if i else "") / f"{i}.png")
     (images / "broken.jpg").write_bytes(b"not an image")
     out = tmp_path / "preds.csv"
-    assert main(["predict", str(study_dir), str(images), "--run", "p1/reg", "--out", str(out), "--top-k", "2"]) == 0
+    assert main(["predict", str(study_dir), str(images), "--run", "p1/reg", "--out", str(out), "--top-k", "2"]) == 1
     with open(out) as handle:
         rows = list(csv.DictReader(handle))
     assert [Path_name(r["file"]) for r in rows] == ["0.png", "broken.jpg", "1.png", "2.png"]
     assert rows[1]["class"] == "" and "UnidentifiedImageError" in rows[1]["error"]
-    assert "1 file(s) could not be read" in capsys.readouterr().err
+    err = capsys.readouterr().err  # one unreadable file: exit 1, the others still predicted and written
+    assert "3 prediction(s) of p1/reg written" in err and "1 of 4 file(s) have no prediction" in err
     api = cnnstudy.load_run(study_dir, run="p1/reg").predict([images])
     assert [r["class"] or "" for r in api] == [r["class"] for r in rows]
     assert [f"{r['confidence']:.6f}" for r in api if r["class"]] == [r["confidence"] for r in rows if r["class"]]

@@ -16,9 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from ._version import __version__
-from .models.registry import create_model, list_models
 
 __all__ = ["create_model", "list_models", "load_run", "run_study", "__version__"]
+
+
+def __getattr__(name: str):
+    """create_model and list_models, imported (with torch) when first used: `cnnstudy --version` and a
+    Ctrl-C while the command line starts need no torch."""
+    if name in ("create_model", "list_models"):
+        from .models import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module 'cnnstudy' has no attribute {name!r}")
 
 
 def run_study(path: str | Path, overrides: dict[str, Any] | list[str] | None = None, out_dir: str | Path = "runs",

@@ -1,15 +1,12 @@
-"""Study files: YAML validated by pydantic before any training. Errors name the file, the key and the fix."""
+"""What a study file may say: its keys, types and ranges (pydantic). Reading one, and naming every
+problem it has at once, is runner/studyfile.py."""
 from __future__ import annotations
 
 import copy
-import difflib
 import re
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator,
-                      model_validator)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class StudyError(ValueError):
@@ -91,6 +88,8 @@ class VerdictConfig(Strict):
     val_loss_rise: float = 0.20  # final val loss above (1 + this) x its minimum ...
     val_loss_rise_abs: float = 0.05  # ... and above it by at least this much: overfit
     min_train_acc: float = 0.70  # final train acc below this: underfit
+    # Final train acc within this share of the way from chance to 100 %: "did not learn" (never overfit).
+    min_learned: float = Field(0.10, ge=0, lt=1)
 
 
 class ParamRange(Strict):
@@ -162,8 +161,16 @@ class PhaseConfig(Strict):
     name: SafeName
     title: str = ""
     description: str = ""
+    compare: str | list[str] = Field(
+        "previous", description="what this phase's runs are compared with: previous (the nearest earlier phase "
+                                "on the same test images), an earlier phase, an earlier <phase>/<run>, best "
+                                "(its own best run by validation against its others), none; or a list of these")
     defaults: dict[str, Any] = {}
     runs: list[dict[str, Any]] = Field(min_length=1)
+
+    @property
+    def compare_targets(self) -> list[str]:
+        return [self.compare] if isinstance(self.compare, str) else list(self.compare)
 
 
 class TrackingConfig(Strict):
@@ -179,6 +186,17 @@ class StudyConfig(Strict):
     defaults: dict[str, Any] = {}
     phases: list[PhaseConfig] = Field(min_length=1)
 
+    @model_validator(mode="after")
+    def _compare_names_earlier_phases(self) -> "StudyConfig":
+        for i, phase in enumerate(self.phases):
+            earlier = {p.name for p in self.phases[:i]}
+            runs = {f"{p.name}/{run.get('name')}" for p in self.phases[:i] for run in p.runs}
+            for target in phase.compare_targets:
+                if target not in ("previous", "best", "none") and target not in earlier | runs:
+                    raise ValueError(f"phases.{i}.compare: {target!r} is not an earlier phase or run; use previous, "
+                                     f"best, none, or one of: {', '.join(sorted(earlier | runs)) or '(no earlier phase)'}")
+        return self
+
 
 def deep_merge(base: dict, override: dict) -> dict:
     merged = copy.deepcopy(base)
@@ -188,85 +206,3 @@ def deep_merge(base: dict, override: dict) -> dict:
         else:
             merged[key] = copy.deepcopy(value)
     return merged
-
-
-def parse_overrides(pairs: list[str]) -> dict:
-    """`--set train.epochs=2 data.limit_per_class=50` as a nested dict, values read as YAML scalars."""
-    result: dict = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise StudyError(f"--set {pair!r}: write it as key=value, e.g. --set train.epochs=2")
-        node = result
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
-    return result
-
-
-def _suggest(key: str, location: tuple, model: type[BaseModel]) -> str:
-    fields: type[BaseModel] | None = model
-    for part in location[:-1]:
-        field = fields.model_fields.get(str(part)) if fields else None
-        annotation = getattr(field, "annotation", None)
-        fields = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-    if not fields:
-        return ""
-    close = difflib.get_close_matches(key, list(fields.model_fields), n=1)
-    return f" (did you mean {'.'.join(map(str, location[:-1] + (close[0],)))}?)" if close else \
-        f" (allowed: {', '.join(fields.model_fields)})"
-
-
-def explain(err: ValidationError, where: str, model: type[BaseModel]) -> StudyError:
-    lines = [f"{where}:"]
-    for problem in err.errors():
-        location = tuple(problem["loc"])
-        key = ".".join(map(str, location)) or "(top level)"
-        if problem["type"] == "extra_forbidden":
-            lines.append(f"  unknown key {key}{_suggest(str(location[-1]), location, model)}")
-        elif problem["type"] == "missing":
-            lines.append(f"  missing key {key}: add it")
-        else:
-            message = problem["msg"].removeprefix("Value error, ")
-            lines.append(f"  {key}: {message} (got {problem.get('input')!r})")
-    return StudyError("\n".join(lines))
-
-
-def load_study_file(path: str | Path) -> StudyConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise StudyError(f"study file {path} does not exist; pass the path of a YAML study such as "
-                         "studies/quick.yaml")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise StudyError(f"{path} is not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise StudyError(f"{path} must be a mapping with keys name, defaults, phases")
-    try:
-        return StudyConfig.model_validate(raw)
-    except ValidationError as err:
-        raise explain(err, str(path), StudyConfig) from None
-
-
-def _expand(layer: dict) -> dict:
-    """`model: cnn_slim` means `model: {name: cnn_slim}`, so that layers merge key by key."""
-    return {**layer, "model": {"name": layer["model"]}} if isinstance(layer.get("model"), str) else layer
-
-
-def resolve_runs(study: StudyConfig, overrides: dict, source: str) -> list[RunConfig]:
-    """Every run with defaults merged (study, then phase, then run, then --set), validated."""
-    runs = []
-    for phase in study.phases:
-        for raw_run in phase.runs:
-            merged: dict = {}
-            for layer in (study.defaults, phase.defaults, raw_run, overrides):
-                merged = deep_merge(merged, _expand(layer))
-            merged["phase"] = phase.name
-            where = f"{source}, phase {phase.name!r}, run {raw_run.get('name', '?')!r}"
-            try:
-                runs.append(RunConfig.model_validate(merged))
-            except ValidationError as err:
-                raise explain(err, where, RunConfig) from None
-    return runs

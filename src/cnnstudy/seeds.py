@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-PURPOSES = ("init", "shuffle", "augment", "dropout", "train_sample", "repeat", "sweep")
+PURPOSES = ("init", "shuffle", "augment", "dropout", "train_sample", "repeat", "sweep", "confirm")
 
 
 def derive_seed(seed: int, purpose: str, *keys: int) -> int:
@@ -22,6 +22,12 @@ def derive_seed(seed: int, purpose: str, *keys: int) -> int:
 
 def seeded_generator(seed: int, purpose: str, *keys: int) -> torch.Generator:
     return torch.Generator().manual_seed(derive_seed(seed, purpose, *keys))
+
+
+def confirm_seed(seed: int) -> int:
+    """The seed of a sweep's confirmation (the best setting and the base setting, repeat r0), which no
+    trial used: a retrain of the winning trial with its own seed would carry the luck that made it win."""
+    return derive_seed(seed, "confirm") % 2**31
 
 
 def repeat_seed(seed: int, repeat: int) -> int:

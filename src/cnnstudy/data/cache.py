@@ -10,13 +10,20 @@ import hashlib
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
 from .errors import DataError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no lock, two builders at worst decode twice
+    fcntl = None
 
 
 def cache_root() -> Path:
@@ -60,20 +67,39 @@ def cache_path(source, items: list[str], size: int, root: Path | None = None, kn
     return (root or cache_root()) / f"{source.name}-{size}px-{cache_key(source, items, size, known)[:20]}.npy"
 
 
+@contextmanager
+def builder_lock(path: Path) -> Iterator[None]:
+    """One builder per cache file across processes (--jobs, Ray workers on one machine): the others
+    wait here, then find the file built. The kernel drops the lock if its holder dies."""
+    if fcntl is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 def cached_images(source, items: list[str], size: int, workers: int | None = None,
                   root: Path | None = None, progress: bool = True) -> np.ndarray:
-    """A read-only (N, size, size, 3) uint8 array of `items`, built on first use."""
+    """A read-only (N, size, size, 3) uint8 array of `items`, built on first use (by one process at a time)."""
     path = cache_path(source, items, size, root)
     array = _load_valid(path, len(items), size) if path.exists() else None
     if array is not None:
         return array
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    try:
-        _fill(tmp, source, items, size, workers, progress)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # an interrupted build leaves nothing behind
+    with builder_lock(path):
+        array = _load_valid(path, len(items), size) if path.exists() else None  # built while we waited
+        if array is not None:
+            return array
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        try:
+            _fill(tmp, source, items, size, workers, progress)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)  # an interrupted build leaves nothing behind
     return np.load(path, mmap_mode="r")
 
 

@@ -50,7 +50,11 @@ def _reason(err: Exception) -> str:
 
 
 def check_images(source, items: list[str], workers: int = 4) -> list[ImageCheck]:
-    """Decode every item once. Built-in array datasets (Fashion-MNIST) need no check."""
+    """Decode every item once. Built-in array datasets (Fashion-MNIST) decode by construction: their
+    check is the array's image size (no content hash: an IDX file is one file)."""
+    if hasattr(source, "arrays"):
+        height, width = next(iter(source.arrays.values()))[0].shape[1:3]
+        return [ImageCheck(item, None, int(width), int(height)) for item in items]
     if not isinstance(source, FolderSource):
         return []
     with ThreadPoolExecutor(workers) as pool:
@@ -61,7 +65,7 @@ def duplicate_groups(checks: list[ImageCheck], split_of: dict[str, str]) -> list
     """Identical files (same content hash) that sit in more than one split: leakage between them."""
     by_hash: dict[str, list[str]] = defaultdict(list)
     for check in checks:
-        if check.reason is None:
+        if check.reason is None and check.sha1:
             by_hash[check.sha1].append(check.item)
     groups = []
     for items in by_hash.values():
@@ -71,8 +75,19 @@ def duplicate_groups(checks: list[ImageCheck], split_of: dict[str, str]) -> list
     return groups
 
 
-def inspect_dataset(source, min_size: int = 46, checks: list[ImageCheck] | None = None) -> dict:
-    """The full inspection report of a source, as plain data (the JSON form)."""
+def below_minimums(good: list[ImageCheck], minimums: dict[str, int]) -> list[dict]:
+    """Per smallest input size a model has (models sharing one together): how many images are smaller."""
+    by_size: dict[int, list[str]] = defaultdict(list)
+    for name, size in minimums.items():
+        by_size[size].append(name)
+    return [{"min_size": size, "models": names, "count": sum(min(c.width, c.height) < size for c in good)}
+            for size, names in sorted(by_size.items())]
+
+
+def inspect_dataset(source, min_size: int = 46, checks: list[ImageCheck] | None = None,
+                    minimums: dict[str, int] | None = None) -> dict:
+    """The full inspection report of a source, as plain data (the JSON form). `minimums`: each model's
+    smallest input size, to say how many images each would upscale."""
     split_of = {item: split for split, items in source.items.items() for item, _ in items}
     checks = check_images(source, list(split_of)) if checks is None else checks
     bad = {c.item for c in checks if c.reason}
@@ -96,6 +111,7 @@ def inspect_dataset(source, min_size: int = 46, checks: list[ImageCheck] | None 
         "smaller_than_min": [{"file": c.item, "size": [c.width, c.height]} for c in good
                              if min(c.width, c.height) < min_size],
         "min_size": min_size,
+        "below_model_minimum": below_minimums(good, minimums or {}),
     }
 
 
@@ -128,6 +144,9 @@ def format_report(report: dict) -> str:
                  [f"{', '.join(d['files'])} ({'/'.join(d['splits'])})" for d in report["duplicates_across_splits"]]),
                 (f"smaller than {report['min_size']} px (upscaled)",
                  [f"{s['file']}: {s['size'][0]}x{s['size'][1]}" for s in report["smaller_than_min"]])]
+    for below in report.get("below_model_minimum", []):
+        lines.append(f"\nsmaller than {below['min_size']} px, the minimum of {', '.join(below['models'])} "
+                     f"(upscaled for them): {below['count']}")
     for title, entries in sections:
         lines.append(f"\n{title}: {len(entries)}")
         lines += [f"  {entry}" for entry in entries[:30]]

@@ -141,17 +141,19 @@ def train_eval_rows(train_count: int, val_count: int, seed: int) -> torch.Tensor
 
 
 def build_loaders(cfg: RunConfig, split: Split, source, device: torch.device, stats: Stats,
-                  rank: int = 0, world: int = 1, parts: tuple[str, ...] = PARTS) -> dict:
+                  rank: int = 0, world: int = 1, parts: tuple[str, ...] = PARTS, progress: bool = True) -> dict:
     """Loaders of train (shuffled, augmented as configured), of val/test where the split has them,
     and "train_eval": un-augmented training images in a fixed order, for the verdict. With
     `world` > 1, each rank's share (train.batch_size stays the global batch). `parts`: which of
-    train/val/test to load (a sweep's trials never load the test split)."""
+    train/val/test to load (a sweep's trials never load the test split); `progress`: a bar while
+    the cache is built (off in parallel workers)."""
     size, batch = cfg.data.image_size, cfg.train.batch_size
     parts = {name: getattr(split, name) for name in PARTS if name in parts and getattr(split, name)}
     augmented = {name: name == "train" and cfg.augment == "seed" for name in parts}
     sample = train_eval_rows(len(split.train), len(split.val), cfg.seed)
     if cfg.data.loader == "cached":
-        arrays = {name: cached_images(source, [item for item, _ in items], size) for name, items in parts.items()}
+        arrays = {name: cached_images(source, [item for item, _ in items], size, progress=progress)
+                  for name, items in parts.items()}
         loaders = {name: CachedLoader(arrays[name], [label for _, label in items], batch, stats, device,
                                       shuffle=name == "train", augment=augmented[name], seed=cfg.seed,
                                       rank=rank, world=world)

@@ -14,7 +14,7 @@ from .errors import DataError
 from .inspection import check_images, duplicate_groups, inspect_dataset
 from .sources import open_source, resolve_dataset, select_classes
 from .splits import PARTS, Split, make_split, split_key
-from .state import describe_change, files_table, record_table, split_items
+from .state import describe_change, files_table, record_content, record_table, split_items
 
 
 def data_change(study_dir: Path, data: "PreparedData"):
@@ -51,17 +51,20 @@ class SplitStore:
             self._warn_layout(self.sources[dataset])
         source = select_classes(self.sources[dataset], data.classes)
         path = self.study_dir / "splits" / f"{key}.json"
+        hashes = None
         if path.exists():
             split = Split.load(path)
             check_split_against_source(split, source, path, data.limit_per_class, self.log)
         else:
-            split = self._new_split(cfg, source, path, fractions)
+            split, hashes = self._new_split(cfg, source, path, fractions)
         files = files_table(source, split_items(split))
         digest = record_table(self.study_dir / "splits", files)
+        record_content(self.study_dir / "splits", digest, files, source, hashes)
         self.prepared[key] = PreparedData(split, source, files, digest)
         return self.prepared[key]
 
-    def _new_split(self, cfg: RunConfig, source, path: Path, fractions) -> Split:
+    def _new_split(self, cfg: RunConfig, source, path: Path, fractions) -> tuple[Split, dict[str, str]]:
+        """A new split, and the SHA-1 of every file the inspection read (so they are not read twice)."""
         data = cfg.data
         checks = check_images(source, [item for items in source.items.values() for item, _ in items])
         report = inspect_dataset(source, self.min_size(cfg), checks)
@@ -72,7 +75,7 @@ class SplitStore:
         write_json(path.with_suffix(".inspect.json"), report)
         self._warn_split(split, report, path)
         split.save(path)
-        return split
+        return split, {check.item: check.sha1 for check in checks if check.sha1}
 
     def _warn_layout(self, source) -> None:
         self.log(f"{source.root}: {source.layout.describe()}")

@@ -93,6 +93,10 @@ class FolderSource:
         stat = (self.root / item_id).stat()
         return stat.st_size, stat.st_mtime_ns
 
+    def file_of(self, item_id: str) -> Path:
+        """The file whose bytes an item is."""
+        return self.root / item_id
+
 
 def _hidden(folder: Path, root: Path) -> list[str]:
     return [p.relative_to(root).as_posix() for p in sorted(folder.iterdir()) if p.name.startswith(".")]
@@ -190,6 +194,9 @@ class FashionMnistSource:
 
     def fingerprint(self, item_id: str) -> tuple[int, int]:
         return self._file_stats[item_id.split("/")[0]]  # an item changes with its IDX file
+
+    def file_of(self, item_id: str) -> Path:
+        return self.root / FASHION_MNIST_FILES[item_id.split("/")[0]][0]
 
     def __getstate__(self) -> dict:
         # Sent to worker processes: they read the files again rather than receive 50 MB of pixels.

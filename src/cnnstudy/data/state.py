@@ -2,7 +2,12 @@
 decode-once cache is keyed by too), and the digest of that table. A run records the digest in its
 fingerprint, so a finished run is reused only while the images it was trained and scored on are the
 ones on disk; the table itself is kept in the study's splits/ folder under its digest, so that a
-change can be counted file by file."""
+change can be counted file by file.
+
+Size and time are only the fast test. Beside each table the store keeps the SHA-1 of every file
+(`content-<digest>.json`, from the inspection's own reads where it has them), so that a dataset that
+was copied or cloned (new modification times, the same bytes) is recognised as the same data: only
+the files whose size or time changed are read again."""
 from __future__ import annotations
 
 import hashlib
@@ -40,18 +45,71 @@ def record_table(store: Path, table: Table) -> str:
     return digest
 
 
-def describe_change(store: Path, dataset: str, old_digest: str | None, table: Table) -> str:
-    """One line saying how the images differ from those a run recorded (`old_digest`)."""
+def content_path(store: Path, digest: str) -> Path:
+    return store / f"content-{digest[:20]}.json"
+
+
+def _known_hashes(store: Path) -> dict[tuple[str, int, int], str]:
+    """(item, size, mtime) -> SHA-1 from every table the store has hashed before."""
+    known = {}
+    for path in store.glob("content-*.json"):
+        table_file = store / path.name.replace("content-", "files-")
+        if table_file.exists():
+            table, hashes = read_json(table_file), read_json(path)
+            known.update({(item, *table[item]): sha for item, sha in hashes.items() if item in table})
+    return known
+
+
+def record_content(store: Path, digest: str, table: Table, source, given: dict[str, str] | None = None) -> None:
+    """Keep the SHA-1 of every file of the table `digest` (once): from `given` (the inspection's hashes),
+    from an earlier table where a file's size and time are unchanged, else read from disk."""
+    path = content_path(store, digest)
+    if path.exists():
+        return
+    known, given, hashes, read = _known_hashes(store), given or {}, {}, {}
+    for item, (size, mtime) in table.items():
+        file = source.file_of(item)
+        if item in given:
+            hashes[item] = given[item]
+        elif (item, size, mtime) in known:
+            hashes[item] = known[(item, size, mtime)]
+        else:  # several items can be one file (an IDX array): read it once
+            hashes[item] = read.get(file) or read.setdefault(file, file_sha1(file))
+    write_json(path, hashes)
+
+
+def file_sha1(path: Path) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def same_content(store: Path, old_digest: str, new_digest: str) -> bool:
+    """The two tables list the same files with the same bytes (only modification times differ)."""
+    old, new = content_path(store, old_digest), content_path(store, new_digest)
+    return old.exists() and new.exists() and read_json(old) == read_json(new)
+
+
+def describe_change(store: Path, dataset: str, old_digest: str | None, table: Table) -> str | None:
+    """One line saying how the images differ from those a run recorded (`old_digest`); None when
+    they are the same bytes under new modification times (a copy or a clone of the dataset)."""
+    if old_digest is not None and same_content(store, old_digest, table_digest(table)):
+        return None
     if old_digest is None:
         return (f"data: the run recorded no digest of its images (made by cnnstudy < 0.3), so whether {dataset} "
                 "changed since cannot be told")
-    path = table_path(store, old_digest)
-    if not path.exists():
+    old_content, new_content = content_path(store, old_digest), content_path(store, table_digest(table))
+    if old_content.exists() and new_content.exists():  # compare bytes: a copy's new times are no change
+        before, now, how = read_json(old_content), read_json(new_content), "their bytes"
+    elif table_path(store, old_digest).exists():
+        before, now, how = read_json(table_path(store, old_digest)), table, "size or modification time"
+    else:
         return f"data: the images of {dataset} changed since this run used them (size or modification time)"
-    before = read_json(path)
-    changed = [item for item, stat in table.items() if item in before and before[item] != stat]
-    added = [item for item in table if item not in before]
-    missing = [item for item in before if item not in table]
+    changed = [item for item, value in now.items() if item in before and before[item] != value]
+    added = [item for item in now if item not in before]
+    missing = [item for item in before if item not in now]
     example = (changed or added or missing or ["?"])[0]
-    return (f"data: {len(changed)} of the {len(table)} images of {dataset} changed since this run used them (size "
-            f"or modification time), {len(added)} added, {len(missing)} missing (e.g. {example})")
+    return (f"data: {len(changed)} of the {len(table)} images of {dataset} changed since this run used them ({how}), "
+            f"{len(added)} added, {len(missing)} missing (e.g. {example})")

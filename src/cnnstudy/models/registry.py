@@ -8,6 +8,8 @@ normalization, head replacement and freezing read them instead of guessing.
 """
 from __future__ import annotations
 
+import difflib
+
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -119,13 +121,24 @@ def list_models() -> list[str]:
     return list(_REGISTRY)
 
 
+def model_problem(name: str) -> str | None:
+    """None for a model this registry can build; else what is wrong, with a close name where there is one."""
+    torchvision_models = torchvision.models.list_models(module=torchvision.models)
+    if name in _REGISTRY or name in torchvision_models:
+        return None
+    close = difflib.get_close_matches(name, [*list_models(), *torchvision_models], n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return (f"unknown model {name!r}{hint}; choose one of {', '.join(list_models())} or any torchvision "
+            "classification model (torchvision.models.list_models())")
+
+
 def get_spec(name: str) -> ModelSpec:
     if name in _REGISTRY:
         return _REGISTRY[name]
-    if name in torchvision.models.list_models(module=torchvision.models):
-        return _torchvision_spec(name)
-    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(list_models())} "
-                     "or any torchvision classification model (torchvision.models.list_models())")
+    problem = model_problem(name)
+    if problem:
+        raise ValueError(problem)
+    return _torchvision_spec(name)
 
 
 def create_model(name: str, num_classes: int = 10, *, pretrained: bool = False,

@@ -1,230 +1,128 @@
-"""Runs side by side: each run's repeats gathered into a group, and groups scored on the same test
-images compared with their uncertainty (stats.py). Everything is read from the run folders.
+"""Runs side by side: the pairs the study asks about (pairs.py) tested on the same test images, with
+intervals that agree with their tests. Everything is read from the run folders.
 
-Which pairs: every run against the nearest earlier phase that has runs on the same test images
-("previous phase"), and every run against the best run on those images ("best"). How:
+How a pair is tested:
 - both runs repeated (2 or more repeats each): Welch's t-test and interval over the repeats' test
   accuracies;
-- otherwise: McNemar's exact test on the paired test predictions, with a bootstrap interval of
-  the accuracy difference; a repeated run is represented by its repeat with the best validation
-  accuracy (the one init_from uses).
+- otherwise: McNemar's exact test on the paired test predictions, with the interval that inverts it
+  (stats.paired_interval); a repeated run is represented by its first repeat, fixed before any
+  score was seen.
+
+Two families, each adjusted on its own (Bonferroni, with intervals at the matching level 1 - 0.05/m,
+so that an interval excludes zero exactly when the adjusted p is below 0.05): the confirmatory
+comparisons the study states, and the exploratory ones (each confirmatory phase step split by class).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-
 import numpy as np
 
-from ..runner.sweep import base_name
-from .stats import bootstrap_diff_ci, holm, mcnemar_exact, mean_std_ci, welch, words
-from ..runner.records import RunRecord
+from .groups import Group
+from .pairs import PHASE_KINDS, SWEEP_KIND, stated_pairs
+from .stats import (bonferroni, mcnemar_exact, paired_interval, paired_t, paired_t_interval, welch, welch_interval,
+                    words)
 
-
-@dataclass
-class Group:
-    run_id: str
-    phase: str
-    records: list[RunRecord]  # the repeats with results
-    _predictions: dict = field(default_factory=dict, repr=False)
-
-    @property
-    def metrics(self) -> list[dict]:
-        return [r.metrics for r in self.records]
-
-    @property
-    def first(self) -> dict:
-        return self.metrics[0]
-
-    @property
-    def test_key(self) -> tuple[str, str] | None:
-        """Which test images the group was scored on; None when it has no held-out test split."""
-        if any(m["scored_on"] != "test" for m in self.metrics):
-            return None
-        return self.first["dataset"], self.first["split"]["digest"]
-
-    def values(self, metric: str) -> list[float]:
-        return [value_of(m, metric) for m in self.metrics]
-
-    def summary(self, metric: str) -> dict:
-        values = [v for v in self.values(metric) if v is not None]
-        return mean_std_ci(values) if values else {"n": 0, "mean": None, "std": None, "ci95": None}
-
-    def mean_std_text(self, metric: str) -> str | None:
-        """"81.4 ± 0.8" (in %, the spread only with repeats), or None where the metric is missing."""
-        stats = self.summary(metric)
-        if stats["mean"] is None:
-            return None
-        return f"{stats['mean'] * 100:.1f}" + (f" ± {stats['std'] * 100:.1f}" if stats["std"] is not None else "")
-
-    @property
-    def representative(self) -> int:
-        """Index of the repeat with the best validation accuracy."""
-        scores = self.values("val_acc")
-        return scores.index(max(scores))
-
-    def test_predictions(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """(file ids, correct or not) of one repeat's test predictions."""
-        if index not in self._predictions:
-            with np.load(self.records[index].run_dir / "predictions.npz") as arrays:
-                correct = arrays["test_probs"].argmax(1) == arrays["test_targets"]
-                self._predictions[index] = (arrays["test_ids"], correct)
-        return self._predictions[index]
-
-
-def value_of(metrics: dict, metric: str) -> float | None:
-    """A headline number of one run's metrics.json (accuracies and scores as fractions)."""
-    scored = metrics[metrics["scored_on"]]
-    table = {"test_acc": lambda: metrics["test"]["accuracy"] if metrics.get("test") else None,
-             "val_acc": lambda: metrics["best_val_acc"], "train_acc": lambda: metrics["best_train_acc"],
-             "f1": lambda: scored["f1_macro"], "precision": lambda: scored["precision_macro"],
-             "recall": lambda: scored["recall_macro"], "auc": lambda: scored["auc_macro"],
-             "gap": lambda: metrics["verdict"]["gap"], "sec_per_epoch": lambda: metrics["seconds_per_epoch"],
-             "ece": lambda: scored.get("ece"), "train_eval_acc": lambda: metrics["verdict"].get("train_acc_used")}
-    return table[metric]()
-
-
-def group_records(records: list[RunRecord]) -> list[Group]:
-    """The runs (of a study's records, in study order) with at least one finished, trusted repeat."""
-    groups: dict[str, Group] = {}
-    for record in records:
-        if record.metrics is not None:
-            phase = record.run_id.split("/")[0]
-            groups.setdefault(record.run_id, Group(record.run_id, phase, [])).records.append(record)
-    return list(groups.values())
-
-
-def compare(a: Group, b: Group) -> dict | None:
-    """Test accuracy of `a` minus `b`, with interval, p-value, method and words; None if not paired."""
-    if a.test_key is None or a.test_key != b.test_key:
-        return None
-    if len(a.records) > 1 and len(b.records) > 1:
-        result = welch(a.values("test_acc"), b.values("test_acc"))
-        method = f"Welch's t-test over {len(a.records)} and {len(b.records)} repeats"
-    else:
-        (ids_a, correct_a), (ids_b, correct_b) = (g.test_predictions(g.representative) for g in (a, b))
-        if len(ids_a) != len(ids_b) or not (ids_a == ids_b).all():
-            return None
-        test = mcnemar_exact(correct_a, correct_b)
-        result = {"diff": float(correct_a.mean() - correct_b.mean()), "p": test["p"],
-                  "ci95": bootstrap_diff_ci(correct_a, correct_b)}
-        method = f"McNemar's exact test ({test['b']} vs {test['c']} discordant images), bootstrap interval"
-    return {"a": a.run_id, "b": b.run_id, "dataset": Path(a.test_key[0]).name,
-            "test_images": a.first["test"]["n"], **result, "method": method,
-            "words": words(result["diff"], result["p"])}
-
-
-def best_groups(groups: list[Group]) -> dict[tuple, Group]:
-    """The group with the best mean test accuracy for each set of test images."""
-    best: dict[tuple, Group] = {}
-    for group in groups:
-        key = group.test_key
-        if key is not None and (key not in best or group.summary("test_acc")["mean"] >
-                                best[key].summary("test_acc")["mean"]):
-            best[key] = group
-    return best
-
-
-SWEEP_KIND = "sweep: best vs base setting"
-INIT_KINDS = {"scratch": "training from scratch", "ImageNet": "ImageNet pretraining", "transfer": "transfer"}
-
-
-def overfit_majority(group: Group) -> bool:
-    return sum(m["verdict"]["verdict"] == "overfit" for m in group.metrics) * 2 > len(group.records)
-
-
-def init_kind(group: Group) -> str:
-    init = group.first["init"]
-    return init if init in ("scratch", "ImageNet") else "transfer"
-
-
-def gap_pairs(groups: list[Group]) -> list[tuple[Group, Group]]:
-    """(later run, the first earlier overfit run of another phase on the same test images)."""
-    pairs = []
-    for i, group in enumerate(groups):
-        earlier = [g for g in groups[:i] if g.phase != group.phase and g.test_key is not None
-                   and g.test_key == group.test_key and overfit_majority(g)]
-        pairs += [(group, earlier[0])] if earlier else []
-    return pairs
-
-
-def scratch_pairs(groups: list[Group]) -> list[tuple[Group, Group | None, str]]:
-    """Per set of test images: (the best pretrained or transferred run, the best run from scratch or
-    None, its kind)."""
-    pairs = []
-    for key in dict.fromkeys(g.test_key for g in groups if g.test_key is not None):
-        by_kind = {kind: best_groups([g for g in groups if g.test_key == key and init_kind(g) == kind]).get(key)
-                   for kind in INIT_KINDS}
-        scratch = by_kind.pop("scratch")
-        pairs += [(group, scratch, kind) for kind, group in by_kind.items() if group is not None]
-    return pairs
-
-
-def stated(found: list[dict], a: Group, b: Group) -> dict | None:
-    """The comparison of `a` against `b` as the report states it (its p adjusted), if it makes one."""
-    return next((c for c in found if c["a"] == a.run_id and c["b"] == b.run_id and "class" not in c), None)
-
-
-def holm_adjusted(found: list[dict]) -> list[dict]:
-    """Every stated comparison with its raw p kept as p_raw, p adjusted by Holm over all of them, and
-    the words following the adjusted p."""
-    for c, adjusted in zip(found, holm([c["p"] for c in found])):
-        c.update(p_raw=c["p"], p=adjusted, words=words(c["diff"], adjusted))
-    return found
-
-
+CONFIRMATORY, EXPLORATORY = "confirmatory", "exploratory"
 CLASS_KIND = "by class"
 
 
-def class_comparisons(a: Group, b: Group) -> list[dict]:
-    """`a` against `b` on each class's test images (their representative repeats), raw p."""
-    if not a.first.get("classes"):
-        return []
-    (ids_a, correct_a), (ids_b, correct_b) = (g.test_predictions(g.representative) for g in (a, b))
+def _paired(a: Group, b: Group) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(targets, A correct, B correct) on the same images, or None if the files differ."""
+    ids_a, targets, correct_a = a.test_predictions(a.fixed_repeat)
+    ids_b, _, correct_b = b.test_predictions(b.fixed_repeat)
     if len(ids_a) != len(ids_b) or not (ids_a == ids_b).all():
+        return None
+    return targets, correct_a, correct_b
+
+
+def _repeat_words(group: Group) -> str:
+    return f"{group.run_id} r{group.records[group.fixed_repeat].repeat}" if len(group.records) > 1 else group.run_id
+
+
+def compare_pair(a: Group, b: Group, by_seed: bool = False) -> dict | None:
+    """Test accuracy of `a` minus `b`: difference, raw p, method and what the interval needs. Both
+    repeated: over the repeats (paired by seed where `by_seed` and their seeds match one to one);
+    where the repeats do not vary at all, or a side has one run: McNemar on their first repeats."""
+    if len(a.records) > 1 and len(b.records) > 1:
+        result = _over_repeats(a, b, by_seed)
+        if result["p"] is not None:
+            return result
+    paired = _paired(a, b)
+    if paired is None:
+        return None
+    _, correct_a, correct_b = paired
+    test = mcnemar_exact(correct_a, correct_b)
+    return {"diff": float(correct_a.mean() - correct_b.mean()), "p": test["p"],
+            "method": f"McNemar's exact test ({test['b']} vs {test['c']} discordant images"
+                      f"{', ' + _repeat_words(a) + ' vs ' + _repeat_words(b) if len(a.records) + len(b.records) > 2 else ''})",
+            "test": {"mcnemar": [test["b"], test["c"], test["n"]]}}
+
+
+def _over_repeats(a: Group, b: Group, by_seed: bool) -> dict:
+    values_a, values_b = a.values("test_acc"), b.values("test_acc")
+    if by_seed and [m["seed"] for m in a.metrics] == [m["seed"] for m in b.metrics]:
+        return {**paired_t(values_a, values_b), "test": {"paired_t": [values_a, values_b]},
+                "method": f"paired t-test over {len(values_a)} repeats with the same seeds"}
+    return {**welch(values_a, values_b), "test": {"welch": [values_a, values_b]},
+            "method": f"Welch's t-test over {len(values_a)} and {len(values_b)} repeats"}
+
+
+def interval(test: dict, level: float) -> list[float] | None:
+    if "welch" in test:
+        return welch_interval(*test["welch"], level)
+    if "paired_t" in test:
+        return paired_t_interval(*test["paired_t"], level)
+    return paired_interval(*test["mcnemar"], level)
+
+
+def adjust(found: list[dict], family: str) -> list[dict]:
+    """Bonferroni within the family: p adjusted, the interval at the matching level, words from both."""
+    adjusted, level = bonferroni([c["p"] for c in found])
+    for c, p in zip(found, adjusted):
+        ci = None if p is None else interval(c["test"], level)
+        c.update(family=family, p_raw=c["p"], p=p, level=level, ci=ci, family_size=len(found),
+                 words=words(c["diff"], p))
+    return found
+
+
+def class_comparisons(a: Group, b: Group) -> list[dict]:
+    """`a` against `b` on each class's test images (their fixed repeats), raw p."""
+    paired = _paired(a, b) if a.first.get("classes") else None
+    if paired is None:
         return []
-    with np.load(a.records[a.representative].run_dir / "predictions.npz") as arrays:
-        targets = arrays["test_targets"]
+    targets, correct_a, correct_b = paired
     found = []
     for k, name in enumerate(a.first["classes"]):
         mine = targets == k
         if mine.any():
             test = mcnemar_exact(correct_a[mine], correct_b[mine])
             found.append({"kind": CLASS_KIND, "class": name, "a": a.run_id, "b": b.run_id,
-                          "dataset": Path(a.test_key[0]).name, "test_images": int(mine.sum()),
+                          "dataset": a.dataset_name, "test_images": int(mine.sum()), "note": "",
                           "diff": float(correct_a[mine].mean() - correct_b[mine].mean()), "p": test["p"],
-                          "ci95": bootstrap_diff_ci(correct_a[mine], correct_b[mine]),
-                          "method": f"McNemar's exact test on the class's {int(mine.sum())} images"})
+                          "method": f"McNemar's exact test on the class's {int(mine.sum())} images",
+                          "test": {"mcnemar": [test["b"], test["c"], test["n"]]}})
     return found
 
 
-def comparisons(groups: list[Group]) -> list[dict]:
-    """Each run against the nearest earlier phase on the same test images, against the best run,
-    a swept run's confirmed best setting against its base setting (`<run>.base`), and the pairs
-    the findings state (closing a gap, against training from scratch); p adjusted by Holm."""
-    phases = list(dict.fromkeys(g.phase for g in groups))
-    found, best = [], best_groups(groups)
-    for group in groups:
-        earlier = [g for g in groups if phases.index(g.phase) < phases.index(group.phase)
-                   and g.test_key is not None and g.test_key == group.test_key]
-        nearest = max((phases.index(g.phase) for g in earlier), default=None)
-        top = best.get(group.test_key)
-        pairs = [("previous phase" + (", best run" if g is top else ""), g)
-                 for g in earlier if phases.index(g.phase) == nearest]
-        if top is not None and top is not group and all(g is not top for _, g in pairs):
-            pairs.append(("best run", top))
-        base = next((g for g in groups if g.run_id == base_name(group.run_id)), None)
-        if base is not None:
-            pairs = [(kind, g) for kind, g in pairs if g is not base] + [(SWEEP_KIND, base)]
-        for kind, other in pairs:
-            result = compare(group, other)
-            found += [{"kind": kind, **result}] if result else []
-    extra = [("closing the gap", a, b) for a, b in gap_pairs(groups)] + \
-        [("against scratch", a, b) for a, b, _ in scratch_pairs(groups) if b is not None]
-    for kind, a, b in extra:  # the pairs the findings state, once each
-        if stated(found, a, b) is None and (result := compare(a, b)) is not None:
-            found.append({"kind": kind, **result})
+def comparisons(groups: list[Group], compare: dict[str, list[str]]) -> list[dict]:
+    """The confirmatory comparisons (in the order pairs.py states them), then the exploratory ones;
+    `compare` maps each phase, in study order, to what it says it compares with."""
+    confirmatory = []
+    for pair in stated_pairs(groups, compare):
+        result = compare_pair(pair.a, pair.b, by_seed=pair.kind == SWEEP_KIND)  # a sweep's two share seeds
+        if result is not None:
+            confirmatory.append({"kind": pair.kind, "a": pair.a.run_id, "b": pair.b.run_id,
+                                 "dataset": pair.a.dataset_name, "test_images": pair.a.test_images,
+                                 "note": pair.note, **result})
     by_id = {g.run_id: g for g in groups}
-    found += [x for c in list(found) if c["kind"].startswith("previous phase")
-              for x in class_comparisons(by_id[c["a"]], by_id[c["b"]])]
-    return holm_adjusted(found)
+    exploratory = [x for c in confirmatory if c["kind"].startswith(PHASE_KINDS)
+                   for x in class_comparisons(by_id[c["a"]], by_id[c["b"]])]
+    return adjust(confirmatory, CONFIRMATORY) + adjust(exploratory, EXPLORATORY)
+
+
+def phase_compare(phases: list[dict]) -> dict[str, list[str]]:
+    """Each phase of a resolved study.yaml, in order, mapped to its `compare:` entries."""
+    found = {}
+    for phase in phases:
+        targets = phase.get("compare", "previous")
+        found[phase["name"]] = [targets] if isinstance(targets, str) else list(targets)
+    return found

@@ -93,8 +93,9 @@ def plot_comparison_panels(panels: list[dict], path: Path) -> Path:
     for ax, panel in zip(axes[0], panels):
         positions = np.arange(len(panel["runs"]))
         means = np.array([100 * m for m, _, _ in panel["acc"]])
-        low = means - np.array([100 * lo for _, lo, _ in panel["acc"]])
-        high = np.array([100 * hi for _, _, hi in panel["acc"]]) - means
+        # An interval always holds its mean; clipped at 0 so float rounding at 0 % or 100 % draws no negative bar.
+        low = np.clip(means - np.array([100 * lo for _, lo, _ in panel["acc"]]), 0, None)
+        high = np.clip(np.array([100 * hi for _, _, hi in panel["acc"]]) - means, 0, None)
         ax.bar(positions - 0.2, means, 0.4, yerr=[low, high], capsize=3, label="test accuracy (95% interval)")
         ax.bar(positions + 0.2, [100 * f for f in panel["f1"]], 0.4, label="macro F1")
         ax.axhline(100 * panel["chance"], color="grey", linestyle="--", linewidth=1, label="chance")

@@ -7,11 +7,17 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import re
 from pathlib import Path
 
+from PIL import Image
+
+from .captions import caption, is_photo
+
 STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
-         "img{max-width:49%;vertical-align:top}"
+         "figure{display:inline-block;max-width:49%;vertical-align:top;margin:0.3em 0.5%}"
+         "figure img{max-width:100%}figcaption{font-size:12px;color:#444}"
          "table{border-collapse:collapse;font-size:12px;margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 6px}"
          "li{margin:0.3em 0}")
 
@@ -34,7 +40,8 @@ def to_markdown(blocks, study_dir: Path) -> str:
         elif kind in ("pre", "details"):
             out.append(f"```\n{content.rstrip()}\n```")
         elif kind == "img":
-            out.append(f"![{Path(content).stem}]({Path(content).relative_to(study_dir).as_posix()})")
+            out.append(f"![{Path(content).stem}]({Path(content).relative_to(study_dir).as_posix()})\n\n"
+                       f"*{caption(content)}*")
         elif kind == "table":
             out.append(markdown_table(*content))
         elif kind == "ul":
@@ -55,6 +62,30 @@ def _text(text: str) -> str:
     return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(text))
 
 
+PAGE_WIDTH = 800  # px: a figure is shown at most half of a 1200 px page wide, so this stays sharp
+
+
+def _embedded(path: Path) -> tuple[str, bytes]:
+    """A figure's bytes for the page, at most PAGE_WIDTH wide: photographs as JPEG, charts as PNG with
+    a 256-colour palette (sharp lines and text in a third of the bytes). The files on disk keep full size."""
+    buffer = io.BytesIO()
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        if image.width > PAGE_WIDTH:
+            image = image.resize((PAGE_WIDTH, round(image.height * PAGE_WIDTH / image.width)), Image.LANCZOS)
+        if is_photo(path):
+            image.save(buffer, format="JPEG", quality=75, optimize=True)
+            return "image/jpeg", buffer.getvalue()
+        image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(buffer, format="PNG", optimize=True)
+    return "image/png", buffer.getvalue()
+
+
+def _figure(path: Path) -> str:
+    kind, data = _embedded(path)
+    return (f'<figure><img alt="{html.escape(path.stem)}" src="data:{kind};base64,{base64.b64encode(data).decode()}">'
+            f"<figcaption>{html.escape(caption(path))}</figcaption></figure>")
+
+
 def to_html(blocks, title: str) -> str:
     out = []
     for kind, content in blocks:
@@ -65,8 +96,7 @@ def to_html(blocks, title: str) -> str:
         elif kind == "details":
             out.append(f"<details><summary>Architecture</summary><pre>{html.escape(content)}</pre></details>")
         elif kind == "img":
-            data = base64.b64encode(Path(content).read_bytes()).decode()
-            out.append(f'<img alt="{Path(content).stem}" src="data:image/png;base64,{data}">')
+            out.append(_figure(Path(content)))
         elif kind == "table":
             out.append(_html_table(*content))
         elif kind == "ul":

@@ -11,19 +11,19 @@ from pathlib import Path
 import numpy as np
 
 from . import plots
-from .compare import CLASS_KIND, Group, comparisons, group_records
+from .captions import RUN_PLOTS
+from .compare import CONFIRMATORY, EXPLORATORY, comparisons, phase_compare
 from ..fileio import atomic_write_text, read_jsonl
-from .findings import diverged, findings
-from .perclass import class_table
-from ..runner.records import RunRecord, collect_records, study_runs
+from .findings import answer, calibration_notes, points
+from .groups import Group, group_records
+from .pairs import BEST_KIND, SWEEP_KIND
+from .perclass import class_sentences, class_table
+from ..runner.records import RunRecord, collect_records, study_phases, study_runs
 from .render import to_html, to_markdown
 from .stats import format_p, wilson
 from .sweeps import sweep_blocks
 from .summary import COLUMNS, SUMMARY_NOTE, summary_rows
 
-PLOTS = [("curves.png", "Loss and accuracy"), ("roc.png", "ROC"), ("confusion.png", "Confusion matrix"),
-         ("predictions.png", "Predictions"), ("gradcam.png", "Grad-CAM"), ("why_wrong.png", "Why wrong"),
-         ("reliability.png", "Reliability")]
 Blocks = list[tuple[str, object]]
 
 
@@ -59,6 +59,8 @@ def calibration_words(metrics: dict) -> str:
         words += (f" Temperature {fitted['temperature']:.2f} (fitted on validation) brings them to "
                   f"{fitted[scored]['ece_scaled'] * 100:.1f}% and {fitted[scored]['nll_scaled']:.3f}; predict and "
                   "export use it.")
+        if fitted.get("at_bound"):
+            words += " **The temperature stopped at the end of its search range**: the best one lies beyond it."
     return words
 
 
@@ -76,7 +78,7 @@ def run_blocks(record: RunRecord, model_name: str, title: str = "") -> Blocks:
         ("pre", metrics["final_epoch_line"]), *_scores(metrics),
         ("p", f"Verdict: **{verdict['verdict']}** — {verdict['explanation']}."),
         ("details", (run_dir / "model.txt").read_text(encoding="utf-8"))]
-    blocks += [("img", run_dir / "plots" / png) for png, _ in PLOTS if (run_dir / "plots" / png).exists()]
+    blocks += [("img", run_dir / "plots" / png) for png in RUN_PLOTS if (run_dir / "plots" / png).exists()]
     if metrics["skipped_images"]:
         blocks.append(("p", f"{len(metrics['skipped_images'])} unreadable image(s) were left out "
                             "(listed in metrics.json)."))
@@ -91,7 +93,8 @@ def repeated_blocks(records: list[RunRecord], group: Group | None, model_name: s
     verdicts = [m["verdict"]["verdict"] for m in group.metrics]
     counts = ", ".join(f"{v} ×{verdicts.count(v)}" for v in dict.fromkeys(verdicts))
     stats = group.summary("test_acc")
-    interval = f" (95% CI {stats['ci95'][0] * 100:.1f}–{stats['ci95'][1] * 100:.1f})" if stats["ci95"] else ""
+    low, high = np.clip(stats["ci95"], 0.0, 1.0) if stats["ci95"] else (None, None)
+    interval = f" (95% CI {low * 100:.1f}–{high * 100:.1f})" if stats["ci95"] else ""
     seeds = ", ".join(str(m["seed"]) for m in group.metrics)
     line = (f"Over {len(group.records)} of {len(records)} repeats (seeds {seeds}): test accuracy "
             f"{group.mean_std_text('test_acc')}%{interval}, macro F1 {group.mean_std_text('f1')}%, "
@@ -119,37 +122,72 @@ def phase_blocks(study_dir: Path, records: dict[str, list[RunRecord]], groups: d
 
 
 GROUP_COLUMNS = ["run", "init", "dataset", "repeats", "test acc %", "macro F1 %", "ECE %", "val acc %", "gap",
-                 "verdicts"]
-DIFF_COLUMNS = ["run", "against", "test images", "difference", "95% CI", "p", "in words", "method"]
+                 "verdict"]
+DIFF_COLUMNS = ["run", "against", "test images", "difference", "CI", "p", "in words", "method"]
+
+
+def group_rows(groups: list[Group]) -> list[dict]:
+    """Every run in one row: its scores (mean ± std over repeats) and its verdict."""
+    rows = []
+    for g in groups:
+        verdicts = [m["verdict"]["verdict"] for m in g.metrics]
+        counts = ", ".join(f"{v} ×{verdicts.count(v)}" for v in dict.fromkeys(verdicts)) if len(verdicts) > 1 \
+            else verdicts[0]
+        rows.append({"run": g.run_id, "init": g.first["init"], "dataset": g.dataset_name, "repeats": len(g.records),
+                     "test acc %": g.mean_std_text("test_acc") or "(no test split)",
+                     "macro F1 %": g.mean_std_text("f1"), "ECE %": g.mean_std_text("ece"),
+                     "val acc %": g.mean_std_text("val_acc"), "gap": g.mean_std_text("gap"), "verdict": counts})
+    return rows
+
+
+def diff_rows(found: list[dict], family: str) -> list[dict]:
+    return [{"run": c["a"] + (f" [{c['class']}]" if "class" in c else ""), "against": f"{c['b']} ({c['kind']})",
+             "test images": f"{c['test_images']} {c['dataset']}", "difference": f"{points(c['diff'])} points",
+             "CI": "—" if c["ci"] is None else f"{points(c['ci'][0])} to {points(c['ci'][1])} ({c['level'] * 100:.3g}%)",
+             "p": "—" if c["p"] is None else format_p(c["p"]), "in words": c["words"],
+             "method": c["method"] + (f"; {c['note']}" if c["note"] else "")}
+            for c in found if c["family"] == family]
+
+
+def family_note(found: list[dict], family: str) -> str:
+    members = [c for c in found if c["family"] == family]
+    tested = sum(c["p"] is not None for c in members)
+    level = members[0]["level"] * 100 if members else 95.0
+    return (f"The {tested} tested {family} comparison(s) are one family: each p is multiplied by {tested} "
+            f"(Bonferroni, capped at 1) and each interval is at the matching {level:.3g}% level, so an interval "
+            "excludes zero exactly when its p is below 0.05; the words follow both. comparisons.csv keeps the raw p.")
 
 
 def answer_blocks(study_dir: Path, records: list[RunRecord], groups: list[Group], found: list[dict]) -> Blocks:
-    rows = [{"run": g.run_id, "init": g.first["init"], "dataset": Path(g.first["dataset"]).name,
-             "repeats": len(g.records), "test acc %": g.mean_std_text("test_acc") or "(no test split)",
-             "macro F1 %": g.mean_std_text("f1"), "ECE %": g.mean_std_text("ece"),
-             "val acc %": g.mean_std_text("val_acc"),
-             "gap": g.mean_std_text("gap"),
-             "verdicts": ", ".join(sorted(set(m["verdict"]["verdict"] for m in g.metrics)))} for g in groups]
-    diffs = [{"run": c["a"], "against": f"{c['b']} ({c['kind']})", "test images": f"{c['test_images']} {c['dataset']}",
-              "difference": f"{c['diff'] * 100:+.1f} points",
-              "95% CI": f"{c['ci95'][0] * 100:+.1f} to {c['ci95'][1] * 100:+.1f}", "p": format_p(c["p"]),
-              "in words": c["words"], "method": c["method"]} for c in found if c["kind"] != CLASS_KIND]
-    answer = diverged(records, study_runs(study_dir)) + findings(groups, found)
-    blocks: Blocks = [("h2", "The answer"), ("ul", answer), ("table", (rows, GROUP_COLUMNS))]
-    blocks += [("img", path) for path in study_plots(study_dir, groups)]
-    if diffs:
-        blocks += [("h3", "Differences on the same test images"), ("table", (diffs, DIFF_COLUMNS)),
-                   ("p", f"p-values are adjusted for the {len(found)} comparisons this report makes (Holm's "
-                         "method), and the words follow the adjusted value; the raw p-values are in comparisons.csv.")]
-    for title, rows, columns in class_table(groups):
-        blocks += [("h3", title), ("table", (rows, columns))]
+    phases, runs = study_phases(study_dir), study_runs(study_dir)
+    blocks: Blocks = [("h2", "The answer"), ("ul", answer(groups, found, phases, records, runs)),
+                      ("h3", "Every run"), ("table", (group_rows(groups), GROUP_COLUMNS)),
+                      ("p", "Verdicts are explained, with their numbers, in each run's section (docs/verdict.md).")]
+    blocks += [("img", figure) for figure in study_plots(study_dir, groups)]
+    if any(c["family"] == CONFIRMATORY for c in found):
+        blocks += [("h3", "Differences on the same test images"),
+                   ("table", (diff_rows(found, CONFIRMATORY), DIFF_COLUMNS)), ("p", family_note(found, CONFIRMATORY))]
+    blocks += [("p", sentence) for sentence in calibration_notes(groups, found)]
+    blocks += exploratory_blocks(groups, found)
     by_id = {g.run_id: g for g in groups}
     panels = [side_by_side(study_dir, by_id[c["a"]], by_id[c["b"]]) for c in found
-              if c["kind"].startswith(("previous phase", "against scratch"))]
+              if c["family"] == CONFIRMATORY and c["kind"] not in (SWEEP_KIND, BEST_KIND)]
     panels = [path for path in panels if path is not None]
     if panels:
         blocks += [("h3", "Where each run looks, on the same test images (Grad-CAM, predicted class)"),
                    *[("img", path) for path in panels]]
+    return blocks
+
+
+def exploratory_blocks(groups: list[Group], found: list[dict]) -> Blocks:
+    """Per-class recall of the runs on each test set, and each phase step split by class: exploratory."""
+    blocks: Blocks = []
+    sentences = class_sentences(groups, found)
+    if sentences:
+        blocks += [("h3", "By class (exploratory)"), ("ul", sentences),
+                   ("table", (diff_rows(found, EXPLORATORY), DIFF_COLUMNS)), ("p", family_note(found, EXPLORATORY))]
+    for title, rows, columns in class_table(groups):
+        blocks += [("h3", title), ("table", (rows, columns))]
     return blocks
 
 
@@ -180,8 +218,10 @@ def side_by_side(study_dir: Path, a: Group, b: Group, shown: int = 6) -> Path | 
 def comparison_panels(groups: list[Group]) -> list[dict]:
     """The runs of each set of test images (runs without a held-out test split apart, on validation)."""
     panels = []
-    for key in dict.fromkeys(g.test_key for g in groups):
-        members = [g for g in groups if g.test_key == key]
+    panel_of = {g.run_id: g.test_key or ("val", g.first["dataset"], g.first["split"]["digest"]) for g in groups}
+    for panel in dict.fromkeys(panel_of.values()):
+        members = [g for g in groups if panel_of[g.run_id] == panel]
+        key = members[0].test_key
         first = members[0].first
         part, n = first["scored_on"], first[first["scored_on"]]["n"]
         title = f"{Path(first['dataset']).name}: {n} {'test' if key else 'validation (not held out)'} images, " \
@@ -189,8 +229,8 @@ def comparison_panels(groups: list[Group]) -> list[dict]:
         acc = []
         for g in members:
             stats = g.summary("test_acc" if key else "val_acc")
-            if stats["ci95"]:
-                acc.append((stats["mean"], *stats["ci95"]))
+            if stats["ci95"]:  # a t-interval over repeats can leave [0, 1]; accuracy cannot
+                acc.append((stats["mean"], *np.clip(stats["ci95"], 0.0, 1.0).tolist()))
             else:
                 accuracy = g.first[part]["accuracy"]
                 acc.append((accuracy, *wilson(round(accuracy * n), n)))
@@ -201,6 +241,7 @@ def comparison_panels(groups: list[Group]) -> list[dict]:
 
 
 def study_plots(study_dir: Path, groups: list[Group]) -> list[Path]:
+    """The comparison bars and every run's validation curve."""
     if not groups:
         return []
     bars = plots.plot_comparison_panels(comparison_panels(groups), study_dir / "plots" / "comparison.png")
@@ -219,7 +260,7 @@ def build_report(study_dir: str | Path) -> tuple[Path, Path]:
     for record in records:
         by_run.setdefault(record.run_id, []).append(record)
     groups = group_records(records)
-    found = comparisons(groups)
+    found = comparisons(groups, phase_compare(study_phases(study_dir)))
     blocks: Blocks = [("h1", f"Study report: {study_dir.name}"), *answer_blocks(study_dir, records, groups, found),
                       *phase_blocks(study_dir, by_run, {g.run_id: g for g in groups}),
                       ("h2", "All runs"), ("p", SUMMARY_NOTE), ("table", (summary_rows(records), COLUMNS))]

@@ -11,9 +11,10 @@ import csv
 import io
 from pathlib import Path
 
-from .compare import comparisons, group_records, value_of
+from .compare import comparisons, phase_compare
+from .groups import group_records, value_of
 from ..fileio import atomic_write_text
-from ..runner.records import RunRecord, collect_records
+from ..runner.records import RunRecord, collect_records, study_phases
 from .render import markdown_table
 
 COLUMNS = ["phase", "run", "repeat", "seed", "model", "init", "dataset", "params", "trainable", "epochs",
@@ -45,8 +46,9 @@ def summary_rows(records: list[RunRecord]) -> list[dict]:
 
 
 GROUPED_METRICS = ["test_acc", "val_acc", "f1", "precision", "recall", "auc", "ece", "gap", "sec_per_epoch"]
-COMPARISON_COLUMNS = ["kind", "a", "b", "class", "dataset", "test_images", "diff", "ci95_low", "ci95_high", "p_raw", "p",
-                      "method", "words"]  # p: adjusted by Holm over every comparison; words follow it
+COMPARISON_COLUMNS = ["family", "kind", "a", "b", "class", "dataset", "test_images", "diff", "ci_low", "ci_high",
+                      "ci_level", "p_raw", "p", "family_size", "method", "note", "words"]
+# p: adjusted within its family (Bonferroni); the interval is at the matching level; words follow both.
 
 
 def grouped_rows(groups) -> list[dict]:
@@ -68,7 +70,7 @@ def grouped_rows(groups) -> list[dict]:
 
 def _csv(rows: list[dict], columns: list[str]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
@@ -91,7 +93,8 @@ def write_summary(study_dir: Path) -> list[dict]:
     atomic_write_text(study_dir / "summary.csv", _csv(rows, COLUMNS))
     grouped = grouped_rows(groups)
     atomic_write_text(study_dir / "summary_grouped.csv", _csv(grouped, list(grouped[0]) if grouped else ["run"]))
-    found = [{**c, "ci95_low": c["ci95"][0], "ci95_high": c["ci95"][1]} for c in comparisons(groups)]
+    found = [{**c, "ci_low": (c["ci"] or [None])[0], "ci_high": (c["ci"] or [None, None])[1], "ci_level": c["level"]}
+             for c in comparisons(groups, phase_compare(study_phases(study_dir)))]
     atomic_write_text(study_dir / "comparisons.csv", _csv(found, COMPARISON_COLUMNS))
     left_out = "".join(f"\n- {r.label}: left out, {r.problem}" for r in records
                        if r.problem and r.problem != "not finished yet")

@@ -18,9 +18,9 @@ from ..models.explain import class_activation_maps
 from ..models.registry import get_spec
 from ..data.splits import PARTS, Split
 from ..fileio import atomic_write_bytes, atomic_write_text, write_json
-from ..training.calibration import calibration_report, reliability_bins, scaled
+from ..training.calibration import calibration_report, reliability_bins, softmax
 from ..training.engine import diverged_words
-from ..training.metrics import classification_metrics, epoch_line, overfitting_verdict, roc_curves
+from ..training.metrics import chance_level, classification_metrics, epoch_line, overfitting_verdict, roc_curves
 
 GRID_SIZE = 16
 WRONG_SHOWN = 8  # the most confident mistakes, with their maps
@@ -49,7 +49,8 @@ def run_metrics(cfg: RunConfig, history: list[dict], outputs: dict, split: Split
                "best_train_acc": best["train_acc"], "best_val_acc": best["val_acc"],
                "final_epoch_line": epoch_line(history[-1], cfg.train.epochs),
                "seconds_per_epoch": float(np.mean([row["seconds"] for row in history])),
-               "verdict": overfitting_verdict(history, **cfg.verdict.model_dump()),
+               "verdict": overfitting_verdict(history, **cfg.verdict.model_dump(), chance=chance_level(
+                   [label for _, label in split.train], len(split.classes))),
                "skipped_images": split.skipped, "cnnstudy_version": __version__}
     for name, out in outputs.items():
         metrics[name] = classification_metrics(out["probs"], out["targets"], split.classes)
@@ -64,7 +65,9 @@ def add_calibration(metrics: dict, outputs: dict, fit: bool) -> None:
         metrics[part].update(ece=report[part]["ece"], nll=report[part]["nll"])
     if fit and "temperature" in report:
         metrics["calibration"] = {"temperature": report["temperature"], "fitted_on": "val",
-                                  **{part: report[part] for part in outputs}}
+                                  "at_bound": report["at_bound"], **{part: report[part] for part in outputs}}
+        if "warning" in report:
+            metrics["calibration"]["warning"] = report["warning"]
 
 
 def diverged_metrics(cfg: RunConfig, split: Split, facts: dict, diverged: dict) -> dict:
@@ -91,6 +94,7 @@ def save_predictions(path: Path, outputs: dict, split: Split) -> None:
     for name, out in outputs.items():
         items = getattr(split, name)
         arrays[f"{name}_probs"] = out["probs"]
+        arrays[f"{name}_logits"] = out["logits"]
         arrays[f"{name}_targets"] = out["targets"]
         arrays[f"{name}_ids"] = np.array([items[i][0] for i in out["indices"]])
     buffer = io.BytesIO()
@@ -112,7 +116,8 @@ def write_plots(run_dir: Path, cfg: RunConfig, history: list[dict], metrics: dic
     temperature = metrics.get("calibration", {}).get("temperature")
     diagrams = {"as trained": reliability_bins(out["probs"], out["targets"])}
     if temperature:
-        diagrams[f"temperature {temperature:.2f}"] = reliability_bins(scaled(out["probs"], temperature), out["targets"])
+        diagrams[f"temperature {temperature:.2f}"] = reliability_bins(softmax(out["logits"], temperature),
+                                                                      out["targets"])
     plots.plot_reliability(diagrams, plot_dir / "reliability.png", title=f"Reliability ({name}, "
                            f"ECE {metrics[name]['ece'] * 100:.1f}%)")
     items = getattr(split, name)
@@ -162,7 +167,7 @@ def write_explanations(run_dir: Path, model, cfg: RunConfig, metrics: dict, outp
 
 def write_misclassified(path: Path, split_name: str, items, out: dict, classes: list[str]) -> None:
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["split", "file", "true", "predicted", "confidence"])
     for row, index in enumerate(out["indices"]):
         pred = int(out["probs"][row].argmax())

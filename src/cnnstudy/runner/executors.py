@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import uuid
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -164,8 +165,7 @@ class RayExecutor:
         ray = import_ray()
         self.ray, self.started = ray, not ray.is_initialized()
         if self.started:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     logging_level="warning", configure_logging=False)
+            connect_ray(ray, address)
         resources = ray.cluster_resources()
         gpus = 1 if resources.get("GPU", 0) >= 1 else 0
         self.task = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=0)(_ray_task)
@@ -186,6 +186,44 @@ class RayExecutor:
                 self.ray.cancel(ref, force=True)
         if self.started:
             self.ray.shutdown()
+
+
+def head_of(address: str) -> tuple[str, int]:
+    """(host, port) a driver connects to for --ray-address: auto (the cluster `ray start` recorded on
+    this machine), HOST:PORT (the head's GCS, 6379 by default) or ray://HOST:PORT (Ray Client, 10001)."""
+    if address == "auto":
+        recorded = Path(os.environ.get("RAY_TMPDIR", "/tmp/ray")) / "ray_current_cluster"
+        if not recorded.is_file():
+            raise StudyError(f"--ray-address auto: no Ray cluster is recorded on this machine ({recorded}); "
+                             "start one (ray start --head, docs/parallel.md) or leave --ray-address out for a "
+                             "fresh local instance")
+        address = recorded.read_text().strip()
+    client = address.startswith("ray://")
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        host, port = address.removeprefix("ray://"), "10001" if client else "6379"
+    return host, int(port)
+
+
+def connect_ray(ray, address: str | None, seconds: float = 5.0) -> None:
+    """A fresh local instance without an address (`local`: never a cluster a stopped `ray start` left
+    recorded); with one, a head that answers within seconds, or one line saying what to check."""
+    if address is not None:
+        host, port = head_of(address)
+        try:
+            socket.create_connection((host, port), timeout=seconds).close()
+        except OSError as err:
+            raise StudyError(f"--ray-address {address}: nothing answers at {host}:{port} ({err}); check that the "
+                             "cluster is up (ray status, on its head node) and that this machine can reach that "
+                             "port") from None
+    try:
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
+                 logging_level="warning", configure_logging=False)
+    except ray.exceptions.AuthenticationError:
+        raise StudyError(f"--ray-address {address}: the cluster refused this driver's authentication token; give "
+                         "it the cluster's token (RAY_AUTH_TOKEN, or RAY_AUTH_TOKEN_PATH; docs/parallel.md)") from None
+    except ConnectionError as err:
+        raise StudyError(f"--ray-address {address}: {str(err).splitlines()[0]}") from None
 
 
 def alive_nodes(ray) -> list[dict]:

@@ -18,8 +18,9 @@ from ..fileio import read_json, file_digest, write_json
 
 FILE = "fingerprint.json"
 # Settings added since cnnstudy 0.2, with the value that means what older runs did: a fingerprint
-# without the key was made with that value.
-ADDED_KEYS = {"data.classes": None, "sweep": None, "calibrate": False}
+# without the key was made with that value. (verdict.min_learned judges a finished run's history, not
+# its training: a run made before 0.4 is judged again with it when read, runner/records.rejudged.)
+ADDED_KEYS = {"data.classes": None, "sweep": None, "calibrate": False, "verdict.min_learned": 0.1}
 
 
 def make_fingerprint(cfg: RunConfig, split: Split, inputs: dict[str, dict], data: str | None) -> dict[str, Any]:
@@ -88,8 +89,9 @@ def differences(old: dict | None, new: dict, data_change: Callable[[str | None],
         lines.append(f"split: other images in train/val/test ({str(old_split.get('digest'))[:12]} -> "
                      f"{new_split['digest'][:12]})")
     elif old_split.get("data") != new_split.get("data"):
-        lines.append(data_change(old_split.get("data")) if data_change else
-                     f"data: the images of {new_split['dataset']} changed since this run used them")
+        change = data_change(old_split.get("data")) if data_change else \
+            f"data: the images of {new_split['dataset']} changed since this run used them"
+        lines += [change] if change else []  # None: the same bytes, only their modification times moved
     lines += _input_differences(old.get("inputs", {}), new["inputs"])
     return lines
 

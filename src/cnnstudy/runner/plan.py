@@ -24,6 +24,7 @@ from ..models.freeze import FreezeError, apply_freeze
 from ..models.registry import check_state_fits, create_model, get_spec, model_state
 from .sweep import STATE_FILE as SWEEP_STATE, TRIALS_DIR, check_sweep, confirmed_config, read_state, \
     trial_config
+from .studyfile import raise_problems
 from .repeats import (group_dir, has_results, leftover_layout, repeat_config, repeat_dirs, run_label,
                       source_checkpoint)
 
@@ -49,17 +50,23 @@ class RunPlan:
 
 
 def validate_runs(runs: list[RunConfig], study_path: Path) -> None:
-    """Every config error a run can have on its own, found before anything trains."""
+    """Every config error a run can have on its own, found before anything trains: each run's first,
+    all runs in one message."""
     by_id: dict[str, RunConfig] = {}
+    problems = []
     for cfg in runs:
-        where = f"{study_path}, run {cfg.run_id}"
-        if cfg.run_id in by_id:
-            raise StudyError(f"{where}: the name is used twice in phase {cfg.phase!r}; rename one")
-        _check_model(cfg, where, by_id)
-        for trial_cfg in check_sweep(cfg, where) if cfg.sweep is not None else []:
-            _check_model(trial_cfg, f"{where} (a value its sweep would try)", by_id)
-        _check_environment(cfg, where, study_path)
-        by_id[cfg.run_id] = cfg
+        where = f"run {cfg.run_id}"
+        try:
+            if cfg.run_id in by_id:
+                raise StudyError(f"{where}: the name is used twice in phase {cfg.phase!r}; rename one")
+            _check_model(cfg, where, by_id)
+            for trial_cfg in check_sweep(cfg, where) if cfg.sweep is not None else []:
+                _check_model(trial_cfg, f"{where} (a value its sweep would try)", by_id)
+            _check_environment(cfg, where, study_path)
+        except StudyError as err:
+            problems.append(str(err))
+        by_id.setdefault(cfg.run_id, cfg)
+    raise_problems(str(study_path), problems)
 
 
 def _check_model(cfg: RunConfig, where: str, earlier: dict[str, RunConfig]) -> None:

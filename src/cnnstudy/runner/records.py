@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from ..fileio import read_json
+from ..fileio import read_json, read_jsonl
 from .fingerprint import fingerprint_digest, read_fingerprint
 from .repeats import repeat_folders, run_label
 
@@ -29,10 +29,14 @@ class RunRecord:
         return run_label(self.run_id, self.repeat)
 
 
+def study_phases(study_dir: Path) -> list[dict]:
+    """The phases of the resolved study.yaml, in order: name, title, description, compare, runs."""
+    return yaml.safe_load((study_dir / "study.yaml").read_text(encoding="utf-8"))["phases"]
+
+
 def study_runs(study_dir: Path) -> list[tuple[dict, dict]]:
     """(phase, run) pairs in study order, from the resolved study.yaml (order, titles, repeats only)."""
-    study = yaml.safe_load((study_dir / "study.yaml").read_text(encoding="utf-8"))
-    return [(phase, run) for phase in study["phases"] for run in phase["runs"]]
+    return [(phase, run) for phase in study_phases(study_dir) for run in phase["runs"]]
 
 
 def read_run(run_dir: Path, run_id: str, repeat: int | None = None) -> RunRecord:
@@ -47,7 +51,24 @@ def read_run(run_dir: Path, run_id: str, repeat: int | None = None) -> RunRecord
                          f"(fingerprint.json); re-run it with --force {run_id} ({run_label(run_id, repeat)})")
     if metrics.get("scored_on") is None:  # diverged before its first checkpoint
         return RunRecord(run_id, repeat, run_dir, config, None, metrics["verdict"]["explanation"])
-    return RunRecord(run_id, repeat, run_dir, config, metrics, None)
+    return RunRecord(run_id, repeat, run_dir, config, rejudged(metrics, run_dir, config), None)
+
+
+def rejudged(metrics: dict, run_dir: Path, config: dict) -> dict:
+    """A run judged before 0.4 knew no "did not learn": its verdict judged again, as 0.4 judges, from
+    its own history, config and split (all in its folder), so that a run at chance is never read as
+    "overfit". Its metrics.json is left as written."""
+    verdict = metrics["verdict"]
+    if "chance" in verdict or verdict["verdict"] == "diverged" or not (run_dir / "split.json").exists():
+        return metrics
+    from ..data.splits import Split
+    from ..training.metrics import chance_level, overfitting_verdict
+
+    split = Split.load(run_dir / "split.json")
+    chance = chance_level([label for _, label in split.train], len(split.classes))
+    thresholds = {key: value for key, value in (config or {}).get("verdict", {}).items()}
+    again = overfitting_verdict(read_jsonl(run_dir / "history.jsonl"), **thresholds, chance=chance)
+    return {**metrics, "verdict": again if again["verdict"] == "did not learn" else {**verdict, "chance": chance}}
 
 
 def run_records(study_dir: Path, phase: dict, run: dict) -> list[RunRecord]:

@@ -105,7 +105,7 @@ def execute_run(plan: RunPlan, study_dir: Path, log=print, tracking: Tracking | 
     log(start_line(plan, facts, dist))
     # Rank 0 fills the decode-once cache; the others then read it.
     loaders = dist.main_first(lambda: build_loaders(cfg, split, plan.data.source, device, stats, dist.rank,
-                                                    dist.world, parts=("train", *plan.scored)))
+                                                    dist.world, parts=("train", *plan.scored), progress=progress))
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr,
                                  weight_decay=cfg.train.weight_decay)
     meta = {"model_name": cfg.model.name, "class_names": split.classes, "config": cfg.model_dump(mode="json"),
@@ -167,6 +167,8 @@ def finish_run(plan: RunPlan, model, loaders: dict, loop: Loop, facts: dict, sta
     history = read_history(plan.run_dir)
     metrics = run_metrics(cfg, history, outputs, split, facts)
     add_calibration(metrics, outputs, cfg.calibrate)
+    if metrics.get("calibration", {}).get("warning"):
+        loop.log(f"warning: {plan.label}: {metrics['calibration']['warning']}")
     if plan.trial is None:  # a sweep's trials are compared by their metric only
         loop.dist.on_main(lambda: write_explanations(plan.run_dir, model, cfg, metrics, outputs, split,
                                                      plan.data.source, stats, loop.device, loop.precision))

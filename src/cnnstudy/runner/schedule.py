@@ -66,13 +66,13 @@ class Scheduler:
                  after_run: Callable[[], None]) -> None:
         self.works, self.executor, self.ctx, self.log, self.after_run = works, executor, ctx, log, after_run
         self.running: dict[Future, tuple[RunWork, Unit]] = {}
-        self.total, self.finished = unit_count(works), 0
+        self.total, self.finished, self.bar = unit_count(works), 0, None
         for work in works:
             if work.blocked:
                 log(f"not run: {work.run_id}: {work.blocked}")
 
     def run(self) -> None:
-        bar = tqdm(total=self.total, desc="units", dynamic_ncols=True, disable=self.executor.slots == 1)
+        bar = self.bar = tqdm(total=self.total, desc="units", dynamic_ncols=True, disable=self.executor.slots == 1)
         with bar:
             while True:
                 self._fill()
@@ -122,9 +122,14 @@ class Scheduler:
         made_from = make_fingerprint(plan.cfg, plan.data.split, checkpoint_inputs(plan.cfg, self.ctx.study_dir,
                                                                                    source_ckpt),
                                      plan.data.data_digest)
+        search = Sweep(plan.cfg, plan.group, made_from)
+        earlier = sum(t.state.is_finished() for t in search.trials())
         self.log(f"== {plan.label}: sweep of {trial_budget(plan.cfg.sweep)} trial(s) ({plan.cfg.sweep.method}, "
-                 f"{plan.cfg.sweep.metric}, prune {plan.cfg.sweep.prune}) in {plan.group}")
-        return Sweep(plan.cfg, plan.group, made_from)
+                 f"{plan.cfg.sweep.metric}, prune {plan.cfg.sweep.prune}) in {plan.group}" +
+                 (f"; {earlier} finished before" if earlier else ""))
+        self.total -= earlier  # units still to do: trials a killed sweep finished are not done again
+        self.bar.total = self.total
+        return search
 
     def _confirmation(self, plan: SweepPlan, search: Sweep) -> list[RunPlan]:
         """The best setting's repeats, to be trained and scored on the test split like any run."""
@@ -143,13 +148,15 @@ class Scheduler:
 
     def _complete(self, work: RunWork, unit: Unit, result: dict) -> None:
         self.finished += 1
-        if unit.trial is not None:
+        if unit.trial is not None:  # a trial's line counts the trials of its sweep, as they finish
             work.search.record(unit.trial.number, result)
-        else:
-            work.completed += 1
-            work.diverged += bool(result.get("diverged"))
-            self.after_run()
-        if self.executor.slots > 1 or unit.trial is not None:
+            done = sum(t.state.is_finished() for t in work.search.trials())
+            self.log(finished_line(result, done, work.search.budget))
+            return
+        work.completed += 1
+        work.diverged += bool(result.get("diverged"))
+        self.after_run()
+        if self.executor.slots > 1:
             self.log(finished_line(result, self.finished, self.total))
 
     def _check_all_done(self) -> None:

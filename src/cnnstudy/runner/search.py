@@ -67,28 +67,40 @@ class TrialSpec:
 
 class PruneWatch:
     """Called with every epoch's row (after its files are written): reports the metric to an
-    in-memory copy of the search and raises TrialPruned when the pruner says so."""
+    in-memory copy of the search and raises TrialPruned when the pruner says so.
+
+    The copy numbers its trials as the driver's storage does (a trial not finished yet is a failed
+    placeholder, which no pruner counts), because Hyperband assigns a trial's bracket by its number;
+    and the finished trials carry the rung values their own watch recorded (`rung_values`, carried
+    back to the driver by Sweep.record), which successive halving compares against."""
 
     def __init__(self, spec: TrialSpec) -> None:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self.metric = spec.metric
-        study = optuna.create_study(study_name=spec.study_name, direction=spec.direction,
-                                    pruner=make_pruner(spec.prune, spec.epochs))
-        study.add_trials(spec.snapshot)
-        self.trial = study.ask()
+        self.metric, self.epochs = spec.metric, spec.epochs
+        self.study = optuna.create_study(study_name=spec.study_name, direction=spec.direction,
+                                         pruner=make_pruner(spec.prune, spec.epochs))
+        finished = {t.number: t for t in spec.snapshot}
+        for number in range(spec.number):
+            self.study.add_trial(finished.get(number) or optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+        self.trial = self.study.ask()
 
     def __call__(self, row: dict) -> None:
         self.trial.report(row[self.metric], row["epoch"])
-        if self.trial.should_prune():
+        if row["epoch"] < self.epochs and self.trial.should_prune():  # after the last epoch it is complete
             raise TrialPruned(f"pruned after epoch {row['epoch']} ({self.metric} {row[self.metric]:.4f})")
+
+    def rung_values(self) -> dict[str, float]:
+        """What the pruner recorded of this trial (successive halving's completed_rung_<k> values)."""
+        attrs = self.study._storage.get_trial(self.trial._trial_id).system_attrs  # where the pruner writes them
+        return {key: value for key, value in attrs.items() if key.startswith("completed_rung_")}
 
 
 def sweep_table(trials: list, params: list[str]) -> str:
     """sweep.csv: one row per trial."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["trial", "state", "value", *params, "epochs", "seconds", "error"])
     for trial in trials:
         attrs = trial.user_attrs
@@ -99,6 +111,8 @@ def sweep_table(trials: list, params: list[str]) -> str:
 
 
 def _state_word(trial) -> str:
+    if trial.user_attrs.get("diverged"):
+        return "diverged"
     return {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}.get(trial.state.name, "running")
 
 
@@ -154,11 +168,15 @@ class Sweep:
         for row in result.get("history", []):
             if row["epoch"] not in frozen.intermediate_values and self.spec.metric in row:
                 trial.report(row[self.spec.metric], row["epoch"])
-        for key in ("epochs", "seconds", "error"):
+        for key in ("epochs", "seconds", "error", "diverged"):
             if result.get(key) is not None:
-                trial.set_user_attr(key, result[key])
+                trial.set_user_attr(key, bool(result[key]) if key == "diverged" else result[key])
+        for key, value in result.get("rung_values", {}).items():  # what Hyperband compares later trials with
+            self.study._storage.set_trial_system_attr(frozen._trial_id, key, value)
         state = {"complete": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED,
                  "failed": optuna.trial.TrialState.FAIL}[result["state"]]
+        if result.get("diverged"):  # a bad region: told as pruned (TPE ranks it below every finished trial)
+            state = optuna.trial.TrialState.PRUNED
         value = objective(self.spec.metric, result.get("history", []))
         if state == optuna.trial.TrialState.COMPLETE and value is None:
             state = optuna.trial.TrialState.FAIL
@@ -183,7 +201,7 @@ class Sweep:
     def write(self) -> None:
         trials = self.trials()
         counts = {word: sum(_state_word(t) == word for t in trials)
-                  for word in ("complete", "pruned", "failed", "running")}
+                  for word in ("complete", "pruned", "diverged", "failed", "running")}
         state = {"run": self.cfg.run_id, "metric": self.spec.metric, "direction": direction(self.spec),
                  "method": self.spec.method, "budget": self.budget, "trials": len(trials), "counts": counts,
                  "finished": self.finished, "best": self.best(), "made_from": self.made_from}

@@ -7,13 +7,14 @@ then train. Anything that would make a number untrustworthy stops the study befo
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import torch
 import yaml
 from tqdm.auto import tqdm
 
-from ..config import RunConfig, StudyConfig, StudyError, load_study_file, parse_overrides, resolve_runs
+from ..config import RunConfig, StudyConfig, StudyError
 from ..data.prepare import PreparedData, SplitStore
 from ..training.distributed import SINGLE, Dist
 from ..fileio import atomic_write_text
@@ -22,10 +23,12 @@ from .lock import StudyLock
 from ..models.registry import get_spec
 from .plan import Blocked, check_prepared, diverged_already, force_set, plan_actions, validate_runs
 from .executors import Parallel, make_executor
+from .force import begin_force, end_force, force_id, still_forced
 from .run import execute_run
 from .schedule import Scheduler, gather_work
 from .space import check_free_space
-from .sweep import expand_sweeps
+from .studyfile import load_study
+from .sweep import BASE_SUFFIX, expand_sweeps
 from .units import UnitContext
 from ..report.report import build_report
 from ..report.summary import write_summary
@@ -34,15 +37,19 @@ from .tracking import Tracking, check_tracking
 
 def plan_study(study_path: str | Path, overrides: list[str] | None = None) -> tuple[StudyConfig, list[RunConfig]]:
     """Load, merge and validate the whole study before any work is done."""
-    study = load_study_file(study_path)
-    runs = expand_sweeps(resolve_runs(study, parse_overrides(overrides or []), str(study_path)), str(study_path))
+    study, runs = load_study(study_path, overrides)
+    reserved = [cfg.run_id for cfg in runs if cfg.name.endswith(BASE_SUFFIX)]
+    if reserved:
+        raise StudyError(f"{study_path}: {', '.join(reserved)}: a run name ending in {BASE_SUFFIX} is reserved for a "
+                         "swept run's base setting; rename it")
+    runs = expand_sweeps(runs, str(study_path))
     validate_runs(runs, Path(study_path))
     check_tracking(study.tracking)
     return study, runs
 
 
 def save_resolved_study(study_dir: Path, study: StudyConfig, runs: list[RunConfig]) -> None:
-    phases = [{"name": p.name, "title": p.title, "description": p.description,
+    phases = [{"name": p.name, "title": p.title, "description": p.description, "compare": p.compare,
                "runs": [r.model_dump(mode="json") for r in runs if r.phase == p.name]} for p in study.phases]
     resolved = {"name": study.name, "description": study.description, "phases": phases}
     atomic_write_text(study_dir / "study.yaml", yaml.safe_dump(resolved, sort_keys=False))
@@ -64,18 +71,17 @@ def run_study(study_path: str | Path, overrides: list[str] | None = None, out_di
     check_batches_split(runs, dist, Path(study_path))
     check_parallel(runs, dist, parallel, Path(study_path))
     forced = force_set(runs, ["*"] if force is True else list(force or []))
-    study_dir, base = Path(out_dir) / study.name, Path(study_path).parent
+    study_dir = Path(out_dir) / study.name
     log = log if dist.main else (lambda _: None)
-    lock = StudyLock(study_dir)
+    lock, created = StudyLock(study_dir), not study_dir.exists()
     dist.on_main(lock.acquire)
     try:
-        dist.on_main(lambda: ensure_inputs(runs, base, offline or offline_from_env(), log))
-        store = SplitStore(study_dir, base, lambda cfg: get_spec(cfg.model.name).min_size, log)
-        prepared = dist.main_first(lambda: prepare_splits(runs, store))
-        check_prepared(runs, prepared, Path(study_path))
-        jobs = plan_actions(runs, prepared, study_dir, forced)
-        dist.on_main(lambda: check_free_space(jobs, study_dir))
-        dist.on_main(lambda: save_resolved_study(study_dir, study, runs))
+        try:
+            jobs = prepare_study(study, runs, study_path, study_dir, forced, offline, log, dist)
+        except BaseException:  # nothing trained yet: a folder this call made is not left behind
+            if created and dist.main:
+                shutil.rmtree(study_dir, ignore_errors=True)
+            raise
         torch.use_deterministic_algorithms(True, warn_only=True)
         if dist.enabled:
             tracking = Tracking(study.tracking, study_dir, study.name, log)
@@ -89,12 +95,31 @@ def run_study(study_path: str | Path, overrides: list[str] | None = None, out_di
         else:
             carry_out(jobs, study, study_dir, parallel, log)
         report = dist.on_main(lambda: build_report(study_dir))
+        dist.on_main(lambda: end_force(study_dir))
         if dist.main:
             Tracking(study.tracking, study_dir, study.name, log).log_report(list(report))
             log(f"study finished: {study_dir / 'summary.md'}, report: {report[0]} and {report[1]}")
     finally:
         lock.release()
     return study_dir
+
+
+def prepare_study(study: StudyConfig, runs: list[RunConfig], study_path: str | Path, study_dir: Path,
+                  forced: set[str], offline: bool, log, dist: Dist) -> list:
+    """Inputs fetched, splits made, everything checked and every run's action planned; a forced start
+    recorded and its runs cleared. Nothing has trained when this returns."""
+    base = Path(study_path).parent
+    dist.on_main(lambda: ensure_inputs(runs, base, offline or offline_from_env(), log))
+    store = SplitStore(study_dir, base, lambda cfg: get_spec(cfg.model.name).min_size, log)
+    prepared = dist.main_first(lambda: prepare_splits(runs, store))
+    check_prepared(runs, prepared, Path(study_path))
+    start = force_id(study_dir, forced)
+    redo = still_forced(runs, study_dir, forced, start)  # an interrupted forced start cleared the rest
+    jobs = plan_actions(runs, prepared, study_dir, redo)
+    dist.on_main(lambda: check_free_space(jobs, study_dir))
+    dist.on_main(lambda: save_resolved_study(study_dir, study, runs))
+    dist.on_main(lambda: begin_force(jobs, study_dir, forced, redo, start))
+    return jobs
 
 
 def carry_out(jobs: list, study: StudyConfig, study_dir: Path, parallel: Parallel, log) -> None:

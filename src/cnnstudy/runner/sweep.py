@@ -22,15 +22,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..config import ParamRange, RunConfig, StudyError, SweepConfig, explain
+from ..config import ParamRange, RunConfig, StudyError, SweepConfig
 from ..fileio import read_json
+from ..seeds import confirm_seed
 from .fingerprint import flatten
+from .studyfile import explain
 
 BASE_SUFFIX = ".base"
 STATE_FILE, TABLE_FILE, STORAGE_FILE, TRIALS_DIR = "sweep.json", "sweep.csv", "sweep.db", "trials"
 # Swept keys that would change the split (so val_acc would compare other images) or the run's identity.
 FIXED_KEYS = ("name", "phase", "repeats", "sweep", "seed", "device", "data.dataset", "data.split",
               "data.limit_per_class", "data.classes")
+# Swept keys the trials would not honour: a trial starts from the run's own init_from checkpoint.
+UNHONOURED_KEYS = ("model.init_from",)
 
 
 class TrialPruned(Exception):
@@ -43,7 +47,8 @@ def base_name(name: str) -> str:
 
 def expand_sweeps(runs: list[RunConfig], source: str) -> list[RunConfig]:
     """A swept run becomes two: `<run>.base` (the run's own setting) and the run itself, whose
-    `repeats` are the sweep's `confirm` (the confirmation of the best setting)."""
+    `repeats` are the sweep's `confirm` (the confirmation of the best setting). Both take the seed of
+    the confirmation (seeds.confirm_seed), which no trial used, and so the same seeds repeat by repeat."""
     expanded = []
     for cfg in runs:
         if cfg.sweep is None:
@@ -53,7 +58,8 @@ def expand_sweeps(runs: list[RunConfig], source: str) -> list[RunConfig]:
             raise StudyError(f"{source}, run {cfg.run_id}: repeats {cfg.repeats} on a swept run; set "
                              f"sweep.confirm: {cfg.repeats} instead (repeats of the best and of the base setting)")
         confirm = cfg.sweep.confirm
-        expanded.append(cfg.model_copy(update={"name": base_name(cfg.name), "sweep": None, "repeats": confirm}))
+        expanded.append(cfg.model_copy(update={"name": base_name(cfg.name), "sweep": None, "repeats": confirm,
+                                               "seed": confirm_seed(cfg.seed)}))
         expanded.append(cfg.model_copy(update={"repeats": confirm}))
     return expanded
 
@@ -77,8 +83,8 @@ def trial_config(cfg: RunConfig, params: dict[str, Any]) -> RunConfig:
 
 def confirmed_config(cfg: RunConfig, params: dict[str, Any]) -> RunConfig:
     """The run itself once its sweep is over: the best params, the sweep (it is part of the
-    fingerprint) and `confirm` repeats."""
-    return _with_params(cfg, params)
+    fingerprint), `confirm` repeats and the confirmation's seed (the base setting's too)."""
+    return _with_params(cfg, params, seed=confirm_seed(cfg.seed))
 
 
 def check_sweep(cfg: RunConfig, where: str) -> list[RunConfig]:
@@ -90,6 +96,9 @@ def check_sweep(cfg: RunConfig, where: str) -> list[RunConfig]:
         if any(key == fixed or key.startswith(fixed + ".") for fixed in FIXED_KEYS):
             raise StudyError(f"{where}: sweep.params.{key} cannot be swept: it changes the split or what the run "
                              "is, so trials would not be comparable; set it on the run instead")
+        if key in UNHONOURED_KEYS:
+            raise StudyError(f"{where}: sweep.params.{key} cannot be swept: every trial starts from the run's own "
+                             "model.init_from; make one run per starting point instead")
         if key not in known:
             raise StudyError(f"{where}: sweep.params.{key} is not a setting of this run; use a dotted key such "
                              "as train.lr, train.batch_size, augment or model.freeze")

@@ -61,7 +61,7 @@ def run_unit(unit: Unit, ctx: UnitContext, log: Callable[[str], None] = print) -
                               watch=watch)
         result.update(scores(metrics))
         if unit.trial is not None and result["diverged"]:  # a search goes on past a diverged trial
-            result.update(state="failed", error=metrics["verdict"]["explanation"])
+            result.update(state="pruned", error=metrics["verdict"]["explanation"])
     except TrialPruned as stop:
         log(f"{plan.label}: {stop}")
         result["state"] = "pruned"
@@ -71,6 +71,8 @@ def run_unit(unit: Unit, ctx: UnitContext, log: Callable[[str], None] = print) -
         log(f"{plan.label} failed: {type(err).__name__}: {err}")
         result.update(state="failed", error=f"{type(err).__name__}: {err}")
     result["seconds"] = time.perf_counter() - started
+    if watch is not None:
+        result["rung_values"] = watch.rung_values()
     if unit.trial is not None:
         history = read_history(plan.run_dir) if (plan.run_dir / "history.jsonl").exists() else []
         result.update(history=history, epochs=len(history), metric=unit.trial.metric,
@@ -90,7 +92,7 @@ def finished_line(result: dict, done: int, total: int) -> str:
     if result["action"] == "skip":
         return f"{head}: already finished with this config, split and inputs"
     if result["state"] != "complete":
-        return f"{head}: {result['state']}" + (f" ({result['error']})" if result.get("error") else "") + \
+        return f"{head}: {'diverged' if result.get('diverged') else result['state']}" + (f" ({result['error']})" if result.get("error") else "") + \
             f", {result.get('epochs', 0)} epoch(s), {result['seconds']:.0f} s"
     if result.get("metric"):  # a sweep's trial: its value, on validation images
         score = f"{result['metric']} {result['value']:.4f}"

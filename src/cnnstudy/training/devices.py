@@ -5,9 +5,14 @@ bf16 autocast on CUDA GPUs of compute capability 8.0 or more (Ampere on) and on 
 AVX512-BF16 or AMX; fp16 autocast with a gradient scaler on older CUDA GPUs (T4, V100), whose bf16
 is emulated; fp32 elsewhere. `torch.cuda.is_bf16_supported()` is not used: it counts emulation and
 asks the current device rather than the run's.
+
+`CNNSTUDY_AUTO_PRECISION=bf16` (or fp32) makes `auto` mean that on a CPU, whatever it computes
+natively: the test suite runs under it to behave, on any machine, as it does on a CPU with native
+bf16 (where CI may land), only slower.
 """
 from __future__ import annotations
 
+import os
 from contextlib import AbstractContextManager
 
 import torch
@@ -37,6 +42,9 @@ def choose_precision(device: torch.device, requested: str) -> str:
         return requested
     if device.type == "cuda":
         return "bf16" if cuda_capability(device) >= (8, 0) else "fp16"
+    forced = os.environ.get("CNNSTUDY_AUTO_PRECISION", "")
+    if device.type == "cpu" and forced in ("bf16", "fp32"):
+        return forced
     if device.type == "cpu" and cpu_has_native_bf16():
         return "bf16"
     return "fp32"

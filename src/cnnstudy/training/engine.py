@@ -19,6 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..models.checkpoint import FitState, resume_state, save_epoch
+from .calibration import nll
 from .devices import autocast, grad_scaler
 from .distributed import SINGLE, Dist
 from ..fileio import read_jsonl
@@ -35,22 +36,36 @@ class NonFiniteLossError(RuntimeError):
         self.loss = loss
 
 
-# A mean training loss this many times a uniform guess's (ln classes) is no training any more:
-# a sane run starts near 1x and falls; an exploded one (lr far too high) sits at 1e3-1e26.
-DIVERGENCE_FACTOR = 10.0
+# A mean training loss this many times a uniform guess's (ln classes) is no training any more; but a
+# healthy run with a high learning rate can start there and recover (a head-only fine-tune at lr 0.1
+# on ants/bees: 46.4, 8.8, 1.3, 0.7 over its first epochs), so only a loss that stays above it and
+# does not fall, or is not a number at all, is an explosion (docs/verdict.md); and so is a loss a
+# thousand times that limit, however it moves (a recovering start sits within 10x of it).
+DIVERGENCE_FACTOR, EXPLOSION = 10.0, 1000.0
 
 
-def divergence(train_loss: float, num_classes: int, epoch: int) -> dict | None:
-    """What fit records when an epoch's training loss is non-finite or above the limit, else None."""
+def divergence(train_loss: float, num_classes: int, epoch: int, previous: float | None = None) -> dict | None:
+    """What fit records when an epoch's training loss is non-finite, or above the limit for a second
+    epoch running without falling (`previous`: the epoch before's), else None."""
     limit = DIVERGENCE_FACTOR * math.log(max(num_classes, 2))
-    if np.isfinite(train_loss) and train_loss <= limit:
+    rising = previous is not None and previous > limit and train_loss > limit and train_loss >= previous
+    if not np.isfinite(train_loss):
+        reason = "not finite"
+    elif train_loss > EXPLOSION * limit:
+        reason = "exploded"
+    elif rising:
+        reason = "above the limit and rising"
+    else:
         return None
-    return {"epoch": epoch, "train_loss": float(train_loss), "limit": limit}
+    return {"epoch": epoch, "train_loss": float(train_loss), "limit": limit, "reason": reason}
 
 
 def diverged_words(diverged: dict) -> str:
-    return (f"training diverged at epoch {diverged['epoch']}: loss {diverged['train_loss']:.3g}, above "
-            f"{DIVERGENCE_FACTOR:g} x ln(classes) = {diverged['limit']:.2f}; lower train.lr or check the data")
+    why = {"not finite": "not a finite number",
+           "exploded": f"over {EXPLOSION:g} x the limit of {DIVERGENCE_FACTOR:g} x ln(classes) = {diverged['limit']:.2f}"
+           }.get(diverged.get("reason"), f"above {DIVERGENCE_FACTOR:g} x ln(classes) = {diverged['limit']:.2f} for a "
+                                         "second epoch and not falling")
+    return f"training diverged at epoch {diverged['epoch']}: loss {diverged['train_loss']:.3g}, {why}; lower train.lr"
 
 
 @dataclass
@@ -109,18 +124,19 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
 @torch.inference_mode()
 def predict(model: nn.Module, loader: Iterable, device: torch.device, precision: str = "fp32",
             dist: Dist = SINGLE) -> dict[str, np.ndarray]:
-    """Class probabilities, targets and dataset indices of every item of `loader` (of every rank's
-    shard, gathered and put back in index order under data parallelism)."""
+    """Logits (float32), class probabilities, targets and dataset indices of every item of `loader`
+    (of every rank's shard, gathered and put back in index order under data parallelism)."""
     model.eval()
-    probs, targets, indices = [], [], []
+    logits_all, targets, indices = [], [], []
     for images, labels, index in loader:
         images, labels = _to_device(images, labels, device)
         with autocast(device, precision):
             logits = model(images)
-        probs.append(torch.softmax(logits.float(), 1).cpu())
+        logits_all.append(logits.float().cpu())
         targets.append(labels.cpu())
         indices.append(index.cpu() if isinstance(index, torch.Tensor) else torch.as_tensor(index))
-    out = {"probs": torch.cat(probs).numpy(), "targets": torch.cat(targets).numpy(),
+    logits = torch.cat(logits_all)
+    out = {"logits": logits.numpy(), "probs": torch.softmax(logits, 1).numpy(), "targets": torch.cat(targets).numpy(),
            "indices": torch.cat(indices).numpy()}
     if dist.enabled:
         shards = dist.gather(out)
@@ -132,10 +148,10 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device, precision:
 
 def evaluate(model: nn.Module, loader: Iterable, device: torch.device, precision: str = "fp32",
              dist: Dist = SINGLE) -> dict[str, Any]:
-    """Loss and accuracy of `loader`, plus the raw predictions they were computed from."""
+    """Loss (the mean cross-entropy of the logits, as calibration's nll) and accuracy of `loader`,
+    plus the raw predictions they were computed from."""
     out = predict(unwrap(model), loader, device, precision, dist)
-    picked = out["probs"][np.arange(len(out["targets"])), out["targets"]]
-    out["loss"] = float(-np.log(np.clip(picked, 1e-12, None)).mean())
+    out["loss"] = nll(out["logits"], out["targets"])
     out["acc"] = float((out["probs"].argmax(1) == out["targets"]).mean())
     return out
 
@@ -162,7 +178,8 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, loaders: dict, run_d
                                                       dist, loop.progress)}
         except NonFiniteLossError as err:
             row = {"epoch": epoch, "train_loss": err.loss}
-        state.diverged = divergence(row["train_loss"], len(meta["class_names"]), epoch)
+        previous = state.history[-1]["train_loss"] if state.history else None
+        state.diverged = divergence(row["train_loss"], len(meta["class_names"]), epoch, previous)
         if state.diverged:  # this epoch's weights are garbage: keep the files of the last good one
             loop.log(diverged_words(state.diverged))
             break

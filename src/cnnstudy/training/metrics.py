@@ -63,15 +63,27 @@ def _train_side(last: dict) -> tuple[float, str]:
                                "with augmentation and Dropout on)")
 
 
+def chance_level(train_targets, num_classes: int) -> float:
+    """The accuracy of always answering the commonest training class (1 / classes when balanced)."""
+    counts = np.bincount(np.asarray(train_targets, dtype=int), minlength=num_classes)
+    return float(max(1 / num_classes, counts.max() / max(counts.sum(), 1)))
+
+
 def overfitting_verdict(history: list[dict], max_gap: float = 0.10, val_loss_rise: float = 0.20,
-                        val_loss_rise_abs: float = 0.05, min_train_acc: float = 0.70) -> dict:
-    """'overfit', 'underfit' or 'fits well', with the numbers behind it (thresholds in docs/verdict.md).
+                        val_loss_rise_abs: float = 0.05, min_train_acc: float = 0.70, min_learned: float = 0.10,
+                        chance: float | None = None) -> dict:
+    """'did not learn', 'overfit', 'underfit' or 'fits well', with the numbers behind it (thresholds in
+    docs/verdict.md).
 
     Train and validation accuracy are compared like with like: the train side is measured in eval
     mode on un-augmented training images where the history has it. The loss-rise rule needs both a
-    relative and an absolute rise, so that tiny losses moving by noise do not count."""
+    relative and an absolute rise, so that tiny losses moving by noise do not count. A model whose
+    train accuracy stays near `chance` learned nothing, so a rising validation loss says nothing
+    about overfitting: it "did not learn"."""
     last = history[-1]
     train_acc, train_words = _train_side(last)
+    if chance is not None and train_acc < chance + min_learned * (1 - chance):
+        return _not_learned(history, train_acc, train_words, chance, min_learned)
     gap = train_acc - last["val_acc"]
     val_losses = [row["val_loss"] for row in history]
     best = int(np.argmin(val_losses))
@@ -97,3 +109,14 @@ def overfitting_verdict(history: list[dict], max_gap: float = 0.10, val_loss_ris
             "val_loss_min_epoch": history[best]["epoch"], "val_loss_rise": rise, "val_loss_rise_abs": rise_abs,
             "final_train_acc": last["train_acc"], "final_val_acc": last["val_acc"],
             "explanation": "; ".join(reasons)}
+
+
+def _not_learned(history: list[dict], train_acc: float, train_words: str, chance: float, min_learned: float) -> dict:
+    last = history[-1]
+    limit = chance + min_learned * (1 - chance)
+    return {"verdict": "did not learn", "gap": train_acc - last["val_acc"], "train_acc_used": train_acc,
+            "train_measured": "eval" if "train_eval_acc" in last else "training", "chance": chance,
+            "final_train_acc": last["train_acc"], "final_val_acc": last["val_acc"],
+            "explanation": f"{train_words} is near chance ({chance * 100:.1f}%, the commonest class; below "
+                           f"{limit * 100:.1f}%, {min_learned * 100:.0f}% of the way to 100%): the model learned "
+                           "nothing of the training set"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from pathlib import Path
 from typing import Iterable
 
@@ -42,15 +43,19 @@ def on_image(cam_map: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def inputs_with_outputs(paths: Iterable[str | Path]) -> list[tuple[Path, Path]]:
-    """(image file, where its outputs go relative to --out, without suffix): a folder argument `x/`
-    gives `x/<path under it>`, a file its own stem, so two images of one name never collide."""
-    found = []
+    """(image file, where its outputs go relative to --out, before their own suffix), each file once.
+    Outputs mirror the inputs' paths below the folder they all share (a folder argument keeps its own
+    name, a file its folder's), and keep the image's suffix (cat.jpg -> cat.jpg.png): a/cat.jpg,
+    b/cat.jpg, a/cat.png and two folders both called imgs never write to one file."""
+    found: dict[Path, Path] = {}
     for arg in map(Path, paths):  # predict's own file search, argument by argument
-        if arg.is_dir():
-            found += [(f, Path(arg.resolve().name) / f.relative_to(arg).with_suffix("")) for f in image_files([arg])]
-        else:
-            found.append((arg, Path(arg.stem)))
-    return found
+        for file in image_files([arg]):
+            found.setdefault(file.absolute(), file)
+    if not found:
+        return []
+    roots = [Path(p).absolute().parent for p in paths]  # a folder argument's parent keeps its name
+    common = Path(os.path.commonpath(roots))
+    return [(file, absolute.relative_to(common)) for absolute, file in found.items()]
 
 
 def target_index(run: LoadedRun, target: str, predicted: int, file: Path) -> int:
@@ -110,20 +115,26 @@ def _write_outputs(row: dict, run: LoadedRun, image: Image.Image, stem: Path, p:
                    cam_map: np.ndarray, save_maps: bool) -> None:
     predicted = int(p.argmax())
     row.update({"class": run.classes[predicted], "confidence": float(p[predicted]), "explained": run.classes[k],
-                "overlay": str(stem.with_suffix(".png"))})
+                "overlay": str(_with(stem, ".png"))})
     title = f"Pred: {run.classes[predicted]} ({p[predicted] * 100:.1f}%)" + \
         ("" if k == predicted else f", map for {run.classes[k]}")
-    plot_explanation(np.asarray(image), cam_map, title, stem.with_suffix(".png"))
+    plot_explanation(np.asarray(image), cam_map, title, _with(stem, ".png"))
     if save_maps:
         buffer = io.BytesIO()
         np.save(buffer, cam_map)
-        atomic_write_bytes(stem.with_suffix(".npy"), buffer.getvalue())
-        row["map"] = str(stem.with_suffix(".npy"))
+        atomic_write_bytes(_with(stem, ".npy"), buffer.getvalue())
+        row["map"] = str(_with(stem, ".npy"))
+
+
+def _with(stem: Path, suffix: str) -> Path:
+    """`stem` (an image's mirrored name, suffix and all) with an output suffix added: cat.jpg.png."""
+    return stem.with_name(stem.name + suffix)
 
 
 def write_table(path: Path, rows: list[dict]) -> None:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["file", "class", "confidence", "explained", "overlay", "map", "error"])
+    writer = csv.DictWriter(buffer, fieldnames=["file", "class", "confidence", "explained", "overlay", "map", "error"],
+                            lineterminator="\n")
     writer.writeheader()
     writer.writerows({**r, "confidence": "" if r["confidence"] is None else f"{r['confidence']:.6f}"} for r in rows)
     atomic_write_text(path, buffer.getvalue())

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import copy
 import io
+import warnings
+from contextlib import contextmanager
+from typing import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +70,8 @@ def exported_logits(path: Path, fmt: str, batch: torch.Tensor) -> np.ndarray:
 
             session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
             return session.run(None, {session.get_inputs()[0].name: batch.numpy()})[0]
-        module = torch.jit.load(str(path), map_location="cpu")
+        with quiet_jit():
+            module = torch.jit.load(str(path), map_location="cpu")
         with torch.inference_mode():
             return module(batch).numpy()
     except ImportError as err:
@@ -94,10 +98,22 @@ def verify_export(path: Path, fmt: str, run: LoadedRun, batch: torch.Tensor | No
     return worst
 
 
+@contextmanager
+def quiet_jit() -> Iterator[None]:
+    """torch.jit's FutureWarning (it points to torch.export, which writes no file TorchScript users can
+    load) and the tracer's warnings about Python values in a traced graph: not the user's business,
+    since the export is verified against the model on real images whatever the tracer thought."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        yield
+
+
 def _serialize(model: torch.nn.Module, fmt: str, example: torch.Tensor) -> bytes:
     if fmt == "torchscript":
         buffer = io.BytesIO()
-        torch.jit.save(torch.jit.trace(model, example, check_trace=False), buffer)
+        with quiet_jit():
+            torch.jit.save(torch.jit.trace(model, example, check_trace=False), buffer)
         return buffer.getvalue()
     try:
         import onnx  # noqa: F401 - torch.onnx needs it; say so before a long export

@@ -22,16 +22,20 @@ from ..data.transforms import normalize
 from ..training.devices import autocast, resolve_device
 from ..fileio import read_json, read_jsonl
 from ..models.registry import create_model
-from ..runner.records import read_run
+from ..runner.records import read_run, study_runs
 from ..runner.repeats import best_repeat
 
 
-def resolve_run_dir(path: str | Path, run: str | None = None) -> Path:
-    """A run folder from a run folder, a repeated run's folder (its best repeat), or a study folder + run."""
+def resolve_run_dir(path: str | Path, run: str | None = None, flag: str = "run=") -> Path:
+    """A run folder from a run folder, a repeated run's folder (its best repeat), or a study folder + run.
+    `flag`: how the caller names the run argument in a message (`--run` on the command line)."""
     path = Path(path)
     if (path / "study.yaml").exists():
-        if not run:
-            raise StudyError(f"{path} is a study folder; name the run too, e.g. --run phase3/regularized")
+        runs = [f"{phase['name']}/{entry['name']}" for phase, entry in study_runs(path)]
+        if not run or run not in runs:
+            example = f"{flag} {runs[-1]}" if flag.startswith("--") else f'{flag}"{runs[-1]}"' if runs else flag
+            what = f"has no run {run!r}" if run else "is a study folder; name the run too"
+            raise StudyError(f"{path} {what}, e.g. {example}; its runs: {', '.join(runs)}")
         path = path / run
     if (path / "metrics.json").exists():
         return path
@@ -135,6 +139,6 @@ def _expand(images: Iterable[str | Path | Image.Image]):
                 yield str(path), path
 
 
-def load_run(path: str | Path, run: str | None = None, device: str = "cpu") -> LoadedRun:
+def load_run(path: str | Path, run: str | None = None, device: str = "cpu", flag: str = "run=") -> LoadedRun:
     """A finished run for notebooks: `load_run("runs/quick/phase3/regularized").predict(["cat.jpg"])`."""
-    return LoadedRun(resolve_run_dir(path, run), device)
+    return LoadedRun(resolve_run_dir(path, run, flag), device)
