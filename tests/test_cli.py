@@ -11,6 +11,7 @@ import time
 import pytest
 
 from cnnstudy.cli import main
+from cnnstudy.fileio import read_json
 from cnnstudy.runner.study import run_study
 
 from helpers import make_image_folder, write_study
@@ -202,3 +203,89 @@ def test_a_run_name_ending_in_base_is_reserved_for_sweeps(tmp_path, image_folder
     phases = "  - name: p1\n    runs:\n      - {name: lr.base, model: cnn_slim}\n"
     assert main(["run", str(write_study(tmp_path / "s.yaml", image_folder, phases)), "--out", str(tmp_path)]) == 2
     assert "p1/lr.base: a run name ending in .base is reserved" in capsys.readouterr().err
+
+
+def interrupting(monkeypatch, label: str):
+    """Ctrl-C as the unit `label` is about to start (in this process: a serial study)."""
+    from cnnstudy.runner import units
+
+    real = units.execute_run
+
+    def execute(plan, *args, **kwargs):
+        if plan.label == label:
+            raise KeyboardInterrupt
+        return real(plan, *args, **kwargs)
+
+    monkeypatch.setattr(units, "execute_run", execute)
+
+
+def test_a_forced_start_interrupted_twice_still_redoes_nothing_twice(tmp_path, image_folder, monkeypatch):
+    phases = "  - name: p1\n    runs:\n      - {name: a, model: cnn_slim}\n      - {name: b, model: cnn_slim}\n"
+    study = write_study(tmp_path / "s.yaml", image_folder, phases)
+    quiet = {"out_dir": tmp_path / "runs", "log": lambda _: None}
+    run_study(study, **quiet)
+    a = tmp_path / "runs" / "tiny" / "p1" / "a"
+    with monkeypatch.context() as patch:
+        interrupting(patch, "p1/a")
+        with pytest.raises(KeyboardInterrupt):
+            run_study(study, force=True, **quiet)  # a and b cleared, neither trained
+    with monkeypatch.context() as patch:
+        interrupting(patch, "p1/b")
+        with pytest.raises(KeyboardInterrupt):
+            run_study(study, force=True, **quiet)  # a trained under the force, b not yet
+    finished = (a / "metrics.json").stat().st_mtime_ns
+    logs = []
+    run_study(study, force=True, out_dir=tmp_path / "runs", log=logs.append)
+    assert (a / "metrics.json").stat().st_mtime_ns == finished and "skip p1/a: already finished" in " ".join(logs)
+    assert any(line.startswith("continuing the --force started") for line in logs)
+    with monkeypatch.context() as patch:  # interrupted again, then asked with another setting: a new force
+        interrupting(patch, "p1/b")
+        with pytest.raises(KeyboardInterrupt):
+            run_study(study, force=True, **quiet)
+    run_study(study, ["train.epochs=1"], force=True, **quiet)
+    assert read_json(a / "metrics.json")["epochs"] == 1
+
+
+def test_an_unreachable_ray_cluster_stops_before_force_clears_anything(finished, tmp_path, capsys):
+    pytest.importorskip("ray")
+    import http.server
+    import threading
+
+    study_dir, data, tmp = finished
+    metrics = study_dir / "p1" / "a" / "metrics.json"
+    code = main(["run", str(tmp / "s.yaml"), "--out", str(study_dir.parent), "--force", "--executor", "ray",
+                 "--ray-address", "127.0.0.1:9"])
+    assert code == 2 and metrics.exists() and "nothing answers at 127.0.0.1:9" in capsys.readouterr().err
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)  # a port that is no Ray head
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    started = time.monotonic()
+    code = main(["run", str(tmp / "s.yaml"), "--out", str(tmp_path / "new" / "deeper"), "--executor", "ray",
+                 "--ray-address", f"127.0.0.1:{server.server_port}"])
+    server.shutdown()
+    assert code == 2 and time.monotonic() - started < 60 and "answers, but not as a Ray head" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()  # the folders this start made are gone with it
+
+
+def test_a_bad_device_and_every_split_problem_are_named_before_work(finished, tmp_path, capsys):
+    study_dir, data, tmp = finished
+    image = next(data.rglob("*.png"))
+    assert main(["predict", str(study_dir / "p1" / "a"), str(image), "--device", "gpu"]) == 2
+    assert "--device 'gpu': " in capsys.readouterr().err
+    phases = "  - name: p1\n    runs:\n      - {name: a, model: cnn_slim}\n      - {name: b, model: cnn_slim}\n"
+    code = main(["run", str(write_study(tmp_path / "two.yaml", data, phases)), "--out", str(tmp_path / "r" / "x"),
+                 "--set", "train.batch_size=500"])
+    err = capsys.readouterr().err
+    assert code == 2 and "run p1/a: train.batch_size 500" in err and "run p1/b: train.batch_size 500" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_explain_never_writes_outside_its_folder(finished, tmp_path, monkeypatch):
+    from cnnstudy.use.explain import inputs_with_outputs
+
+    study_dir, data, _ = finished
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    image = next(data.rglob("*.png"))
+    detour = f"{os.path.relpath(image.parent)}/../{image.parent.name}/{image.name}"  # ../../cli/colors/red/../red/x.png
+    outputs = [out for _, out in inputs_with_outputs([detour, str(image)])]
+    assert all(".." not in out.parts for out in outputs) and len(outputs) == 1  # one file, named once

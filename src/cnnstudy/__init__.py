@@ -32,17 +32,22 @@ def __getattr__(name: str):
 
 def run_study(path: str | Path, overrides: dict[str, Any] | list[str] | None = None, out_dir: str | Path = "runs",
               force: bool | list[str] = False, offline: bool = False, log=print, jobs: int | None = None,
-              threads: int | None = None, executor: str = "local", ray_address: str | None = None) -> Path:
+              threads: int | None = None, executor: str = "local", ray_address: str | None = None,
+              datasets: dict[str, str | Path] | None = None, only: list[str] | str | None = None) -> Path:
     """Run (or continue) a study file; returns its folder. `overrides` as {"train.epochs": 2} or
-    ["train.epochs=2"], like `--set`; `force`, `offline`, `jobs`, `threads`, `executor` and
-    `ray_address` as on the command line."""
+    ["train.epochs=2"], like `--set` (scoped keys too: {"phase4.train.lr": 0.01},
+    {"phase4/cnn_head:train.lr": 0.01}); `datasets` as {"main": "/photos/food"}, like `--dataset`;
+    `only` as "phase1/baseline,phase4" or a list; `force`, `offline`, `jobs`, `threads`, `executor`
+    and `ray_address` as on the command line."""
     from .runner.executors import Parallel
     from .runner.study import run_study as run
 
     pairs = [f"{key}={json.dumps(value)}" for key, value in overrides.items()] if isinstance(overrides, dict) \
         else list(overrides or [])
     return run(path, pairs, out_dir, force=force, log=log, offline=offline,
-               parallel=Parallel(jobs, threads, executor, ray_address))
+               parallel=Parallel(jobs, threads, executor, ray_address),
+               datasets={role: str(value) for role, value in (datasets or {}).items()} or None,
+               only=[only] if isinstance(only, str) else only)
 
 
 def load_run(path: str | Path, run: str | None = None, device: str = "cpu"):

@@ -6,7 +6,7 @@ import copy
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 
 class StudyError(ValueError):
@@ -179,12 +179,35 @@ class TrackingConfig(Strict):
     mlflow: bool | str = Field(False, description="true: a SQLite store in the study folder; or a tracking URI")
 
 
+class DatasetRole(Strict):
+    """A dataset the study names once (`datasets:`) and its runs refer to by the role's name."""
+    dataset: str = Field(description="a folder, or a name under $CNNSTUDY_DATA or in the catalogue")
+    classes: list[str] | None = Field(None, min_length=2, description="only these classes, in this order")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"dataset": value} if isinstance(value, str) else value
+
+
 class StudyConfig(Strict):
     name: SafeName
     description: str = ""
     tracking: TrackingConfig = TrackingConfig()
+    datasets: dict[SafeName, DatasetRole] = Field(
+        {}, description="roles: a name for each dataset the study uses, e.g. main, transfer; runs say "
+                        "data: {dataset: main}, and --dataset main=PATH replaces a role as a whole")
     defaults: dict[str, Any] = {}
     phases: list[PhaseConfig] = Field(min_length=1)
+    # Each role as the runs used it: {role: {dataset, classes, replaced}} (--dataset replaces a role whole).
+    _roles_used: dict[str, dict] = PrivateAttr(default_factory=dict)
+
+    @property
+    def roles_used(self) -> dict[str, dict]:
+        return self._roles_used
+
+    def use_roles(self, roles: dict[str, dict]) -> None:
+        self._roles_used = roles
 
     @model_validator(mode="after")
     def _compare_names_earlier_phases(self) -> "StudyConfig":

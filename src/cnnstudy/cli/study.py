@@ -22,13 +22,14 @@ def study_name(path: str) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from ..fileio import Terminated
     from ..runner.executors import Parallel
+    from ..runner.scopes import parse_roles
     from ..runner.study import run_study
 
     interruptible()
     try:
         parallel = Parallel(args.jobs, args.threads, args.executor, args.ray_address)
         run_study(args.study, args.set, args.out, force=args.force or [], offline=args.offline, dist=args.dist,
-                  parallel=parallel)
+                  parallel=parallel, datasets=parse_roles(args.dataset), only=args.only)
     except Terminated:
         print(f"\nterminated (SIGTERM): every file is whole and every finished epoch is saved; the same "
               f"command continues the study in {Path(args.out) / study_name(args.study)}.", file=sys.stderr)
@@ -133,13 +134,23 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
         raise StudyError("name a dataset (cnnstudy data list) or pass --study FILE")
     if args.study:
         from ..runner.inputs import ensure_inputs
+        from ..runner.scopes import parse_roles
         from ..runner.study import plan_study
 
-        _, runs = plan_study(args.study, args.set)
+        _, runs = plan_study(args.study, args.set, parse_roles(args.dataset))
         ensure_inputs(runs, Path(args.study).parent, offline=False)
         print(f"every dataset and pretrained weight file {args.study} needs is on this machine")
     for name in args.names:
         print(f"{name}: {fetch_dataset(name)}")
+    return DONE
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from ..runner.scaffold import init_study
+    from ..runner.scopes import parse_roles
+
+    interruptible()
+    init_study(Path(args.study), parse_roles(args.dataset), args.hours, print)
     return DONE
 
 
@@ -154,7 +165,14 @@ def add_study_commands(sub) -> None:
     run = sub.add_parser("run", help="run (or continue) a study from a YAML file")
     run.add_argument("study", help="study file, e.g. studies/quick.yaml")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a run setting for every run, e.g. --set train.epochs=2")
+                     help="override a run setting: for every run (train.epochs=2), one phase's runs "
+                          "(phase4.train.lr=0.01) or one run (phase4/cnn_head:train.lr=0.01)")
+    run.add_argument("--dataset", action="append", default=[], metavar="ROLE=PATH",
+                     help="replace one of the study's dataset roles, classes and all, with a folder or a "
+                          "dataset name, e.g. --dataset main=/photos/food (repeatable)")
+    run.add_argument("--only", action="append", metavar="RUNS",
+                     help="run only these runs or phases, comma-separated (and the runs they start from), "
+                          "e.g. --only phase1/baseline,phase4")
     run.add_argument("--out", default="runs", help="folder that receives runs/<study> (default: runs)")
     run.add_argument("--offline", action="store_true",
                      help="fetch nothing: stop at once if a dataset or pretrained weight file is missing")
@@ -173,6 +191,15 @@ def add_study_commands(sub) -> None:
                      help="with --executor ray: auto, HOST:6379 or ray://HOST:10001 (default: a fresh local "
                           "Ray instance, never one left running)")
     run.set_defaults(func=cmd_run)
+    init = sub.add_parser("init", help="write the seed study for your own image folders")
+    init.add_argument("study", help="the study file to write, e.g. my_study.yaml (never overwritten)")
+    init.add_argument("--dataset", action="append", default=[], metavar="ROLE=PATH", required=True,
+                      help="main=FOLDER (phases 1-3), and optionally transfer=FOLDER (4.1: the best phase-3 "
+                           "CNN on new classes) and transfer3=FOLDER (4.2: a new head, pretrained backbones)")
+    init.add_argument("--hours", type=float, metavar="H",
+                      help="fit the study into about H hours on this machine (fewer images per class in "
+                           "phases 1-3); default: every image")
+    init.set_defaults(func=cmd_init)
     report = sub.add_parser("report", help="rebuild report.md/report.html from a study folder")
     report.add_argument("study_dir", help="e.g. runs/quick")
     report.set_defaults(func=cmd_report)
@@ -198,4 +225,5 @@ def add_data_commands(sub) -> None:
     fetch.add_argument("names", nargs="*", help="catalogue names, e.g. cifar10 hymenoptera")
     fetch.add_argument("--study", help="fetch every dataset and pretrained weight file this study needs")
     fetch.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as for cnnstudy run")
+    fetch.add_argument("--dataset", action="append", default=[], metavar="ROLE=PATH", help="as for cnnstudy run")
     fetch.set_defaults(func=cmd_data_fetch)

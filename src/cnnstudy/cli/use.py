@@ -23,6 +23,21 @@ def input_files(paths: list[str]) -> list[Path]:
     return files
 
 
+def check_device(name: str) -> None:
+    """--device: a device this machine has, checked before the model loads."""
+    import torch
+
+    from ..config import StudyError
+    from ..training.devices import resolve_device
+
+    try:
+        device = resolve_device(name)
+    except RuntimeError as err:
+        raise StudyError(f"--device {name!r}: {str(err).splitlines()[0]}; use cpu, cuda, cuda:N or auto") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise StudyError(f"--device {name}: no such CUDA device on this machine; use cpu or auto")
+
+
 def report_failures(rows: list[dict], what: str) -> int:
     bad = [r for r in rows if r["error"]]
     if bad:
@@ -56,6 +71,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     interruptible()
     files = input_files(args.paths)
+    check_device(args.device)
     run = load_run(args.run_dir, args.run, args.device, flag="--run")
     rows = run.predict(files, top_k=args.top_k, batch_size=args.batch_size, progress=True)
     text = json.dumps([{k: v for k, v in r.items() if k != "probabilities"} for r in rows], indent=2) + "\n" \
@@ -92,6 +108,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     run_dir = resolve_run_dir(args.run_dir, args.run, flag="--run")
     check_target(args.target, read_json(run_dir / "metrics.json")["classes"])
     input_files(args.paths)  # no image at all: stop before the model loads
+    check_device(args.device)
     run = LoadedRun(run_dir, args.device)
     out = Path(args.out) if args.out else run.run_dir / "explain"
     rows = explain_images(run, args.paths, out, args.method, args.target, args.save_maps, args.batch_size)

@@ -18,7 +18,7 @@ from .findings import answer, calibration_notes, points
 from .groups import Group, group_records
 from .pairs import BEST_KIND, SWEEP_KIND
 from .perclass import class_sentences, class_table
-from ..runner.records import RunRecord, collect_records, study_phases, study_runs
+from ..runner.records import RunRecord, collect_records, study_phases, study_roles, study_runs
 from .render import to_html, to_markdown
 from .stats import format_p, wilson
 from .sweeps import sweep_blocks
@@ -250,6 +250,16 @@ def study_plots(study_dir: Path, groups: list[Group]) -> list[Path]:
     return [bars, plots.plot_val_curves(curves, study_dir / "plots" / "val_curves.png")]
 
 
+def roles_blocks(study_dir: Path) -> Blocks:
+    """What each dataset role of the study was in this run of it."""
+    roles = study_roles(study_dir)
+    if not roles:
+        return []
+    said = [f"**{name}**: {role['dataset']}" + (f" (classes {', '.join(role['classes'])})" if role.get("classes") else "")
+            + (" (given with --dataset)" if role.get("replaced") else "") for name, role in roles.items()]
+    return [("p", "Datasets: " + "; ".join(said) + ".")]
+
+
 def build_report(study_dir: str | Path) -> tuple[Path, Path]:
     """Write report.md and report.html into the study folder; needs only the files a study wrote."""
     study_dir = Path(study_dir)
@@ -261,7 +271,8 @@ def build_report(study_dir: str | Path) -> tuple[Path, Path]:
         by_run.setdefault(record.run_id, []).append(record)
     groups = group_records(records)
     found = comparisons(groups, phase_compare(study_phases(study_dir)))
-    blocks: Blocks = [("h1", f"Study report: {study_dir.name}"), *answer_blocks(study_dir, records, groups, found),
+    blocks: Blocks = [("h1", f"Study report: {study_dir.name}"), *roles_blocks(study_dir),
+                      *answer_blocks(study_dir, records, groups, found),
                       *phase_blocks(study_dir, by_run, {g.run_id: g for g in groups}),
                       ("h2", "All runs"), ("p", SUMMARY_NOTE), ("table", (summary_rows(records), COLUMNS))]
     atomic_write_text(study_dir / "report.md", to_markdown(blocks, study_dir))

@@ -89,7 +89,9 @@ def welch(values_a: list[float], values_b: list[float]) -> dict:
 
 def welch_interval(values_a: list[float], values_b: list[float], level: float) -> list[float]:
     """Welch's interval of mean(A) - mean(B) at `level`: the inversion of the same t-test."""
-    interval = st.ttest_ind(values_a, values_b, equal_var=False).confidence_interval(level)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        interval = st.ttest_ind(values_a, values_b, equal_var=False).confidence_interval(level)
     return [float(interval.low), float(interval.high)]
 
 
@@ -105,7 +107,9 @@ def paired_t(values_a: list[float], values_b: list[float]) -> dict:
 
 
 def paired_t_interval(values_a: list[float], values_b: list[float], level: float) -> list[float]:
-    interval = st.ttest_rel(values_a, values_b).confidence_interval(level)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        interval = st.ttest_rel(values_a, values_b).confidence_interval(level)
     return [float(interval.low), float(interval.high)]
 
 

@@ -99,7 +99,20 @@ def _setup_worker(threads: int, gpus) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     os.environ["TQDM_DISABLE"] = "1"
     stop_on_sigterm()  # the driver stops workers with SIGTERM: each finishes the write in progress
+    in_unit = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, lambda signum, frame: in_unit(signum, frame) if _busy["unit"] else os._exit(143))
     prepare_process(threads)
+
+
+_busy = {"unit": False}  # a worker between units has nothing to finish: SIGTERM ends it quietly
+
+
+def _worker_call(fn: Callable, *args: Any) -> Any:
+    _busy["unit"] = True
+    try:
+        return fn(*args)
+    finally:
+        _busy["unit"] = False
 
 
 class LocalExecutor:
@@ -120,7 +133,7 @@ class LocalExecutor:
                                         initargs=(threads, queue))
 
     def submit(self, fn: Callable, *args: Any) -> Future:
-        return self.pool.submit(fn, *args)
+        return self.pool.submit(_worker_call, fn, *args)
 
     def close(self, interrupted: bool = False) -> None:
         if interrupted:  # a unit stopped mid-epoch resumes from its last finished epoch
@@ -205,17 +218,34 @@ def head_of(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def answers_grpc(host: str, port: int, seconds: float) -> bool:
+    """Does host:port speak HTTP/2 as a gRPC server (Ray's GCS and client server do)? It answers the
+    connection preface with a SETTINGS frame; anything else (an HTTP/1 server, silence) is not Ray.
+    Checked because ray.init retries a wrong address for minutes."""
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # and an empty SETTINGS
+    with socket.create_connection((host, port), timeout=seconds) as connection:
+        connection.sendall(preface)
+        try:
+            header = connection.recv(9)
+        except socket.timeout:
+            return False
+    return len(header) == 9 and header[3] == 4  # frame type 4: SETTINGS
+
+
 def connect_ray(ray, address: str | None, seconds: float = 5.0) -> None:
     """A fresh local instance without an address (`local`: never a cluster a stopped `ray start` left
     recorded); with one, a head that answers within seconds, or one line saying what to check."""
     if address is not None:
         host, port = head_of(address)
         try:
-            socket.create_connection((host, port), timeout=seconds).close()
+            speaks_grpc = answers_grpc(host, port, seconds)
         except OSError as err:
             raise StudyError(f"--ray-address {address}: nothing answers at {host}:{port} ({err}); check that the "
                              "cluster is up (ray status, on its head node) and that this machine can reach that "
                              "port") from None
+        if not speaks_grpc:
+            raise StudyError(f"--ray-address {address}: {host}:{port} answers, but not as a Ray head (its GCS port, "
+                             "6379 by default, or ray://HOST:10001; the dashboard's 8265 is neither)")
     try:
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
                  logging_level="warning", configure_logging=False)

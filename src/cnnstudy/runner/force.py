@@ -9,7 +9,10 @@ interrupted start had not reached are redone. A finished study forgets the recor
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -21,14 +24,27 @@ from .repeats import group_dir
 FORCE_FILE, MARK = ".force.json", ".forced"
 
 
-def force_id(study_dir: Path, forced: set[str]) -> str:
-    """The id of this forced start: the interrupted one's, when it forced the same runs; else a new one."""
+def forced_key(runs: list[RunConfig], prepared: dict, forced: set[str]) -> str:
+    """What the forced runs are made from (their configs and images): an interrupted start is continued
+    only by the same command on the same inputs; anything changed starts the force afresh."""
+    made_from = [(cfg.run_id, cfg.model_dump(mode="json"), prepared[cfg.run_id].split.digest,
+                  prepared[cfg.run_id].data_digest) for cfg in runs if cfg.run_id in forced]
+    return hashlib.sha256(json.dumps(made_from, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def force_id(study_dir: Path, forced: set[str], key: str, log) -> str:
+    """The id of this forced start: the interrupted one's, when it forced the same runs made from the
+    same settings and images (said); else a new one."""
     path = study_dir / FORCE_FILE
     try:
         record = read_json(path) if path.exists() else {}
     except ValueError:
         record = {}
-    return record["id"] if record.get("runs") == sorted(forced) and record.get("id") else uuid.uuid4().hex
+    if forced and record.get("runs") == sorted(forced) and record.get("key") == key and record.get("id"):
+        log(f"continuing the --force started {record.get('since', 'earlier')}: the runs it already redid are kept "
+            f"(delete {path} to redo them all again)")
+        return record["id"]
+    return uuid.uuid4().hex
 
 
 def carried_out(group: Path, start: str) -> bool:
@@ -41,13 +57,16 @@ def still_forced(runs: list[RunConfig], study_dir: Path, forced: set[str], start
     return {cfg.run_id for cfg in runs if cfg.run_id in forced and not carried_out(group_dir(study_dir, cfg), start)}
 
 
-def begin_force(jobs: list, study_dir: Path, forced: set[str], redo: set[str], start: str) -> None:
+def begin_force(jobs: list, study_dir: Path, forced: set[str], redo: set[str], start: str, key: str) -> None:
     """Record the start (`forced`: every run it forces), then clear each run it still has to redo
     (`redo`) and mark its folder with the id: here, in the driver, before any unit runs, so that two
     workers never clear each other's repeats."""
     if not forced:
         return
-    write_json(study_dir / FORCE_FILE, {"id": start, "runs": sorted(forced)})
+    record = study_dir / FORCE_FILE
+    since = read_json(record).get("since") if record.exists() and read_json(record).get("id") == start else None
+    write_json(record, {"id": start, "runs": sorted(forced), "key": key,
+                        "since": since or time.strftime("%Y-%m-%d %H:%M:%S %z")})
     for job in jobs:
         if isinstance(job, Blocked) or job.cfg.run_id not in redo:
             continue

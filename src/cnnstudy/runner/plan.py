@@ -1,6 +1,6 @@
 """Everything decided before the first run trains.
 
-`validate_runs` checks each run's config against the models, datasets and files it names;
+`run_problems` checks each run's config against the models, datasets and files it names;
 `check_prepared` checks what needs the splits (batch sizes, init_from across splits);
 `plan_actions` decides what each run will do (train, resume, skip, redo) and stops the study,
 naming what differs, when a run folder no longer matches its config, split or inputs.
@@ -49,9 +49,9 @@ class RunPlan:
         return run_label(self.cfg.run_id, self.repeat)
 
 
-def validate_runs(runs: list[RunConfig], study_path: Path) -> None:
-    """Every config error a run can have on its own, found before anything trains: each run's first,
-    all runs in one message."""
+def run_problems(runs: list[RunConfig], study_path: Path, unread: set[str] = frozenset()) -> list[str]:
+    """Every config error a run can have on its own, found before anything trains: each run's first.
+    `unread`: runs whose settings did not validate (a run starting from one is not blamed for it)."""
     by_id: dict[str, RunConfig] = {}
     problems = []
     for cfg in runs:
@@ -59,14 +59,15 @@ def validate_runs(runs: list[RunConfig], study_path: Path) -> None:
         try:
             if cfg.run_id in by_id:
                 raise StudyError(f"{where}: the name is used twice in phase {cfg.phase!r}; rename one")
-            _check_model(cfg, where, by_id)
-            for trial_cfg in check_sweep(cfg, where) if cfg.sweep is not None else []:
-                _check_model(trial_cfg, f"{where} (a value its sweep would try)", by_id)
+            if cfg.model.init_from not in unread:
+                _check_model(cfg, where, by_id)
+                for trial_cfg in check_sweep(cfg, where) if cfg.sweep is not None else []:
+                    _check_model(trial_cfg, f"{where} (a value its sweep would try)", by_id)
             _check_environment(cfg, where, study_path)
         except StudyError as err:
             problems.append(str(err))
         by_id.setdefault(cfg.run_id, cfg)
-    raise_problems(str(study_path), problems)
+    return problems
 
 
 def _check_model(cfg: RunConfig, where: str, earlier: dict[str, RunConfig]) -> None:
@@ -123,26 +124,33 @@ def _check_environment(cfg: RunConfig, where: str, study_path: Path) -> None:
 
 
 def check_prepared(runs: list[RunConfig], prepared: dict[str, PreparedData], study_path: Path) -> None:
-    """What can only be checked once every split is made."""
+    """What can only be checked once every split is made: every run's first problem, in one message."""
+    problems = []
     for cfg in runs:
-        where, split = f"{study_path}, run {cfg.run_id}", prepared[cfg.run_id].split
-        if cfg.train.batch_size > len(split.train):
-            raise StudyError(f"{where}: train.batch_size {cfg.train.batch_size} is larger than the "
-                             f"{len(split.train)} training images; lower it")
-        source = cfg.model.init_from
-        if source and prepared[source].split.dataset == split.dataset and \
-                prepared[source].split.digest != split.digest:
-            raise StudyError(
-                f"{where}: model.init_from {source} trained on another split of the same dataset "
-                f"({split.dataset}), so some of this run's validation and test images were among its "
-                "training images and its scores would be inflated. Give both runs the same data.split "
-                "and data.limit_per_class, or start this run from a run on another dataset")
-        if cfg.model.weights:
-            try:
-                check_same_split(load_checkpoint_file(cfg.model.weights), split.dataset, split.digest,
-                                 cfg.model.weights)
-            except CheckpointError as err:
-                raise StudyError(f"{where}: model.weights: {err}") from None
+        try:
+            _check_split(cfg, prepared, f"run {cfg.run_id}")
+        except StudyError as err:
+            problems.append(str(err))
+    raise_problems(str(study_path), problems)
+
+
+def _check_split(cfg: RunConfig, prepared: dict[str, PreparedData], where: str) -> None:
+    split = prepared[cfg.run_id].split
+    if cfg.train.batch_size > len(split.train):
+        raise StudyError(f"{where}: train.batch_size {cfg.train.batch_size} is larger than the "
+                         f"{len(split.train)} training images; lower it")
+    source = cfg.model.init_from
+    if source and prepared[source].split.dataset == split.dataset and prepared[source].split.digest != split.digest:
+        raise StudyError(
+            f"{where}: model.init_from {source} trained on another split of the same dataset "
+            f"({split.dataset}), so some of this run's validation and test images were among its "
+            "training images and its scores would be inflated. Give both runs the same data.split "
+            "and data.limit_per_class, or start this run from a run on another dataset")
+    if cfg.model.weights:
+        try:
+            check_same_split(load_checkpoint_file(cfg.model.weights), split.dataset, split.digest, cfg.model.weights)
+        except CheckpointError as err:
+            raise StudyError(f"{where}: model.weights: {err}") from None
 
 
 def force_set(runs: list[RunConfig], force: list[str]) -> set[str]:

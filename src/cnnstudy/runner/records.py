@@ -29,6 +29,11 @@ class RunRecord:
         return run_label(self.run_id, self.repeat)
 
 
+def study_roles(study_dir: Path) -> dict[str, dict]:
+    """The dataset roles of the resolved study.yaml ({role: {dataset, classes, replaced}}), if any."""
+    return yaml.safe_load((study_dir / "study.yaml").read_text(encoding="utf-8")).get("datasets") or {}
+
+
 def study_phases(study_dir: Path) -> list[dict]:
     """The phases of the resolved study.yaml, in order: name, title, description, compare, runs."""
     return yaml.safe_load((study_dir / "study.yaml").read_text(encoding="utf-8"))["phases"]

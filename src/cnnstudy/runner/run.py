@@ -25,6 +25,7 @@ from .fingerprint import checkpoint_inputs, differences, fingerprint_digest, mak
     read_fingerprint, write_fingerprint
 from ..models.freeze import apply_freeze
 from ..models.registry import count_parameters, create_model, load_matching_state, model_state, normalization
+from .force import MARK
 from .plan import RunPlan, check_removable
 from .repeats import source_checkpoint
 from ..seeds import derive_seed
@@ -32,7 +33,13 @@ from .tracking import Tracking
 
 
 def remove_run_dir(run_dir: Path, study_dir: Path) -> None:
+    """Empty a run folder for a fresh start; the mark of the forced start it belongs to stays (force.py)."""
+    mark = run_dir / MARK
+    kept = mark.read_text(encoding="utf-8") if mark.is_file() else None
     shutil.rmtree(check_removable(run_dir, study_dir))
+    if kept is not None:
+        run_dir.mkdir(parents=True)
+        atomic_write_text(mark, kept)
 
 
 def prepare_run_dir(plan: RunPlan, study_dir: Path, fingerprint: dict) -> None:

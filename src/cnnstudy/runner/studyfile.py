@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..config import RunConfig, StudyConfig, StudyError, deep_merge
+from .scopes import Scoped, apply_role, role_problems, split_overrides, with_roles
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -18,7 +19,7 @@ def parse_overrides(pairs: list[str]) -> dict:
     result: dict = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
-        if not sep or not key:
+        if not sep or not key or "" in key.split("."):
             raise StudyError(f"--set {pair!r}: write it as key=value, e.g. --set train.epochs=2")
         node = result
         *parents, leaf = key.split(".")
@@ -56,7 +57,7 @@ def problem_lines(err: ValidationError, model: type[BaseModel], typed: dict[str,
     for problem in err.errors():
         location = tuple(problem["loc"])
         key = ".".join(map(str, location)) or "(top level)"
-        given = (typed or {}).get(key)
+        given = from_command_line(key, typed or {})
         head = f"--set {given}: " if given else ""
         if problem["type"] == "extra_forbidden":
             lines.append(f"{head}unknown key {key}{_suggest(location, model)}")
@@ -66,6 +67,12 @@ def problem_lines(err: ValidationError, model: type[BaseModel], typed: dict[str,
             message = problem["msg"].removeprefix("Value error, ")
             lines.append(f"{head or key + ': '}{message} (got {problem.get('input')!r})")
     return lines
+
+
+def from_command_line(key: str, typed: dict[str, str]) -> str | None:
+    """The --set pair a problem at `key` came from: that very key, or one below it (`--set
+    trian.epochs=2` makes an unknown key `trian`)."""
+    return typed.get(key) or next((pair for name, pair in typed.items() if name.startswith(key + ".")), None)
 
 
 def explain(err: ValidationError, where: str, model: type[BaseModel]) -> StudyError:
@@ -84,6 +91,9 @@ def raise_problems(source: str, lines: list[str]) -> None:
 
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise StudyError(f"{path} is a folder, not a study file: pass a YAML study such as studies/quick.yaml, or "
+                         f"write one for these images: cnnstudy init my_study.yaml --dataset main={path}")
     if not path.is_file():
         raise StudyError(f"study file {path} does not exist; pass the path of a YAML study such as "
                          "studies/quick.yaml")
@@ -107,41 +117,77 @@ def _phases(raw: dict) -> list[dict]:
     return [p for p in phases if isinstance(p, dict)]
 
 
-def _run_configs(raw: dict, overrides: dict, typed: dict[str, str], lines: list[str]) -> list[RunConfig]:
-    """Every run's merged settings validated; each run's problems added to `lines`."""
+def _merged_run(raw: dict, phase: dict, raw_run: dict, scoped: Scoped) -> tuple[dict, dict[str, str]]:
+    """A run's settings merged, the weakest layer first, and the --set pairs that reach it by key."""
+    defaults = raw.get("defaults") if isinstance(raw.get("defaults"), dict) else {}
+    phase_defaults = phase.get("defaults") if isinstance(phase.get("defaults"), dict) else {}
+    layers = scoped.pairs_for(phase.get("name", "?"), f"{phase.get('name', '?')}/{raw_run.get('name', '?')}")
+    merged: dict = {}
+    for layer in (defaults, phase_defaults, raw_run, *map(parse_overrides, layers)):
+        merged = deep_merge(merged, _expand(layer))
+    merged["phase"] = phase.get("name", "?")
+    return merged, {pair.partition("=")[0]: pair for layer in layers for pair in layer}
+
+
+def _run_problems(merged: dict, typed: dict[str, str], roles: dict[str, dict]) -> tuple[RunConfig | None, list[str]]:
+    """The run's validated settings (None if they do not validate) and its problems; a problem that
+    came with a --set pair names the pair as typed."""
     from ..models.registry import model_problem
 
-    runs, defaults = [], raw.get("defaults") if isinstance(raw.get("defaults"), dict) else {}
+    found = [problem] if (problem := apply_role(merged, roles)) else []
+    cfg = None
+    try:
+        cfg = RunConfig.model_validate(merged)
+    except ValidationError as err:
+        found += problem_lines(err, RunConfig, typed)
+    name = (merged.get("model") or {}).get("name") if isinstance(merged.get("model"), dict) else None
+    wrong_model = model_problem(name) if isinstance(name, str) else None
+    given = typed.get("model") or typed.get("model.name")
+    if wrong_model and (cfg is None or given):  # a valid run's own model is checked with the rest (plan.py)
+        found.append(f"--set {given}: {wrong_model}" if given else f"model.name: {wrong_model}")
+    return (cfg if not found else None), found
+
+
+def _run_configs(raw: dict, scoped: Scoped, roles: dict[str, dict], lines: list[str]) -> list[RunConfig]:
+    """Every run's merged settings validated; the problems added to `lines`, each once: a --set pair's
+    once for all runs, and a problem every run has (a typo in `defaults`) once, as every run's."""
+    runs, per_run = [], []
     for phase in _phases(raw):
-        phase_defaults = phase.get("defaults") if isinstance(phase.get("defaults"), dict) else {}
         for raw_run in (r for r in phase.get("runs") or [] if isinstance(r, dict)):
-            merged: dict = {}
-            for layer in (defaults, phase_defaults, raw_run, overrides):
-                merged = deep_merge(merged, _expand(layer))
-            merged["phase"] = phase.get("name", "?")
-            where = f"phase {phase.get('name', '?')!r}, run {raw_run.get('name', '?')!r}: "
-            try:
-                runs.append(RunConfig.model_validate(merged))
-            except ValidationError as err:
-                lines += [line if line.startswith("--set ") else where + line
-                          for line in problem_lines(err, RunConfig, typed)]
-                name = (merged.get("model") or {}).get("name") if isinstance(merged.get("model"), dict) else None
-                wrong_model = model_problem(name) if isinstance(name, str) else None
-                lines += [f"{where}model.name: {wrong_model}"] if wrong_model else []
+            cfg, found = _run_problems(*_merged_run(raw, phase, raw_run, scoped), roles)
+            runs += [cfg] if cfg is not None else []
+            per_run.append((f"phase {phase.get('name', '?')!r}, run {raw_run.get('name', '?')!r}: ", found))
+    everywhere = set.intersection(*(set(found) for _, found in per_run)) if len(per_run) > 1 else set()
+    for where, found in per_run:
+        lines += [line if line.startswith("--set ") else f"every run: {line}" if line in everywhere else where + line
+                  for line in found]
     return runs
 
 
-def load_study(path: str | Path, pairs: list[str] | None = None) -> tuple[StudyConfig, list[RunConfig]]:
-    """The study and every run's validated settings, or one StudyError naming every problem found:
-    the file's own keys, and each run's (whatever the first problem was)."""
+def _names(raw: dict) -> tuple[list[str], list[str]]:
+    """The phase names and run ids of a raw study, as far as they can be read."""
+    phases = [str(p.get("name")) for p in _phases(raw)]
+    runs = [f"{p.get('name')}/{r.get('name')}" for p in _phases(raw) for r in p.get("runs") or [] if isinstance(r, dict)]
+    return phases, runs
+
+
+def load_study(path: str | Path, pairs: list[str] | None = None, datasets: dict[str, str] | None = None
+               ) -> tuple[StudyConfig | None, list[RunConfig], list[str], set[str]]:
+    """The study, the runs whose settings validate, every problem found (the file's own keys, each
+    run's, --set / --dataset pairs naming no phase, run or role of the study) and the ids of the runs
+    that did not validate. `datasets`: roles replaced ({role: folder or name})."""
     raw, lines = read_yaml(path), []
-    overrides = parse_overrides(pairs or [])
-    typed = {pair.partition("=")[0]: pair for pair in pairs or []}
+    scoped = split_overrides(pairs or [], *_names(raw))
+    lines += scoped.problems
     study = None
     try:
         study = StudyConfig.model_validate(raw)
     except ValidationError as err:
         lines += problem_lines(err, StudyConfig)
-    runs = _run_configs(raw, overrides, typed, lines)
-    raise_problems(str(path), lines)
-    return study, runs
+    raw_roles = study.datasets if study is not None else {}
+    lines += role_problems(datasets or {}, raw_roles)
+    roles = with_roles({name: role.model_dump() for name, role in raw_roles.items()}, datasets or {})
+    runs = _run_configs(raw, scoped, roles, lines)
+    if study is not None:
+        study.use_roles(roles)  # what each role was, for the resolved study.yaml and the report
+    return study, runs, lines, set(_names(raw)[1]) - {cfg.run_id for cfg in runs}

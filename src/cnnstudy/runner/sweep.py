@@ -55,7 +55,7 @@ def expand_sweeps(runs: list[RunConfig], source: str) -> list[RunConfig]:
             expanded.append(cfg)
             continue
         if cfg.repeats != 1:
-            raise StudyError(f"{source}, run {cfg.run_id}: repeats {cfg.repeats} on a swept run; set "
+            raise StudyError(f"run {cfg.run_id}: repeats {cfg.repeats} on a swept run; set "
                              f"sweep.confirm: {cfg.repeats} instead (repeats of the best and of the base setting)")
         confirm = cfg.sweep.confirm
         expanded.append(cfg.model_copy(update={"name": base_name(cfg.name), "sweep": None, "repeats": confirm,

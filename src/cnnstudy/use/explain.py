@@ -50,10 +50,10 @@ def inputs_with_outputs(paths: Iterable[str | Path]) -> list[tuple[Path, Path]]:
     found: dict[Path, Path] = {}
     for arg in map(Path, paths):  # predict's own file search, argument by argument
         for file in image_files([arg]):
-            found.setdefault(file.absolute(), file)
+            found.setdefault(Path(os.path.normpath(file.absolute())), file)  # `..` resolved: nothing lands outside
     if not found:
         return []
-    roots = [Path(p).absolute().parent for p in paths]  # a folder argument's parent keeps its name
+    roots = [Path(os.path.normpath(Path(p).absolute())).parent for p in paths]  # a folder argument keeps its name
     common = Path(os.path.commonpath(roots))
     return [(file, absolute.relative_to(common)) for absolute, file in found.items()]
 

@@ -5,6 +5,7 @@ the device), so that predicting the run's own test images reproduces its predict
 """
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Iterable
 
@@ -33,9 +34,12 @@ def resolve_run_dir(path: str | Path, run: str | None = None, flag: str = "run="
     if (path / "study.yaml").exists():
         runs = [f"{phase['name']}/{entry['name']}" for phase, entry in study_runs(path)]
         if not run or run not in runs:
-            example = f"{flag} {runs[-1]}" if flag.startswith("--") else f'{flag}"{runs[-1]}"' if runs else flag
+            close = difflib.get_close_matches(run or "", runs, n=1)
+            pick = close[0] if close else runs[-1]
+            example = f"{flag} {pick}" if flag.startswith("--") else f'{flag}"{pick}"'
             what = f"has no run {run!r}" if run else "is a study folder; name the run too"
-            raise StudyError(f"{path} {what}, e.g. {example}; its runs: {', '.join(runs)}")
+            hint = "did you mean" if close else "e.g."
+            raise StudyError(f"{path} {what}, {hint} {example}; its runs: {', '.join(runs)}")
         path = path / run
     if (path / "metrics.json").exists():
         return path

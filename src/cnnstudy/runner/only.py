@@ -1,0 +1,33 @@
+"""`--only`: run part of a study. The runs named (a phase names all of its runs; a swept run brings
+its base setting), and every run they start from, which is said; the rest is left as it is, and the
+report is built from what exists."""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..config import RunConfig, StudyError
+from .sweep import base_name
+
+
+def named_runs(runs: list[RunConfig], only: list[str]) -> set[str]:
+    ids, phases = [cfg.run_id for cfg in runs], {cfg.phase for cfg in runs}
+    names = [name.strip() for entry in only for name in entry.split(",") if name.strip()]
+    unknown = [name for name in names if name not in ids and name not in phases]
+    if unknown:
+        raise StudyError(f"--only {', '.join(unknown)}: no such run or phase in this study; phases: "
+                         f"{', '.join(dict.fromkeys(cfg.phase for cfg in runs))}; runs: {', '.join(ids)}")
+    wanted = {cfg.run_id for cfg in runs if cfg.run_id in names or cfg.phase in names}
+    return wanted | {base_name(run_id) for run_id in wanted if base_name(run_id) in ids}
+
+
+def select_runs(runs: list[RunConfig], only: list[str], log: Callable[[str], None]) -> list[RunConfig]:
+    """The runs `only` asks for and, transitively, those they start from, in study order."""
+    wanted = named_runs(runs, only)
+    by_id = {cfg.run_id: cfg for cfg in runs}
+    for cfg in reversed(runs):  # a source comes before the runs that start from it
+        source = cfg.model.init_from
+        if cfg.run_id in wanted and source and source not in wanted:
+            log(f"--only: {source} runs too, since {cfg.run_id} starts from it")
+            wanted.add(source)
+            wanted |= {base_name(source)} & set(by_id)
+    return [cfg for cfg in runs if cfg.run_id in wanted]
