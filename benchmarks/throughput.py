@@ -14,6 +14,7 @@ the time per kind of op and the bytes the memory-bound ops move per image.
 
     .venv/bin/python benchmarks/throughput.py [--sizes 64 224] [--batches 8] [--rounds 3]
     .venv/bin/python benchmarks/throughput.py --step-only --reference --profile --models cnn_baseline
+    .venv/bin/python benchmarks/throughput.py --policies [--sizes 64 224]   # augmentation policies vs none
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from torch.utils.data import DataLoader, Subset
 from torchvision.datasets import ImageFolder
 
 import roofline
+from cnnstudy.config import AugmentConfig
 from cnnstudy.data.cache import cached_images
 from cnnstudy.data.loaders import CachedLoader
 from cnnstudy.data.sources import open_image_file, resolve_dataset, scan_folder
@@ -120,7 +122,7 @@ def measure(model_name: str, size: int, batches: int, rounds: int, source, root,
         row["cache_s"] = time.perf_counter() - started
         labels = [label for _, label in items]
         cached = lambda n: CachedLoader(array[: n * BATCH * 2], labels[: n * BATCH * 2], BATCH,  # noqa: E731
-                                        STATS, device, shuffle=True, augment=True)
+                                        STATS, device, shuffle=True, augment=AugmentConfig(policy="seed"))
         steps["b"] = cnnstudy_step(model_name, lambda n: _first(cached(n), n), device)
     # Alternating rounds, best of each: a 2-core machine's noise hits every side alike.
     for _ in range(rounds):
@@ -193,6 +195,43 @@ def print_roofline(models: list[str], sizes: list[int], batches: int, rounds: in
     return rows
 
 
+POLICIES = {"none": AugmentConfig(), "seed": AugmentConfig(policy="seed"),
+            "trivialaugment": AugmentConfig(policy="trivialaugment"),
+            "randaugment": AugmentConfig(policy="randaugment"), "autoaugment": AugmentConfig(policy="autoaugment"),
+            "modern": AugmentConfig(policy="trivialaugment", crop="random-resized", color=0.4, erase=0.25,
+                                    mixup=0.2, cutmix=1.0)}
+
+
+def print_policies(model_name: str, sizes: list[int], batches: int, rounds: int, dataset: str,
+                   device: torch.device) -> list[dict]:
+    """Training images/second (cached loader + step) per augmentation policy against `none`, and the
+    loader alone (augmentation without the step), in alternating rounds, best of each."""
+    source = scan_folder(resolve_dataset(dataset))
+    items = [item for part in source.items.values() for item in part]
+    labels = [label for _, label in items]
+    print(f"\naugmentation policies, {model_name}, cached loader on {device}, batch {BATCH}, "
+          f"{choose_precision(device, 'auto')}; 'modern' = trivialaugment + random-resized crop + colour 0.4 + "
+          "erase 0.25 + mixup 0.2 / cutmix 1.0")
+    print(f"{'px':>4s} {'policy':15s} {'train img/s':>11s} {'x none':>7s} {'loader img/s':>12s}")
+    rows = []
+    for size in sizes:
+        array = cached_images(source, [item for item, _ in items], size, progress=False)
+        loader = lambda n, aug: CachedLoader(array[: n * BATCH], labels[: n * BATCH], BATCH, STATS,  # noqa: E731
+                                             device, shuffle=True, augment=aug, num_classes=3)
+        best = {}
+        for _ in range(rounds):
+            for name, aug in POLICIES.items():
+                step = cnnstudy_step(model_name, lambda n, aug=aug: loader(n, aug), device)
+                best[name] = max(best.get(name, 0.0), images_per_second(step, batches, device))
+                only = lambda n, aug=aug: [None for _ in loader(n, aug)]  # noqa: E731
+                best[name + "/loader"] = max(best.get(name + "/loader", 0.0), images_per_second(only, batches, device))
+        for name in POLICIES:
+            print(f"{size:>4d} {name:15s} {best[name]:>11.1f} {best[name] / best['none']:>7.2f} "
+                  f"{best[name + '/loader']:>12.1f}", flush=True)
+            rows.append({"size": size, "policy": name, "train": best[name], "loader": best[name + "/loader"]})
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 224])
@@ -205,9 +244,15 @@ def main() -> int:
     parser.add_argument("--reference", action="store_true",
                         help="also time the seed CNNs' unfused order (conv, BatchNorm, ReLU, pool): before/after")
     parser.add_argument("--profile", action="store_true", help="per-op profile (CPU time) and bytes moved per image")
+    parser.add_argument("--policies", action="store_true",
+                        help="only training img/s per augmentation policy against none (first of --models)")
     args = parser.parse_args()
     tune_runtime()
     device = torch.device(args.device)
+    if args.policies:
+        print(f"CPU flags: {cpu_flags()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+        print_policies(args.models[0], args.sizes, args.batches, args.rounds, args.dataset, device)
+        return 0
     if not args.step_only:
         print_table(args.models, args.sizes, args.batches, args.rounds, args.dataset, device)
     else:

@@ -7,6 +7,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 
 from cnnstudy.data.cache import cached_images, decode_resized
+from cnnstudy.config import AugmentConfig
 from cnnstudy.data.loaders import CachedLoader, ImageListDataset, TorchvisionLoader
 from cnnstudy.data.sources import scan_folder
 from cnnstudy.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, sample_params, warp
@@ -145,7 +146,10 @@ def batches_of(loader, epoch):
     return [(images.clone(), index.clone()) for images, _, index in loader]
 
 
-def test_shuffling_augmentation_and_dropout_draw_from_independent_streams(source, tmp_path):
+@pytest.mark.parametrize("policy", [
+    AugmentConfig(policy="seed"), AugmentConfig(policy="trivialaugment"),
+    AugmentConfig(policy="autoaugment", crop="random-resized", color=0.4, erase=0.5)], ids=["seed", "trivial", "parts"])
+def test_shuffling_augmentation_and_dropout_draw_from_independent_streams(source, tmp_path, policy):
     from cnnstudy.seeds import PURPOSES, derive_seed
 
     assert len({derive_seed(0, purpose, 1) for purpose in PURPOSES}) == len(PURPOSES)
@@ -154,7 +158,8 @@ def test_shuffling_augmentation_and_dropout_draw_from_independent_streams(source
     labels = [label for _, label in items]
 
     def loader(augment):
-        return CachedLoader(array, labels, 4, STATS, torch.device("cpu"), shuffle=True, augment=augment, seed=7)
+        return CachedLoader(array, labels, 4, STATS, torch.device("cpu"), shuffle=True,
+                            augment=policy if augment else None, seed=7)
 
     torch.manual_seed(123)
     global_state = torch.get_rng_state()

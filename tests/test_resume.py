@@ -40,9 +40,29 @@ def test_two_seeded_runs_are_identical_and_sigkill_resume_matches(tmp_path):
     first = run_study(study, out_dir=tmp_path / "a", log=lambda _: None)
     second = run_study(study, out_dir=tmp_path / "b", log=lambda _: None)
     assert_same(comparable(first), comparable(second))
+    assert_same(killed_and_resumed(study, tmp_path / "c"), comparable(first))
 
-    command = [sys.executable, "-m", "cnnstudy", "run", str(study), "--out", str(tmp_path / "c")]
-    history = tmp_path / "c" / "tiny" / "p3" / "reg" / "history.jsonl"
+
+# A recipe with state beyond Adam's: the schedule (warmup, cosine), the weights' average, mixing draws.
+RECIPE = """
+  - name: p3
+    runs:
+      - {name: reg, model: cnn_regularized, augment: {policy: trivialaugment, mixup: 0.2, cutmix: 1.0},
+         train: {epochs: 4, optimizer: adamw, weight_decay: 0.05, schedule: cosine, warmup_epochs: 1, ema: 0.9}}
+"""
+
+
+def test_sigkill_resume_matches_with_cosine_ema_and_mixup(tmp_path):
+    data = make_image_folder(tmp_path / "colors", per_class=40, size=64)
+    study = write_study(tmp_path / "s.yaml", data, RECIPE)
+    first = run_study(study, out_dir=tmp_path / "a", log=lambda _: None)
+    assert_same(killed_and_resumed(study, tmp_path / "c"), comparable(first))
+
+
+def killed_and_resumed(study, out):
+    """The study run by the command line, killed in the middle of epoch 3, then run again."""
+    command = [sys.executable, "-m", "cnnstudy", "run", str(study), "--out", str(out)]
+    history = out / "tiny" / "p3" / "reg" / "history.jsonl"
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not (history.exists() and len(read_jsonl(history)) >= 2) and time.monotonic() < deadline:
@@ -51,7 +71,7 @@ def test_two_seeded_runs_are_identical_and_sigkill_resume_matches(tmp_path):
     process.wait()
     assert not (history.parent / "metrics.json").exists(), "the run finished before it could be killed"
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert_same(comparable(tmp_path / "c" / "tiny"), comparable(first))
+    return comparable(out / "tiny")
 
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):

@@ -70,6 +70,9 @@ def test_set_reaches_every_run_a_phase_or_one_run_in_that_order(study):
         plan_study(study, ["p9/x:train.lr=1"])
     with pytest.raises(StudyError, match=r"--set phase2.train.lr=1: 'phase2' is neither a run setting nor a phase"):
         plan_study(study, ["phase2.train.lr=1"])
+    for typed in ("p2.train.lrr=0.1", "p2/c:train.lrr=0.1"):  # a problem quotes the pair as typed, scope and all
+        with pytest.raises(StudyError, match=rf"--set {re.escape(typed)}: unknown key train.lrr \(did you mean train.lr\?\)"):
+            plan_study(study, [typed])
 
 
 def test_only_runs_what_it_names_and_what_that_starts_from(study, tmp_path):
@@ -80,9 +83,18 @@ def test_only_runs_what_it_names_and_what_that_starts_from(study, tmp_path):
     assert not (study_dir / "p2" / "b").exists()
     report = (study_dir / "report.md").read_text()
     assert "No results: not finished yet" in report and "Datasets: **main**: " in report
-    assert "**pick**: " in report and "(classes red, green)" in report
+    assert "**pick**: other (classes red, green; p2/c)" in report
     with pytest.raises(StudyError, match=r"--only p3: no such run or phase"):
         run_study(study, out_dir=tmp_path / "runs", only=["p3"], log=lambda _: None)
+    with pytest.raises(StudyError, match=r"--only names no run or phase"):
+        run_study(study, out_dir=tmp_path / "runs", only=[","], log=lambda _: None)
+    with pytest.raises(StudyError, match=r"--force p2/b: --only leaves it out; add it to --only"):
+        run_study(study, out_dir=tmp_path / "runs", only=["p1"], force=["p2/b"], log=lambda _: None)
+    mine = make_image_folder(tmp_path / "mine", classes=("cat", "dog"), per_class=6)
+    run_study(study, out_dir=tmp_path / "runs", only=["p2/b"], datasets={"pick": str(mine)}, log=lambda _: None)
+    run_study(study, out_dir=tmp_path / "runs", only=["p1"], log=lambda _: None)
+    datasets = (study_dir / "report.md").read_text().split("Datasets: ", 1)[1].split("\n", 1)[0]
+    assert "; mine (p2/b); **pick**: other" in datasets  # p2/b on disk used mine, not what pick is now
 
 
 def test_a_folder_with_too_few_classes_for_a_role_is_one_line(study, tmp_path, capsys):
@@ -103,6 +115,13 @@ def test_init_writes_the_seed_study_for_a_folder_and_it_runs(tmp_path, capsys):
     assert re.search(r"Estimated wall-clock on this machine: about [\d.]+ h", text)
     assert f"cnnstudy run {study}" in capsys.readouterr().out
     assert main(["init", str(study), "--dataset", f"main={food}"]) == 2  # never overwritten
+    assert f'main: "{food}"' in text  # absolute: the study runs from any folder
+    (food / "e").mkdir()
+    assert main(["init", str(tmp_path / "e.yaml"), "--dataset", f"main={food}"]) == 2
+    assert "class folder(s) e hold no readable image" in capsys.readouterr().err
+    (food / "e").rmdir()
+    assert main(["init", str(tmp_path / "s.yaml"), "--dataset", f"main={food}", "--dataset", f"transfer={food}"]) == 2
+    assert "same folder as main" in capsys.readouterr().err and not (tmp_path / "s.yaml").exists()
     quick = ["train.epochs=1", "phase4/cnn_head:sweep.trials=2", "phase4/cnn_head:sweep.confirm=1"]
     study_dir = run_study(study, quick, out_dir=tmp_path / "runs", log=lambda _: None)
     assert read_json(study_dir / "phase4" / "cnn_last_conv" / "metrics.json")["dataset"] == str(bees)

@@ -13,14 +13,14 @@ import math
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, WeightedRandomSampler
 
-from ..config import RunConfig
+from ..config import AugmentConfig, RunConfig, StudyError, augment_settings
 from ..seeds import derive_seed, seeded_generator
 from .cache import cached_images
+from .policies import augment_pixels, draw_epoch, erase, mix
 from .splits import PARTS, Items, Split
-from .transforms import (Stats, affine_matrices, apply_affine, eval_transform, normalizer, sample_params,
-                         train_transform)
+from .transforms import Stats, eval_transform, normalizer, train_transform
 
 TRAIN_EVAL_MIN = 256
 
@@ -36,10 +36,12 @@ class CachedLoader:
     """
 
     def __init__(self, images: np.ndarray, labels: list[int], batch_size: int, stats: Stats,
-                 device: torch.device, shuffle: bool = False, augment: bool = False, seed: int = 0,
-                 subset: torch.Tensor | None = None, rank: int = 0, world: int = 1) -> None:
+                 device: torch.device, shuffle: bool = False, augment: AugmentConfig | None = None, seed: int = 0,
+                 subset: torch.Tensor | None = None, rank: int = 0, world: int = 1, balanced: bool = False,
+                 num_classes: int = 0) -> None:
         self.images, self.labels = images, torch.as_tensor(labels, dtype=torch.long)
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
+        self.balanced, self.num_classes = balanced, num_classes or int(self.labels.max()) + 1
         self.device, self.seed, self.epoch, self.rank, self.world = device, seed, 0, rank, world
         self.normalize = normalizer(stats, device)
         rows = torch.arange(len(self.labels)) if subset is None else subset  # which images it serves
@@ -55,31 +57,40 @@ class CachedLoader:
     def _order(self) -> torch.Tensor:
         if not self.shuffle:
             return self.rows
-        order = self.rows[torch.randperm(len(self.rows), generator=seeded_generator(self.seed, "shuffle", self.epoch))]
+        generator = seeded_generator(self.seed, "shuffle", self.epoch)
+        if self.balanced:  # each class equally likely per draw, the epoch as long as the set
+            counts = torch.bincount(self.labels[self.rows], minlength=self.num_classes).float()
+            weights = 1 / counts[self.labels[self.rows]]
+            order = self.rows[torch.multinomial(weights, len(self.rows), replacement=True, generator=generator)]
+        else:
+            order = self.rows[torch.randperm(len(self.rows), generator=generator)]
         pad = (-len(order)) % self.world
         return torch.cat([order, order[:pad]]) if pad else order
 
-    def _warps(self, count: int) -> torch.Tensor:
-        """The epoch's augmentation, one affine matrix per position, made and moved to the device once."""
-        params = sample_params(count, seeded_generator(self.seed, "augment", self.epoch))
-        return affine_matrices(**params).to(self.device, torch.float32)
-
     def __iter__(self):
         order = self._order()
-        theta = self._warps(len(order)) if self.augment else None
-        for start in range(0, len(order), self.batch_size):
+        draws = draw_epoch(self.augment, self.seed, self.epoch, len(order), self.images.shape[1], len(self)) \
+            if self.augment else {}
+        for batch, start in enumerate(range(0, len(order), self.batch_size)):
             positions = torch.arange(start, min(start + self.batch_size, len(order)))
             if self.shuffle and self.world > 1:
                 positions = torch.tensor_split(positions, self.world)[self.rank]
-            # Sorted reads are sequential on the memory map; the batch order itself does not matter.
+            # Sorted reads are sequential on the memory map; the batch order itself does not matter (nor
+            # which of the batch's draws an image gets: they are independent).
             index = order[positions].sort().values
             pixels = torch.from_numpy(np.ascontiguousarray(self.images[index.numpy()]))
             if self.device.type == "cuda":
                 pixels = pixels.pin_memory()  # lets the copy below overlap with compute
             images = pixels.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
-            if theta is not None:
-                images = apply_affine(images, theta[positions.to(theta.device)])
-            yield self.normalize(images), self.labels[index].to(self.device, non_blocking=True), index
+            labels = self.labels[index].to(self.device, non_blocking=True)
+            if draws:
+                images = augment_pixels(images, draws, positions)
+            images = self.normalize(images)
+            if "erase" in draws:
+                images = erase(images, draws["erase"], positions)
+            if "mix" in draws:
+                images, labels = mix(images, labels, draws["mix"], batch, self.num_classes)
+            yield images, labels, index
 
 
 class ImageListDataset(Dataset):
@@ -109,9 +120,19 @@ class TorchvisionLoader:
     and evaluation sets are sharded without padding, so that every image is scored once."""
 
     def __init__(self, dataset: ImageListDataset, batch_size: int, shuffle: bool, num_workers: int,
-                 seed: int, pin_memory: bool, rank: int = 0, world: int = 1) -> None:
+                 seed: int, pin_memory: bool, rank: int = 0, world: int = 1, balanced: bool = False,
+                 mixing: AugmentConfig | None = None, num_classes: int = 0) -> None:
         self.dataset, self.seed, self.generator, self.sampler = dataset, seed, torch.Generator(), None
-        if world > 1 and shuffle:
+        self.mixing, self.num_classes, self.epoch = mixing, num_classes, 0
+        if balanced and world > 1:
+            raise StudyError("train.sampler: balanced is not available with data.loader: torchvision under "
+                             "torchrun; use data.loader: cached (the default)")
+        if balanced:
+            labels = torch.as_tensor([label for _, label in dataset.items])
+            weights = 1 / torch.bincount(labels, minlength=num_classes).float().clamp(min=1)[labels]
+            self.sampler = WeightedRandomSampler(weights, len(labels), replacement=True, generator=self.generator)
+            source = dataset
+        elif world > 1 and shuffle:
             self.sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=derive_seed(seed, "shuffle"))
             source, batch_size = dataset, batch_size // world
         else:
@@ -121,16 +142,23 @@ class TorchvisionLoader:
                                  pin_memory=pin_memory)
 
     def set_epoch(self, epoch: int) -> None:
-        self.dataset.epoch = epoch
+        self.dataset.epoch = self.epoch = epoch
         self.generator.manual_seed(derive_seed(self.seed, "shuffle", epoch))
-        if self.sampler is not None:
+        if isinstance(self.sampler, DistributedSampler):
             self.sampler.set_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.loader)
 
     def __iter__(self):
-        return iter(self.loader)
+        if self.mixing is None:
+            return iter(self.loader)
+        return self._mixed()
+
+    def _mixed(self):
+        draws = draw_epoch(self.mixing, self.seed, self.epoch, len(self.dataset), 0, len(self))["mix"]
+        for batch, (images, labels, index) in enumerate(self.loader):
+            yield *mix(images, labels, draws, batch, self.num_classes), index
 
 
 def train_eval_rows(train_count: int, val_count: int, seed: int) -> torch.Tensor:
@@ -147,23 +175,28 @@ def build_loaders(cfg: RunConfig, split: Split, source, device: torch.device, st
     `world` > 1, each rank's share (train.batch_size stays the global batch). `parts`: which of
     train/val/test to load (a sweep's trials never load the test split); `progress`: a bar while
     the cache is built (off in parallel workers)."""
-    size, batch = cfg.data.image_size, cfg.train.batch_size
+    size, batch, classes = cfg.data.image_size, cfg.train.batch_size, len(split.classes)
     parts = {name: getattr(split, name) for name in PARTS if name in parts and getattr(split, name)}
-    augmented = {name: name == "train" and cfg.augment == "seed" for name in parts}
+    settings = augment_settings(cfg.augment)
+    balanced = cfg.train.sampler == "balanced"
     sample = train_eval_rows(len(split.train), len(split.val), cfg.seed)
     if cfg.data.loader == "cached":
         arrays = {name: cached_images(source, [item for item, _ in items], size, progress=progress)
                   for name, items in parts.items()}
         loaders = {name: CachedLoader(arrays[name], [label for _, label in items], batch, stats, device,
-                                      shuffle=name == "train", augment=augmented[name], seed=cfg.seed,
-                                      rank=rank, world=world)
+                                      shuffle=name == "train", augment=settings if name == "train" else None,
+                                      seed=cfg.seed, rank=rank, world=world, balanced=balanced and name == "train",
+                                      num_classes=classes)
                    for name, items in parts.items()}
         loaders["train_eval"] = CachedLoader(arrays["train"], [label for _, label in split.train], batch,
-                                             stats, device, subset=sample, rank=rank, world=world)
+                                             stats, device, subset=sample, rank=rank, world=world, num_classes=classes)
         return loaders
     parts["train_eval"] = [split.train[i] for i in sample.tolist()]
+    augmented = settings.policy != "none" or settings.crop != "none" or settings.flips or settings.color or settings.erase
     return {name: TorchvisionLoader(
                 ImageListDataset(items, source, train_transform(size, cfg.augment, stats) if name == "train"
-                                 else eval_transform(size, stats), cfg.seed if augmented.get(name) else None),
-                batch, name == "train", cfg.data.num_workers, cfg.seed, device.type == "cuda", rank, world)
+                                 else eval_transform(size, stats), cfg.seed if name == "train" and augmented else None),
+                batch, name == "train", cfg.data.num_workers, cfg.seed, device.type == "cuda", rank, world,
+                balanced=balanced and name == "train", mixing=settings if name == "train" and settings.mixes else None,
+                num_classes=classes)
             for name, items in parts.items()}

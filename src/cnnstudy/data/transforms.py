@@ -15,23 +15,33 @@ import torch
 import torch.nn.functional as F
 from torchvision import transforms as T
 
+from ..config import AugmentConfig, augment_settings
+
 Stats = tuple[tuple[float, ...], tuple[float, ...]]  # (mean, std) per channel
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def train_transform(size: int, augment: str, stats: Stats) -> T.Compose:
-    """The seed's training pipeline: resize, flip, rotate ±20°, scale 0.8-1.2, normalize."""
-    if augment == "none":
-        return eval_transform(size, stats)
-    return T.Compose([
-        T.Resize((size, size)),
-        T.RandomHorizontalFlip(),
-        T.RandomRotation(20),
-        T.RandomAffine(degrees=0, scale=(0.8, 1.2)),
-        T.ToTensor(),
-        T.Normalize(*stats),
-    ])
+def train_transform(size: int, augment: "str | AugmentConfig", stats: Stats) -> T.Compose:
+    """The training pipeline per PIL image: `seed` is the seed's (resize, flip, rotate ±20°, scale
+    0.8-1.2, normalize); parts follow data/policies.py's order with torchvision's own transforms
+    (mixup/cutmix act on batches: the loader's)."""
+    settings = augment_settings(augment)
+    steps = [T.Resize((size, size))]
+    if settings.policy == "seed":
+        steps += [T.RandomHorizontalFlip(), T.RandomRotation(20), T.RandomAffine(degrees=0, scale=(0.8, 1.2))]
+    if settings.crop != "none":  # of the resized image, as the cached loader crops its cached pixels
+        steps.append(T.RandomResizedCrop(size))
+    if settings.flips:
+        steps.append(T.RandomHorizontalFlip())
+    steps += {"trivialaugment": [T.TrivialAugmentWide()], "randaugment": [T.RandAugment()],
+              "autoaugment": [T.AutoAugment()]}.get(settings.policy, [])
+    if settings.color:
+        steps.append(T.ColorJitter(settings.color, settings.color, settings.color))
+    steps += [T.ToTensor(), T.Normalize(*stats)]
+    if settings.erase:
+        steps.append(T.RandomErasing(settings.erase))
+    return T.Compose(steps)
 
 
 def eval_transform(size: int, stats: Stats) -> T.Compose:

@@ -69,12 +69,15 @@ class FitState:
     best_val_acc: float = -1.0
     best_epoch: int = 0
     diverged: dict | None = None  # {"epoch", "train_loss", "limit"} when training blew up (not resumed)
+    stopped: dict | None = None  # {"reason": "early_stopping", "epoch", "best_epoch", "metric"}
 
 
 def resume_state(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                 scaler: torch.amp.GradScaler, meta: dict[str, Any], write: bool = True) -> FitState:
+                 scaler: torch.amp.GradScaler, meta: dict[str, Any], write: bool = True,
+                 extras: dict[str, Any] | None = None) -> FitState:
     """Pick up after the last completed epoch, if a previous attempt left last.pt behind. `write`:
-    this process may repair the files (rank 0 only, under data parallelism)."""
+    this process may repair the files (rank 0 only, under data parallelism). `extras`: other
+    objects with a state_dict (schedule, moving average), restored from their keys."""
     last = run_dir / "last.pt"
     if not last.exists():
         return FitState()
@@ -88,6 +91,11 @@ def resume_state(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.O
     optimizer.load_state_dict(ckpt["optimizer"])
     if ckpt.get("scaler"):
         scaler.load_state_dict(ckpt["scaler"])
+    for key, part in (extras or {}).items():
+        if key not in ckpt:
+            raise CheckpointError(f"{last} holds no {key} state; resuming would not continue the same run. "
+                                  "Add --force to start the run again")
+        part.load_state_dict(ckpt[key])
     state = FitState(ckpt["epoch"], list(ckpt["history"]), ckpt["best_val_acc"], ckpt.get("best_epoch", 0))
     if write:
         _repair_after_kill(run_dir, ckpt, state)
@@ -106,19 +114,38 @@ def _repair_after_kill(run_dir: Path, ckpt: dict, state: FitState) -> None:
     best = run_dir / "best.pt"
     if state.best_epoch == state.epoch and (not best.exists() or
                                             load_checkpoint_file(best).get("epoch") != state.epoch):
-        save_checkpoint(best, {k: v for k, v in ckpt.items() if k not in ("optimizer", "scaler", "history")})
+        kept = {k: v for k, v in ckpt.items() if k not in ("optimizer", "scaler", "history", *TRAINING_PARTS)}
+        if "ema" in ckpt:  # the averaged weights are the ones evaluated and kept
+            kept["model"] = averaged_weights(ckpt["ema"])
+        save_checkpoint(best, kept)
 
 
-def save_epoch(run_dir: Path, model, optimizer, scaler, state: FitState, meta: dict, improved: bool) -> None:
+TRAINING_PARTS = ("schedule", "warmup", "ema")  # what last.pt may hold besides optimizer and scaler
+
+
+def averaged_weights(ema_state: dict) -> dict:
+    """The model's weights inside an AveragedModel's state_dict (its `module.` entries)."""
+    return {key.removeprefix("module."): value for key, value in ema_state.items() if key.startswith("module.")}
+
+
+def _cpu(state: dict) -> dict:
+    return {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
+
+
+def save_epoch(run_dir: Path, model, optimizer, scaler, state: FitState, meta: dict, improved: bool,
+               extras: dict[str, Any] | None = None, evaluated: torch.nn.Module | None = None) -> None:
     """After an epoch: history.jsonl first, then last.pt (which claims the epoch), then best.pt if it
-    improved, so that a kill at any instant leaves files that agree (resume_state repairs the rest)."""
-    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    improved, so that a kill at any instant leaves files that agree (resume_state repairs the rest).
+    best.pt holds the `evaluated` model's weights (the moving average, where there is one)."""
+    weights = _cpu(model.state_dict())
     ckpt = {**meta, "model": weights, "epoch": state.epoch, "best_val_acc": state.best_val_acc,
             "best_epoch": state.best_epoch}
     write_jsonl(run_dir / "history.jsonl", state.history)
+    parts = {key: _cpu(part.state_dict()) for key, part in (extras or {}).items()}
     save_checkpoint(run_dir / "last.pt", {**ckpt, "optimizer": optimizer.state_dict(),
-                                          "scaler": scaler.state_dict(), "history": state.history})
+                                          "scaler": scaler.state_dict(), "history": state.history, **parts})
     if improved:
-        save_checkpoint(run_dir / "best.pt", ckpt)
+        kept = weights if evaluated is None or evaluated is model else _cpu(evaluated.state_dict())
+        save_checkpoint(run_dir / "best.pt", {**ckpt, "model": kept})
 
 

@@ -25,15 +25,22 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_curves(history: list[dict], path: Path, title: str = "") -> Path:
+    """Loss and accuracy by epoch; a third panel with the learning rate where it changed."""
     epochs = [row["epoch"] for row in history]
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, label in ((loss_ax, "loss", "Loss"), (acc_ax, "acc", "Accuracy")):
+    rates = [row.get("lr") for row in history]
+    varying = None not in rates and len(set(rates)) > 1
+    fig, axes = plt.subplots(1, 3 if varying else 2, figsize=(15 if varying else 10, 4))
+    for ax, key, label in ((axes[0], "loss", "Loss"), (axes[1], "acc", "Accuracy")):
         ax.plot(epochs, [row[f"train_{key}"] for row in history], "o-", label=f"train {key}")
         ax.plot(epochs, [row[f"val_{key}"] for row in history], "s-", label=f"val {key}")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()
+    if varying:
+        axes[2].plot(epochs, rates, "o-", color="tab:green")
+        axes[2].set(xlabel="epoch", ylabel="learning rate", yscale="log" if min(rates) > 0 else "linear")
+        axes[2].grid(alpha=0.3)
     fig.suptitle(title or "Training curves")
     return _save(fig, path)
 

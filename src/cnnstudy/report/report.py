@@ -27,7 +27,11 @@ from .summary import COLUMNS, SUMMARY_NOTE, summary_rows
 Blocks = list[tuple[str, object]]
 
 
-def _settings(cfg: dict) -> str:
+def _settings(cfg: dict, metrics: dict | None = None) -> str:
+    if metrics and metrics.get("recipe"):
+        return (f"Recipe: {metrics['recipe']}. Epochs {cfg['train']['epochs']}, batch {cfg['train']['batch_size']}, "
+                f"image {cfg['data']['image_size']} px, freeze {cfg['model']['freeze']}, dataset "
+                f"{cfg['data']['dataset']}, seed {cfg['seed']}.")
     return (f"Hyper-parameters: epochs {cfg['train']['epochs']}, batch {cfg['train']['batch_size']}, "
             f"lr {cfg['train']['lr']}, image {cfg['data']['image_size']} px, augment {cfg['augment']}, "
             f"freeze {cfg['model']['freeze']}, dataset {cfg['data']['dataset']}, seed {cfg['seed']}.")
@@ -38,6 +42,10 @@ def _scores(metrics: dict) -> Blocks:
     line = (f"Best epoch {metrics['best_epoch']}: val accuracy {metrics['best_val_acc'] * 100:.2f}%; "
             f"{scored} accuracy {metrics[scored]['accuracy'] * 100:.2f}%, macro F1 "
             f"{metrics[scored]['f1_macro'] * 100:.2f}%.")
+    stopped = metrics.get("stopped", {})
+    if stopped.get("reason") == "early_stopping":
+        line += (f" Early stopping ended training at epoch {stopped['epoch']}; best.pt is epoch "
+                 f"{stopped['best_epoch']}, the best by {stopped['metric']}.")
     origin = metrics["split"]["origin"]
     split = "Split: " + "; ".join(f"{part} {metrics['split']['sizes'][part]} images ({origin[part]})"
                                   for part in origin) + "."
@@ -74,7 +82,7 @@ def run_blocks(record: RunRecord, model_name: str, title: str = "") -> Blocks:
     blocks: Blocks = [
         ("h3", f"{name} — {metrics['model']} ({metrics['init']}){title}"),
         ("p", f"Parameters: {metrics['total_params']:,} ({metrics['trainable_params']:,} trainable). "
-              + _settings(record.config)),
+              + _settings(record.config, metrics)),
         ("pre", metrics["final_epoch_line"]), *_scores(metrics),
         ("p", f"Verdict: **{verdict['verdict']}** — {verdict['explanation']}."),
         ("details", (run_dir / "model.txt").read_text(encoding="utf-8"))]
@@ -250,14 +258,25 @@ def study_plots(study_dir: Path, groups: list[Group]) -> list[Path]:
     return [bars, plots.plot_val_curves(curves, study_dir / "plots" / "val_curves.png")]
 
 
-def roles_blocks(study_dir: Path) -> Blocks:
-    """What each dataset role of the study was in this run of it."""
+def roles_blocks(study_dir: Path, records: list[RunRecord]) -> Blocks:
+    """Which dataset the finished runs were trained and scored on, with the role that names it now
+    (a run made under an earlier --dataset keeps the dataset it used, whatever the role says since)."""
     roles = study_roles(study_dir)
-    if not roles:
+    used: dict[str, list[str]] = {}
+    for record in records:
+        if record.metrics is not None and record.run_id not in used.get(record.metrics["dataset"], []):
+            used.setdefault(record.metrics["dataset"], []).append(record.run_id)
+    if not roles and len(used) <= 1:
         return []
-    said = [f"**{name}**: {role['dataset']}" + (f" (classes {', '.join(role['classes'])})" if role.get("classes") else "")
-            + (" (given with --dataset)" if role.get("replaced") else "") for name, role in roles.items()]
-    return [("p", "Datasets: " + "; ".join(said) + ".")]
+    said = []
+    for dataset, runs in used.items():
+        role = next((name for name, role in roles.items() if Path(str(role["dataset"])).name == Path(dataset).name), None)
+        facts = roles.get(role, {})
+        notes = ([f"classes {', '.join(facts['classes'])}"] if facts.get("classes") else []) + \
+            (["given with --dataset"] if facts.get("replaced") else []) + \
+            [", ".join(runs) if len(runs) <= 3 else f"{len(runs)} runs"]
+        said.append((f"**{role}**: " if role else "") + f"{Path(dataset).name} ({'; '.join(notes)})")
+    return [("p", "Datasets: " + "; ".join(said) + ".")] if said else []
 
 
 def build_report(study_dir: str | Path) -> tuple[Path, Path]:
@@ -271,7 +290,7 @@ def build_report(study_dir: str | Path) -> tuple[Path, Path]:
         by_run.setdefault(record.run_id, []).append(record)
     groups = group_records(records)
     found = comparisons(groups, phase_compare(study_phases(study_dir)))
-    blocks: Blocks = [("h1", f"Study report: {study_dir.name}"), *roles_blocks(study_dir),
+    blocks: Blocks = [("h1", f"Study report: {study_dir.name}"), *roles_blocks(study_dir, records),
                       *answer_blocks(study_dir, records, groups, found),
                       *phase_blocks(study_dir, by_run, {g.run_id: g for g in groups}),
                       ("h2", "All runs"), ("p", SUMMARY_NOTE), ("table", (summary_rows(records), COLUMNS))]

@@ -34,12 +34,14 @@ def describe_init(cfg: RunConfig) -> str:
     return "ImageNet" if cfg.model.pretrained else "scratch"
 
 
-def run_metrics(cfg: RunConfig, history: list[dict], outputs: dict, split: Split, facts: dict) -> dict:
+def run_metrics(cfg: RunConfig, history: list[dict], outputs: dict, split: Split, facts: dict,
+                best_epoch: int | None = None) -> dict:
     """metrics.json: the scores with everything needed to say what they belong to.
 
-    `facts` holds what the run assembled: parameter counts, device, precision, fingerprint digest.
+    `facts` holds what the run assembled: parameter counts, device, precision, fingerprint digest;
+    `best_epoch`: best.pt's epoch (default: the first with the highest val_acc).
     """
-    best = max(history, key=lambda row: row["val_acc"])
+    best = history[best_epoch - 1] if best_epoch else max(history, key=lambda row: row["val_acc"])
     metrics = {"run": cfg.run_id, "model": cfg.model.name, **facts, "classes": split.classes,
                "init": describe_init(cfg), "dataset": split.dataset,
                "split": {"digest": split.digest, "origin": split.origin,

@@ -21,12 +21,26 @@ FILE = "fingerprint.json"
 # without the key was made with that value. (verdict.min_learned judges a finished run's history, not
 # its training: a run made before 0.4 is judged again with it when read, runner/records.rejudged.)
 ADDED_KEYS = {"data.classes": None, "sweep": None, "calibrate": False, "verdict.min_learned": 0.1}
+# The training recipe's settings (0.5), left out of a fingerprint while at their default: a config that
+# does not use them keeps the fingerprint it had, and the runs made before them are not stale.
+RECIPE_DEFAULTS = {"optimizer": "adam", "momentum": None, "nesterov": None, "schedule": "constant",
+                   "warmup_epochs": 0, "min_lr": None, "step_size": None, "gamma": None, "factor": None,
+                   "patience": None, "early_stopping": None, "label_smoothing": 0.0, "grad_clip": None,
+                   "class_weights": "none", "sampler": "none", "ema": None}
+OMITTED = {f"train.{key}": value for key, value in RECIPE_DEFAULTS.items()}
+# Since 0.5 weight decay spares normalization layers and biases; before, it decayed every parameter.
+DECAY_KEY = "decay_spares"
 
 
 def make_fingerprint(cfg: RunConfig, split: Split, inputs: dict[str, dict], data: str | None) -> dict[str, Any]:
     """`data`: the digest of the split's files as they are on disk (size, modification time)."""
     # The number of sibling repeats does not change a repeat's numbers: adding repeats keeps them.
-    return {"config": cfg.model_dump(mode="json", exclude={"repeats"}),
+    config = cfg.model_dump(mode="json", exclude={"repeats"})
+    config["train"] = {key: value for key, value in config["train"].items()
+                       if key not in RECIPE_DEFAULTS or value != RECIPE_DEFAULTS[key]}
+    if cfg.train.weight_decay > 0:
+        config["train"][DECAY_KEY] = "normalization and biases"
+    return {"config": config,
             "split": {"dataset": split.dataset, "digest": split.digest, "data": data},
             "inputs": inputs}
 
@@ -78,7 +92,8 @@ def differences(old: dict | None, new: dict, data_change: Callable[[str | None],
     if old is None:
         return [f"no {FILE}: made by an older cnnstudy or by hand, so what it was made from is unknown"]
     lines = []
-    before, after = {**ADDED_KEYS, **flatten(old.get("config", {}))}, flatten(new["config"])
+    before = {**ADDED_KEYS, **OMITTED, **flatten(old.get("config", {}))}
+    after = {**OMITTED, **flatten(new["config"])}
     for key in sorted(set(before) | set(after)):
         if before.get(key) != after.get(key):
             lines.append(f"{key}: {before.get(key, '(unset)')!r} -> {after.get(key, '(unset)')!r}")

@@ -6,16 +6,19 @@ from __future__ import annotations
 from typing import Callable
 
 from ..config import RunConfig, StudyError
-from .sweep import base_name
+from .sweep import BASE_SUFFIX, base_name
 
 
 def named_runs(runs: list[RunConfig], only: list[str]) -> set[str]:
     ids, phases = [cfg.run_id for cfg in runs], {cfg.phase for cfg in runs}
     names = [name.strip() for entry in only for name in entry.split(",") if name.strip()]
+    if not names:
+        raise StudyError("--only names no run or phase; give e.g. --only phase1,phase4/cnn_head")
     unknown = [name for name in names if name not in ids and name not in phases]
     if unknown:
+        shown = [run_id for run_id in ids if not run_id.endswith(BASE_SUFFIX)]  # a base comes with its run
         raise StudyError(f"--only {', '.join(unknown)}: no such run or phase in this study; phases: "
-                         f"{', '.join(dict.fromkeys(cfg.phase for cfg in runs))}; runs: {', '.join(ids)}")
+                         f"{', '.join(dict.fromkeys(cfg.phase for cfg in runs))}; runs: {', '.join(shown)}")
     wanted = {cfg.run_id for cfg in runs if cfg.run_id in names or cfg.phase in names}
     return wanted | {base_name(run_id) for run_id in wanted if base_name(run_id) in ids}
 

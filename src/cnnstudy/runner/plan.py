@@ -139,6 +139,11 @@ def _check_split(cfg: RunConfig, prepared: dict[str, PreparedData], where: str) 
     if cfg.train.batch_size > len(split.train):
         raise StudyError(f"{where}: train.batch_size {cfg.train.batch_size} is larger than the "
                          f"{len(split.train)} training images; lower it")
+    weights = cfg.train.class_weights
+    if isinstance(weights, list) and len(weights) != len(split.classes):
+        raise StudyError(f"{where}: train.class_weights has {len(weights)} weights, but {split.dataset} has "
+                         f"{len(split.classes)} classes ({', '.join(split.classes)}): give one per class, in this "
+                         "order, or use balanced")
     source = cfg.model.init_from
     if source and prepared[source].split.dataset == split.dataset and prepared[source].split.digest != split.digest:
         raise StudyError(
@@ -153,11 +158,16 @@ def _check_split(cfg: RunConfig, prepared: dict[str, PreparedData], where: str) 
             raise StudyError(f"{where}: model.weights: {err}") from None
 
 
-def force_set(runs: list[RunConfig], force: list[str]) -> set[str]:
-    """Runs to redo: every run for a bare --force, else the named runs and every run downstream."""
+def force_set(runs: list[RunConfig], force: list[str], every_run: list[RunConfig] | None = None) -> set[str]:
+    """Runs to redo: every run for a bare --force, else the named runs and every run downstream.
+    `every_run`: the study's runs, where --only chose `runs` among them."""
     ids = [cfg.run_id for cfg in runs]
     if "*" in force:
         return set(ids)
+    left_out = [name for name in force if name not in ids and name in {cfg.run_id for cfg in every_run or []}]
+    if left_out:
+        raise StudyError(f"--force {', '.join(left_out)}: --only leaves {'it' if len(left_out) == 1 else 'them'} "
+                         f"out; add {'it' if len(left_out) == 1 else 'them'} to --only, or drop --force")
     unknown = [name for name in force if name not in ids]
     if unknown:
         raise StudyError(f"--force {', '.join(unknown)}: no such run in this study; use <phase>/<run>, "

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from .artifacts import add_calibration, diverged_metrics, run_metrics, write_explanations, write_run_artifacts
-from ..models.checkpoint import check_same_split, load_checkpoint_file
+from ..models.checkpoint import FitState, check_same_split, load_checkpoint_file
 from ..config import RunConfig, StudyError
 from ..data.loaders import build_loaders
 from ..data.prepare import data_change
@@ -20,6 +20,7 @@ from ..data.transforms import Stats
 from ..training.devices import choose_precision
 from ..training.distributed import SINGLE, Dist
 from ..training.engine import Loop, diverged_words, evaluate, fit, read_history
+from ..training.recipe import make_recipe, recipe_line
 from ..fileio import atomic_write_text, read_json, write_json
 from .fingerprint import checkpoint_inputs, differences, fingerprint_digest, make_fingerprint, \
     read_fingerprint, write_fingerprint
@@ -113,15 +114,14 @@ def execute_run(plan: RunPlan, study_dir: Path, log=print, tracking: Tracking | 
     # Rank 0 fills the decode-once cache; the others then read it.
     loaders = dist.main_first(lambda: build_loaders(cfg, split, plan.data.source, device, stats, dist.rank,
                                                     dist.world, parts=("train", *plan.scored), progress=progress))
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr,
-                                 weight_decay=cfg.train.weight_decay)
+    optimizer, recipe = make_recipe(cfg.train, model, [label for _, label in split.train], len(split.classes), device)
     meta = {"model_name": cfg.model.name, "class_names": split.classes, "config": cfg.model_dump(mode="json"),
             "trainable_names": trainable, "normalization": [list(stats[0]), list(stats[1])],
             "dataset": split.dataset, "split_digest": split.digest, "fingerprint": facts["fingerprint"]}
     trackers = tracking.open(plan.run_dir, plan.label, meta["config"]) if tracking else None
     loop.on_epoch = chain(trackers.epoch if trackers else None, watch)
-    state = fit(wrap(model, device, dist), optimizer, loaders, plan.run_dir, meta, loop)
-    metrics = finish_run(plan, model, loaders, loop, facts, stats, state.diverged)
+    state = fit(wrap(model, device, dist), optimizer, loaders, plan.run_dir, meta, loop, recipe)
+    metrics = finish_run(plan, model, loaders, loop, facts, stats, state)
     if trackers and metrics.get("scored_on"):
         trackers.finish(metrics, meta["config"], plan.run_dir)
     return metrics
@@ -158,12 +158,11 @@ def wrap(model: torch.nn.Module, device: torch.device, dist: Dist) -> torch.nn.M
         model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def finish_run(plan: RunPlan, model, loaders: dict, loop: Loop, facts: dict, stats: Stats,
-               diverged: dict | None = None) -> dict:
+def finish_run(plan: RunPlan, model, loaders: dict, loop: Loop, facts: dict, stats: Stats, state: FitState) -> dict:
     """Evaluate best.pt on val and test (every rank its shard), then rank 0 writes predictions,
     plots and, last, metrics.json. A diverged run is scored from its best checkpoint, from before
     it diverged; without one (epoch 1 diverged) its metrics.json says so and holds no scores."""
-    cfg, split = plan.cfg, plan.data.split
+    cfg, split, diverged = plan.cfg, plan.data.split, state.diverged
     if diverged is not None and not (plan.run_dir / "best.pt").exists():
         metrics = diverged_metrics(cfg, split, facts, diverged)
         loop.dist.on_main(lambda: write_json(plan.run_dir / "metrics.json", metrics))
@@ -172,7 +171,10 @@ def finish_run(plan: RunPlan, model, loaders: dict, loop: Loop, facts: dict, sta
     outputs = {name: evaluate(model, loaders[name], loop.device, loop.precision, loop.dist)
                for name in plan.scored if name in loaders}
     history = read_history(plan.run_dir)
-    metrics = run_metrics(cfg, history, outputs, split, facts)
+    metrics = run_metrics(cfg, history, outputs, split, facts, state.best_epoch)
+    metrics["recipe"] = recipe_line(cfg.train, cfg.augment)
+    metrics["stopped"] = state.stopped or {"reason": "diverged" if diverged else "epochs", "epoch": len(history),
+                                           "best_epoch": state.best_epoch}
     add_calibration(metrics, outputs, cfg.calibrate)
     if metrics.get("calibration", {}).get("warning"):
         loop.log(f"warning: {plan.label}: {metrics['calibration']['warning']}")

@@ -45,8 +45,14 @@ def describe(role: str, path: str, base: Path) -> Folder:
     source = open_source(path, base)
     report = inspect_dataset(source)
     per_class = np.sum([counts for counts in report["counts"].values()], axis=0).astype(int).tolist()
+    empty = [name for name, count in zip(report["classes"], per_class) if count == 0]
+    if empty:
+        raise StudyError(f"--dataset {role}={path}: class folder(s) {', '.join(empty)} hold no readable image; "
+                         "add images or remove the folder(s)")
     size = report["size"] or {"width": {"median": 0}, "height": {"median": 0}}
-    return Folder(role, path, list(report["classes"]), per_class,
+    # A folder is written as an absolute path: the study then runs from any working directory.
+    written = str((base / path).resolve()) if (base / path).exists() else path
+    return Folder(role, written, list(report["classes"]), per_class,
                   float(min(size["width"]["median"], size["height"]["median"])), len(report["unreadable"]),
                   report["layout"]["description"])
 
@@ -122,7 +128,10 @@ def fit_limit(folders: dict[str, Folder], size: int, hours: float | None,
         return None, total, f"every image is used{budget}"
     main_runs = {k: v for k, v in estimate(folders, size, None, measured).items() if not k.startswith("phase4")}
     room = hours * 3600 - (total - sum(main_runs.values()))
-    limit = max(20, int(max(folders["main"].per_class) * max(room, 0) / sum(main_runs.values())))
+    largest = max(folders["main"].per_class)
+    limit = max(20, int(largest * max(room, 0) / sum(main_runs.values())))
+    if limit >= largest:  # the floor of 20 limits nothing in a folder this small
+        return None, total, "every image is used (a limit would not cut this folder)"
     fitted = sum(estimate(folders, size, limit, measured).values())
     return limit, fitted, (f"at most {limit} images per class in phases 1-3, to fit the {hours:g} h asked for "
                            f"(with every image: about {total / 3600:.1f} h)")
@@ -226,6 +235,10 @@ def init_study(path: Path, given: dict[str, str], hours: float | None, log: Call
         raise StudyError(f"--dataset: give main=FOLDER (phases 1-3), and optionally transfer=FOLDER (4.1) and "
                          f"transfer3=FOLDER (4.2); {'unknown role ' + ', '.join(unknown) if unknown else 'no main'}")
     folders = {role: describe(role, folder, Path.cwd()) for role, folder in given.items()}
+    same = [role for role in ("transfer", "transfer3") if role in folders and folders[role].path == folders["main"].path]
+    if same:
+        raise StudyError(f"--dataset {same[0]}: it is the same folder as main; transfer learning needs a new "
+                         "dataset (phase 3's model has seen these images): give another folder")
     for folder in folders.values():
         log(f"{folder.role}: {folder.path}: {folder_comment(folder)}")
     size, size_why, limit, seconds, limit_why = fit_budget(folders, hours)
@@ -238,5 +251,8 @@ def init_study(path: Path, given: dict[str, str], hours: float | None, log: Call
     except StudyError:
         path.unlink()
         raise
+    if "transfer3" in folders:
+        log("the ImageNet weights of resnet50, mobilenet_v2 and efficientnet_b0 are fetched before anything "
+            f"trains (about 130 MB); offline, fetch them first: cnnstudy data fetch --study {path}")
     log(f"wrote {path}: estimated {seconds / 3600:.1f} h on this machine. Run it with: cnnstudy run {path}")
     return path

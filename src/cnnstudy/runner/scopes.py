@@ -23,6 +23,7 @@ class Scoped:
     phase: dict[str, list[str]] = field(default_factory=dict)
     run: dict[str, list[str]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    typed: dict[str, str] = field(default_factory=dict)  # a scoped pair without its scope -> as typed
 
     def pairs_for(self, phase: str, run_id: str) -> list[list[str]]:
         """The layers of --set pairs one run takes, the weakest first."""
@@ -38,12 +39,15 @@ def split_overrides(pairs: list[str], phases: list[str], runs: list[str]) -> Sco
         first = key.split(".")[0]
         if colon and scope in runs:
             scoped.run.setdefault(scope, []).append(f"{setting}{sep}{value}")
+            scoped.typed[f"{setting}{sep}{value}"] = pair
         elif colon and scope in phases:
             scoped.phase.setdefault(scope, []).append(f"{setting}{sep}{value}")
+            scoped.typed[f"{setting}{sep}{value}"] = pair
         elif colon:
             scoped.problems.append(f"--set {pair}: {scope!r} is no run or phase of this study ({names})")
         elif first in phases and first not in RunConfig.model_fields and "." in key:
             scoped.phase.setdefault(first, []).append(f"{key.split('.', 1)[1]}{sep}{value}")
+            scoped.typed[f"{key.split('.', 1)[1]}{sep}{value}"] = pair
         elif first not in RunConfig.model_fields and "." in key:
             close = difflib.get_close_matches(first, phases, n=1) or \
                 difflib.get_close_matches(first, list(RunConfig.model_fields), n=1)

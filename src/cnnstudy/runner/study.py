@@ -79,7 +79,7 @@ def run_study(study_path: str | Path, overrides: list[str] | None = None, out_di
     runs = select_runs(every_run, only, log) if only else every_run
     check_batches_split(runs, dist, Path(study_path))
     check_parallel(runs, dist, parallel, Path(study_path))
-    forced = force_set(runs, ["*"] if force is True else list(force or []))
+    forced = force_set(runs, ["*"] if force is True else list(force or []), every_run)
     study_dir = Path(out_dir) / study.name
     lock, created = StudyLock(study_dir), first_missing(study_dir)
     dist.on_main(lock.acquire)

@@ -36,9 +36,14 @@ def _model_at(model: type[BaseModel], path: tuple) -> type[BaseModel] | None:
         if isinstance(part, int) or current is None:
             continue  # a list index: the item's model is already the annotation's
         annotation = getattr(current.model_fields.get(str(part)), "annotation", None)
-        candidates = [annotation, *typing.get_args(annotation)]
+        candidates = _flat_types(annotation)
         current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
     return current
+
+
+def _flat_types(annotation) -> list:
+    """An annotation and every type inside it (Optional, Union, Annotated, nested)."""
+    return [annotation, *(inner for arg in typing.get_args(annotation) for inner in _flat_types(arg))]
 
 
 def _suggest(location: tuple, model: type[BaseModel]) -> str:
@@ -55,7 +60,7 @@ def problem_lines(err: ValidationError, model: type[BaseModel], typed: dict[str,
     of those values is named as the user typed it (`--set train.epochs=two`), not as a key of the file."""
     lines = []
     for problem in err.errors():
-        location = tuple(problem["loc"])
+        location = tuple(part for part in problem["loc"] if not str(part).startswith("<"))  # union tags
         key = ".".join(map(str, location)) or "(top level)"
         given = from_command_line(key, typed or {})
         head = f"--set {given}: " if given else ""
@@ -65,7 +70,8 @@ def problem_lines(err: ValidationError, model: type[BaseModel], typed: dict[str,
             lines.append(f"{head}missing key {key}: add it")
         else:
             message = problem["msg"].removeprefix("Value error, ")
-            lines.append(f"{head or key + ': '}{message} (got {problem.get('input')!r})")
+            got = problem.get("input")
+            lines.append(f"{head or key + ': '}{message}" + ("" if isinstance(got, dict) else f" (got {got!r})"))
     return lines
 
 
@@ -126,7 +132,7 @@ def _merged_run(raw: dict, phase: dict, raw_run: dict, scoped: Scoped) -> tuple[
     for layer in (defaults, phase_defaults, raw_run, *map(parse_overrides, layers)):
         merged = deep_merge(merged, _expand(layer))
     merged["phase"] = phase.get("name", "?")
-    return merged, {pair.partition("=")[0]: pair for layer in layers for pair in layer}
+    return merged, {pair.partition("=")[0]: scoped.typed.get(pair, pair) for layer in layers for pair in layer}
 
 
 def _run_problems(merged: dict, typed: dict[str, str], roles: dict[str, dict]) -> tuple[RunConfig | None, list[str]]:

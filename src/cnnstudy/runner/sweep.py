@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..config import ParamRange, RunConfig, StudyError, SweepConfig
+from ..config import AugmentConfig, ParamRange, RunConfig, StudyError, SweepConfig
 from ..fileio import read_json
 from ..seeds import confirm_seed
 from .fingerprint import flatten
@@ -70,6 +70,8 @@ def _with_params(cfg: RunConfig, params: dict[str, Any], **fixed: Any) -> RunCon
         *parents, leaf = key.split(".")
         node = raw
         for part in parents:
+            if part == "augment" and isinstance(node[part], str):  # a policy name, swept in parts
+                node[part] = {"policy": node[part]}
             node = node[part]
         node[leaf] = value
     raw.update(fixed)
@@ -91,7 +93,7 @@ def check_sweep(cfg: RunConfig, where: str) -> list[RunConfig]:
     """Before anything trains: every swept key exists and may be swept, and every choice and both
     ends of every range make a valid run. Returns those trial configs for further checks."""
     sweep = cfg.sweep
-    known = set(flatten(cfg.model_dump(mode="json")))
+    known = set(flatten(cfg.model_dump(mode="json"))) | {f"augment.{key}" for key in AugmentConfig.model_fields}
     for key in sweep.params:
         if any(key == fixed or key.startswith(fixed + ".") for fixed in FIXED_KEYS):
             raise StudyError(f"{where}: sweep.params.{key} cannot be swept: it changes the split or what the run "

@@ -25,6 +25,7 @@ from .distributed import SINGLE, Dist
 from ..fileio import read_jsonl
 from ..models.freeze import set_train_mode
 from .metrics import epoch_line
+from .recipe import PLAIN, Recipe, early_stop_epoch, monitored, step_schedule
 from ..seeds import derive_seed
 
 
@@ -81,6 +82,8 @@ class Loop:
     progress: bool = True  # per-batch progress bars (off in parallel workers)
 
 
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     """The model itself, inside a DistributedDataParallel wrapper or not."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
@@ -94,7 +97,9 @@ def _to_device(images: torch.Tensor, labels: torch.Tensor, device: torch.device)
 def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer,
                     criterion: nn.Module, device: torch.device, desc: str = "train",
                     precision: str = "fp32", scaler: torch.amp.GradScaler | None = None,
-                    dist: Dist = SINGLE, progress: bool = True) -> dict[str, float]:
+                    dist: Dist = SINGLE, progress: bool = True, recipe: Recipe = PLAIN) -> dict[str, float]:
+    """One pass over `loader`. Labels may be soft (mixup/cutmix: one row of class weights per
+    image); accuracy then counts the class with the larger share."""
     set_train_mode(model)
     scaler = scaler or grad_scaler(device, precision)
     loss_sum = torch.zeros((), device=device)
@@ -107,12 +112,18 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
             logits = model(images)
             loss = criterion(logits.float(), labels)
         scaler.scale(loss).backward()
+        if recipe.grad_clip is not None:
+            scaler.unscale_(optimizer)  # clip the true gradients, not the loss-scaled ones
+            nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], recipe.grad_clip)
         scaler.step(optimizer)
         scaler.update()
+        if recipe.ema is not None:
+            recipe.ema.update_parameters(unwrap(model))
         # Accumulated on the device: no .item() sync per step.
-        loss_sum += loss.detach() * labels.numel()
-        correct += (logits.argmax(1) == labels).sum()
-        seen += labels.numel()
+        count = labels.shape[0]
+        loss_sum += loss.detach() * count
+        correct += (logits.argmax(1) == (labels.argmax(1) if labels.ndim == 2 else labels)).sum()
+        seen += count
     loss_sum, correct, seen = dist.all_sum(loss_sum, correct, seen)
     mean_loss = (loss_sum / seen.clamp(min=1)).item()
     if not np.isfinite(mean_loss):
@@ -157,46 +168,72 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device, precision
 
 
 def fit(model: nn.Module, optimizer: torch.optim.Optimizer, loaders: dict, run_dir: Path, meta: dict[str, Any],
-        loop: Loop) -> FitState:
-    """Train for `loop.epochs`, writing history.jsonl, last.pt and best.pt (by val acc) after every epoch.
+        loop: Loop, recipe: Recipe = PLAIN) -> FitState:
+    """Train for `loop.epochs` (or until early stopping), writing history.jsonl, last.pt and best.pt
+    (by `recipe.metric`) after every epoch; each row holds the epoch's learning rate.
 
     With loaders["train_eval"] (un-augmented training images), each row also holds train_eval_loss
     and train_eval_acc, measured in eval mode like the validation numbers they are compared with."""
-    criterion, dist = nn.CrossEntropyLoss(), loop.dist
+    dist = loop.dist
     scaler = grad_scaler(loop.device, loop.precision)
-    state = resume_state(run_dir, unwrap(model), optimizer, scaler, meta, write=dist.main)
+    state = resume_state(run_dir, unwrap(model), optimizer, scaler, meta, write=dist.main, extras=recipe.stateful())
     if state.epoch:
         loop.log(f"resuming {run_dir} after epoch {state.epoch}/{loop.epochs}")
+    stopped_at = early_stop_epoch(state.history, recipe.early_stopping)  # a run resumed after it stopped
     for epoch in range(state.epoch + 1, loop.epochs + 1):
-        # Each purpose has its own stream, keyed by epoch: a resumed run draws what an uninterrupted one would.
-        torch.manual_seed(derive_seed(loop.seed, "dropout", epoch, *([dist.rank] if dist.enabled else [])))
-        loaders["train"].set_epoch(epoch)
-        started = time.perf_counter()
-        try:
-            row = {"epoch": epoch, **train_one_epoch(model, loaders["train"], optimizer, criterion, loop.device,
-                                                      f"epoch {epoch}/{loop.epochs}", loop.precision, scaler,
-                                                      dist, loop.progress)}
-        except NonFiniteLossError as err:
-            row = {"epoch": epoch, "train_loss": err.loss}
+        if stopped_at is not None:
+            break
+        row = _train_epoch(model, optimizer, loaders, loop, recipe, scaler, epoch)
         previous = state.history[-1]["train_loss"] if state.history else None
         state.diverged = divergence(row["train_loss"], len(meta["class_names"]), epoch, previous)
         if state.diverged:  # this epoch's weights are garbage: keep the files of the last good one
             loop.log(diverged_words(state.diverged))
             break
+        evaluated = recipe.ema.module if recipe.ema is not None else unwrap(model)
         dist.sync_buffers(unwrap(model))  # BatchNorm statistics as rank 0 has them, on every rank
-        row.update(_measure(model, loaders, loop))
-        row["seconds"] = time.perf_counter() - started
+        if recipe.ema is not None:
+            dist.sync_buffers(evaluated)
+        row.update(_measure(evaluated, loaders, loop))
+        row["seconds"] = time.perf_counter() - row.pop("started")
         state.history.append(row)
+        stopped_at = early_stop_epoch(state.history, recipe.early_stopping)
+        if stopped_at is not None:
+            row["stopped"] = "early_stopping"
         state.epoch = epoch
-        improved = row["val_acc"] > state.best_val_acc
+        improved = state.best_epoch == 0 or monitored(row, recipe.metric) > monitored(
+            state.history[state.best_epoch - 1], recipe.metric)
         if improved:
             state.best_val_acc, state.best_epoch = row["val_acc"], epoch
-        dist.on_main(lambda: save_epoch(run_dir, unwrap(model), optimizer, scaler, state, meta, improved))
+        # Stepped before last.pt is written, which so holds the next epoch's learning rate.
+        step_schedule(recipe.schedule, recipe.warmup, epoch, loop.epochs, row["val_loss"])
+        dist.on_main(lambda: save_epoch(run_dir, unwrap(model), optimizer, scaler, state, meta, improved,
+                                        recipe.stateful(), evaluated))
         dist.barrier()
         loop.log(epoch_line(row, loop.epochs))
         if loop.on_epoch is not None:
             loop.on_epoch(row)
+    if stopped_at is not None:
+        state.stopped = {"reason": "early_stopping", "epoch": stopped_at, "best_epoch": state.best_epoch,
+                         "metric": recipe.metric}
     return state
+
+
+def _train_epoch(model: nn.Module, optimizer, loaders: dict, loop: Loop, recipe: Recipe, scaler, epoch: int) -> dict:
+    """Epoch `epoch`'s training pass as a history row (its lr, when it started); a non-finite loss
+    ends the pass and is recorded as the row's loss."""
+    # Each purpose has its own stream, keyed by epoch: a resumed run draws what an uninterrupted one would.
+    dist = loop.dist
+    torch.manual_seed(derive_seed(loop.seed, "dropout", epoch, *([dist.rank] if dist.enabled else [])))
+    loaders["train"].set_epoch(epoch)
+    row = {"epoch": epoch, "started": time.perf_counter()}
+    try:
+        row.update(train_one_epoch(model, loaders["train"], optimizer, recipe.criterion, loop.device,
+                                   f"epoch {epoch}/{loop.epochs}", loop.precision, scaler, dist, loop.progress,
+                                   recipe))
+    except NonFiniteLossError as err:
+        row["train_loss"] = err.loss
+    row["lr"] = optimizer.param_groups[0]["lr"]
+    return row
 
 
 def _measure(model: nn.Module, loaders: dict, loop: Loop) -> dict[str, float]:

@@ -1,0 +1,224 @@
+"""A run's training recipe as torch objects: optimizer (torch.optim, no weight decay on
+normalization layers and biases, as timm's and torchvision's references do), an epoch-wise learning
+rate schedule (torch.optim.lr_scheduler, linear warmup first), the loss (class weights, label
+smoothing), an exponential moving average of the weights (torch.optim.swa_utils) and early stopping.
+
+Schedules step once per epoch, as torchvision's reference scripts do, so that a run resumed after
+epoch k (their state is in last.pt) continues with the very learning rate an uninterrupted run has.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim import lr_scheduler
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from ..config import EarlyStopping, TrainConfig
+
+WARMUP_START = 0.01  # warmup starts at lr / 100 (torchvision's reference: lr_warmup_decay 0.01)
+DEFAULTS = {"momentum": 0.9, "min_lr": 0.0, "gamma": 0.1, "factor": 0.1, "patience": 2}
+
+
+@dataclass
+class Recipe:
+    """What a run trains with besides the optimizer (training/recipe.py builds each part): the loss,
+    the epoch-wise schedule (and plateau's warmup), the weights' moving average, which is what is
+    evaluated and kept when present, gradient clipping and early stopping."""
+    criterion: nn.Module = field(default_factory=nn.CrossEntropyLoss)
+    schedule: Any = None
+    warmup: Any = None
+    ema: Any = None  # torch.optim.swa_utils.AveragedModel
+    grad_clip: float | None = None
+    early_stopping: Any = None  # config.EarlyStopping
+
+    @property
+    def metric(self) -> str:
+        """What chooses best.pt: early stopping's metric, else val_acc."""
+        return self.early_stopping.metric if self.early_stopping is not None else "val_acc"
+
+    def stateful(self) -> dict[str, Any]:
+        """The parts whose state last.pt keeps, by key."""
+        parts = {"schedule": self.schedule, "warmup": self.warmup, "ema": self.ema}
+        return {key: part for key, part in parts.items() if part is not None}
+
+
+PLAIN = Recipe()
+
+
+def make_recipe(train: TrainConfig, model: nn.Module, labels: list[int], num_classes: int,
+                device: torch.device) -> tuple[torch.optim.Optimizer, Recipe]:
+    """The optimizer and the rest of the recipe for `model` (already on `device`); `labels`: the
+    training labels (balanced class weights)."""
+    optimizer = build_optimizer(model, train)
+    return optimizer, Recipe(build_criterion(train, labels, num_classes, device), build_schedule(optimizer, train),
+                             plateau_warmup(optimizer, train), build_ema(model, train.ema), train.grad_clip,
+                             train.early_stopping)
+
+
+def setting(train: TrainConfig, key: str) -> Any:
+    """A recipe key as set, or its default where the study leaves it out."""
+    value = getattr(train, key)
+    if value is not None:
+        return value
+    return max(1, train.epochs // 3) if key == "step_size" else DEFAULTS[key]
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Trainable parameters: without weight decay one group in the model's order (the order a
+    last.pt's optimizer state is stored in); with it, weights in one group and normalization
+    layers' parameters and biases, which do not decay, in another."""
+    if weight_decay == 0:
+        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    decay, spared, seen = [], [], set()
+    for module in model.modules():
+        is_norm = isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm))
+        for name, param in module.named_parameters(recurse=False):
+            if param.requires_grad and id(param) not in seen:
+                seen.add(id(param))
+                (spared if is_norm or name == "bias" or param.ndim <= 1 else decay).append(param)
+    return [group for group in ({"params": decay, "weight_decay": weight_decay},
+                                {"params": spared, "weight_decay": 0.0}) if group["params"]]
+
+
+def build_optimizer(model: nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
+    groups = parameter_groups(model, train.weight_decay)
+    if train.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=train.lr, momentum=setting(train, "momentum"),
+                               nesterov=bool(train.nesterov))
+    if train.optimizer == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=train.lr, momentum=setting(train, "momentum"))
+    kind = torch.optim.AdamW if train.optimizer == "adamw" else torch.optim.Adam
+    return kind(groups, lr=train.lr)
+
+
+def build_schedule(optimizer: torch.optim.Optimizer, train: TrainConfig) -> lr_scheduler.LRScheduler | None:
+    """The epoch-wise schedule after warmup (None for constant without warmup). Plateau is returned
+    as is (it steps on val_loss, see step_schedule); the others are chained after the warmup."""
+    warmup, epochs = train.warmup_epochs, train.epochs
+    if train.schedule == "onecycle":  # its own warmup: pct_start of the cycle
+        return lr_scheduler.OneCycleLR(optimizer, max_lr=train.lr, total_steps=epochs,
+                                       pct_start=warmup / epochs if warmup else 0.3,
+                                       final_div_factor=_final_div(train))
+    if train.schedule == "plateau":
+        return lr_scheduler.ReduceLROnPlateau(optimizer, factor=setting(train, "factor"),
+                                              patience=setting(train, "patience"), min_lr=setting(train, "min_lr"))
+    main = {"cosine": lambda: lr_scheduler.CosineAnnealingLR(optimizer, max(1, epochs - warmup),
+                                                             eta_min=setting(train, "min_lr")),
+            "step": lambda: lr_scheduler.StepLR(optimizer, setting(train, "step_size"), setting(train, "gamma")),
+            "constant": lambda: None}[train.schedule]()
+    if not warmup:
+        return main
+    ramp = lr_scheduler.LinearLR(optimizer, start_factor=WARMUP_START, total_iters=warmup)
+    if main is None:
+        return ramp
+    return lr_scheduler.SequentialLR(optimizer, [ramp, main], milestones=[warmup])
+
+
+def _final_div(train: TrainConfig) -> float:
+    """OneCycleLR ends at lr / 25 / final_div_factor: min_lr where set, else torch's lr / 2.5e5."""
+    floor = setting(train, "min_lr")
+    return 1e4 if floor == 0 else train.lr / 25 / floor
+
+
+def plateau_warmup(optimizer: torch.optim.Optimizer, train: TrainConfig) -> lr_scheduler.LinearLR | None:
+    """Plateau's warmup, stepped by hand: SequentialLR cannot chain ReduceLROnPlateau."""
+    if train.schedule != "plateau" or not train.warmup_epochs:
+        return None
+    return lr_scheduler.LinearLR(optimizer, start_factor=WARMUP_START, total_iters=train.warmup_epochs)
+
+
+def step_schedule(schedule, warmup, epoch: int, epochs: int, val_loss: float) -> None:
+    """After epoch `epoch` (1-based): the next epoch's learning rate. The last epoch needs none
+    (OneCycleLR refuses a step past its cycle)."""
+    if epoch >= epochs:
+        return
+    if warmup is not None and epoch <= warmup.total_iters:
+        warmup.step()
+    elif isinstance(schedule, lr_scheduler.ReduceLROnPlateau):
+        schedule.step(val_loss)
+    elif schedule is not None:
+        schedule.step()
+
+
+def class_weight_tensor(train: TrainConfig, labels: list[int], num_classes: int) -> torch.Tensor | None:
+    """Loss weights: balanced = n / (classes x n_class), as scikit-learn's; a list is taken as given."""
+    if train.class_weights == "none":
+        return None
+    if train.class_weights == "balanced":
+        counts = torch.bincount(torch.as_tensor(labels), minlength=num_classes).float()
+        return len(labels) / (num_classes * counts.clamp(min=1))
+    return torch.tensor(train.class_weights, dtype=torch.float32)
+
+
+def build_criterion(train: TrainConfig, labels: list[int], num_classes: int, device: torch.device) -> nn.Module:
+    weight = class_weight_tensor(train, labels, num_classes)
+    return nn.CrossEntropyLoss(weight=None if weight is None else weight.to(device),
+                               label_smoothing=train.label_smoothing)
+
+
+def build_ema(model: nn.Module, decay: float | None) -> AveragedModel | None:
+    """The weights' exponential moving average, buffers (BatchNorm statistics) included."""
+    if decay is None:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def monitored(row: dict, metric: str) -> float:
+    """A metric as "higher is better"."""
+    return row[metric] if metric == "val_acc" else -row[metric]
+
+
+def best_epoch(history: list[dict], metric: str) -> int:
+    """The first epoch with the best value of `metric` (0 for no history)."""
+    if not history:
+        return 0
+    return max(history, key=lambda row: (monitored(row, metric), -row["epoch"]))["epoch"]
+
+
+def early_stop_epoch(history: list[dict], rule: EarlyStopping | None) -> int | None:
+    """The epoch at which `rule` stops training (None: go on): `patience` epochs in a row without
+    an improvement of more than min_delta over the best value so far (Keras' EarlyStopping)."""
+    if rule is None:
+        return None
+    best, waited = None, 0
+    for row in history:
+        value = monitored(row, rule.metric)
+        if best is None or value > best + rule.min_delta:
+            best, waited = value, 0
+        else:
+            waited += 1
+            if waited >= rule.patience:
+                return row["epoch"]
+    return None
+
+
+def recipe_line(train: TrainConfig, augment: Any) -> str:
+    """The recipe in one line, for the report's run section."""
+    parts = [f"{train.optimizer} lr {train.lr:g}"]
+    if train.weight_decay:
+        parts.append(f"weight decay {train.weight_decay:g}")
+    if train.schedule != "constant" or train.warmup_epochs:
+        parts.append(f"{train.schedule} schedule" + (f" after {train.warmup_epochs} warmup epochs"
+                                                      if train.warmup_epochs else ""))
+    extras = {"label smoothing": train.label_smoothing or None, "gradient clip": train.grad_clip, "EMA": train.ema}
+    parts += [f"{name} {value:g}" for name, value in extras.items() if value]
+    if train.class_weights != "none":
+        parts.append(f"class weights {train.class_weights}")
+    if train.sampler != "none":
+        parts.append("balanced sampler")
+    if train.early_stopping is not None:
+        rule = train.early_stopping
+        parts.append(f"early stopping on {rule.metric} (patience {rule.patience})")
+    return ", ".join(parts) + f"; augment {augment_words(augment)}"
+
+
+def augment_words(augment: Any) -> str:
+    if isinstance(augment, str):
+        return augment
+    fields = augment.model_dump() if hasattr(augment, "model_dump") else dict(augment)
+    shown = [fields.get("policy", "none")] + [f"{key} {value}" for key, value in fields.items()
+                                             if key != "policy" and value not in (None, 0, 0.0, "none", False)]
+    return ", ".join(shown)

@@ -1,0 +1,233 @@
+"""Training recipes: optimizers, schedules, early stopping, augmentation policies, imbalance, EMA.
+Runs that do not use them keep their fingerprint and their numbers (pinned against cnnstudy 0.4)."""
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from cnnstudy.config import AugmentConfig, RunConfig, StudyError, TrainConfig
+from cnnstudy.data.policies import apply_policy, draw_epoch, erase, mix
+from cnnstudy.fileio import read_json, read_jsonl
+from cnnstudy.models.checkpoint import load_checkpoint_file
+from cnnstudy.runner.fingerprint import differences
+from cnnstudy.runner.study import run_study
+from cnnstudy.training.recipe import (build_schedule, build_optimizer, class_weight_tensor, early_stop_epoch,
+                                      parameter_groups, step_schedule)
+
+from helpers import make_image_folder, run_quiet_study, write_study
+
+GOLDEN = Path(__file__).parent / "data" / "seed_recipe_history.json"
+SEED_RECIPES = """
+  - name: p
+    runs:
+      - {name: plain, model: cnn_baseline, train: {precision: fp32}}
+      - {name: seedaug, model: cnn_regularized, augment: seed, train: {precision: fp32}}
+      - {name: pil, model: cnn_slim, augment: seed, data: {loader: torchvision}, train: {precision: fp32}}
+"""
+
+
+def test_runs_without_the_new_keys_keep_their_fingerprint_and_numbers(tmp_path):
+    golden = json.loads(GOLDEN.read_text())
+    _, study = run_quiet_study(tmp_path, SEED_RECIPES, ["train.epochs=3", "train.lr=0.0002"], seed=3)
+    for run in ("plain", "seedaug", "pil"):
+        config = read_json(study / "p" / run / "fingerprint.json")["config"]
+        config["data"].pop("dataset")
+        assert config == golden[run]["config"], run
+        rows = read_jsonl(study / "p" / run / "history.jsonl")
+        for old, new in zip(golden[run]["history"], rows, strict=True):
+            for key, value in old.items():  # fp32: only the last bits may differ between CPU kinds
+                assert new[key] == pytest.approx(value, rel=1e-4, abs=1e-6), (run, old["epoch"], key)
+
+
+def _run(**train) -> RunConfig:
+    return RunConfig(name="r", phase="p", model="cnn_baseline", data={"dataset": "x"}, train=train)
+
+
+@pytest.mark.parametrize("train, words", [
+    ({"optimizer": "lion"}, "train.optimizer"),
+    ({"momentum": 0.9}, "momentum does nothing with optimizer adam"),
+    ({"schedule": "onecycle"}, "set train.epochs"),
+    ({"early_stopping": {"metric": "val_f1"}}, "train.early_stopping.metric"),
+    ({"ema": 1.0}, "train.ema"),
+    ({"ema": 0}, "train.ema"),
+    ({"gamma": 0.5}, "gamma does nothing with schedule constant"),
+    ({"warmup_epochs": 10, "epochs": 10}, "warmup_epochs (10) must be fewer than epochs"),
+])
+def test_bad_recipes_are_refused_naming_the_key(train, words):
+    with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        _run(**train)
+
+
+def test_bad_augment_and_class_weights_are_named(tmp_path):
+    from cnnstudy.runner.studyfile import problem_lines
+    from pydantic import ValidationError
+    with pytest.raises(ValidationError) as err:
+        RunConfig(name="r", phase="p", model="cnn_baseline", data={"dataset": "x"}, augment={"polcy": "rand"})
+    assert problem_lines(err.value, RunConfig) == ["unknown key augment.polcy (did you mean augment.policy?)"]
+    data = make_image_folder(tmp_path / "colors", per_class=6)
+    study = write_study(tmp_path / "s.yaml", data, """
+  - name: p
+    runs:
+      - {name: weighted, model: cnn_baseline, train: {class_weights: [1, 2]}}
+""")
+    with pytest.raises(StudyError, match=r"train.class_weights has 2 weights, but .* has 3 classes \(blue, green, red\)"):
+        run_study(study, out_dir=tmp_path / "runs", log=lambda _: None)
+    assert not (tmp_path / "runs" / "tiny" / "p").exists()
+
+
+def test_weight_decay_spares_normalization_and_biases():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2))
+    decay, spared = parameter_groups(model, 0.05)
+    assert decay["weight_decay"] == 0.05 and spared["weight_decay"] == 0.0
+    assert {id(p) for p in decay["params"]} == {id(model[0].weight), id(model[3].weight)}
+    assert len(spared["params"]) == 4  # conv and linear biases, BatchNorm weight and bias
+    (single,) = parameter_groups(model, 0.0)  # no decay: one group in the model's order (old last.pt files)
+    assert [id(p) for p in single["params"]] == [id(p) for p in model.parameters()]
+
+
+def test_warmup_then_cosine_follows_its_formula_and_steps_once_per_epoch():
+    train = TrainConfig(epochs=6, lr=0.1, schedule="cosine", warmup_epochs=2, min_lr=0.001)
+    optimizer = build_optimizer(nn.Linear(2, 2), train)
+    schedule = build_schedule(optimizer, train)
+    seen = []
+    for epoch in range(1, 7):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        step_schedule(schedule, None, epoch, 6, 0.0)
+    warm = [0.1 * (0.01 + 0.99 * k / 2) for k in range(2)]
+    cosine = [0.001 + (0.1 - 0.001) * (1 + math.cos(math.pi * k / 4)) / 2 for k in range(4)]
+    assert seen == pytest.approx(warm + cosine)
+
+
+def test_early_stopping_counts_patience_after_the_best_epoch():
+    from cnnstudy.config import EarlyStopping
+    rows = [{"epoch": e, "val_loss": loss, "val_acc": 0.5} for e, loss in enumerate([1.0, 0.8, 0.81, 0.79, 0.9, 0.95], 1)]
+    assert early_stop_epoch(rows, EarlyStopping(patience=2)) == 6
+    assert early_stop_epoch(rows, EarlyStopping(patience=2, min_delta=0.05)) == 4  # 0.79 is no real gain on 0.8
+    assert early_stop_epoch(rows, EarlyStopping(patience=5)) is None
+    assert early_stop_epoch(rows, None) is None
+
+
+def test_balanced_class_weights_are_scikit_learns():
+    weights = class_weight_tensor(TrainConfig(class_weights="balanced"), [0] * 90 + [1] * 10, 2)
+    assert weights.tolist() == pytest.approx([100 / (2 * 90), 100 / (2 * 10)])
+
+
+@pytest.mark.parametrize("policy", ["trivialaugment", "randaugment", "autoaugment"])
+def test_policies_draw_per_image_and_repeat_with_the_seed(policy):
+    settings = AugmentConfig(policy=policy)
+    images = torch.rand(1, 3, 32, 32).mul(255).floor().expand(64, 3, 32, 32).contiguous()
+    draws = draw_epoch(settings, seed=1, epoch=2, count=64, size=32, batches=1)
+    again = draw_epoch(settings, seed=1, epoch=2, count=64, size=32, batches=1)
+    out = apply_policy(images, draws["policy"])
+    distinct = {tuple(row.flatten()[:200].tolist()) for row in out}
+    assert len(distinct) > 16, "one batch of identical images should come out in many different ways"
+    assert torch.equal(out, apply_policy(images, again["policy"]))
+    assert out.min() >= 0 and out.max() <= 255
+    other = draw_epoch(settings, seed=1, epoch=3, count=64, size=32, batches=1)
+    assert not torch.equal(out, apply_policy(images, other["policy"]))
+
+
+def test_cutmix_labels_carry_the_area_each_image_keeps():
+    settings = AugmentConfig(cutmix=1.0)
+    draws = draw_epoch(settings, seed=0, epoch=1, count=8, size=16, batches=4)["mix"]
+    images = torch.arange(4, dtype=torch.float32).view(4, 1, 1, 1).expand(4, 3, 16, 16).contiguous()
+    for batch in range(4):
+        mixed, soft = mix(images, torch.tensor([0, 1, 2, 3]), draws, batch, 4)
+        assert soft.sum(1).tolist() == pytest.approx([1.0] * 4)
+        kept = (mixed[0] == 0).float().mean().item()  # image 0's own pixels; the rest came from image 3
+        assert soft[0, 0].item() == pytest.approx(kept) and soft[0, 3].item() == pytest.approx(1 - kept)
+
+
+def test_erasing_clears_a_box_of_the_chosen_images_only():
+    draws = draw_epoch(AugmentConfig(erase=0.5), seed=0, epoch=1, count=200, size=16, batches=1)["erase"]
+    out = erase(torch.ones(200, 3, 16, 16), draws, torch.arange(200))
+    cleared = (out == 0).flatten(1).any(1).numpy()
+    assert (cleared == draws["on"]).all() and 60 < cleared.sum() < 140
+
+
+def test_balanced_sampler_draws_each_class_equally(tmp_path):
+    from cnnstudy.data.loaders import CachedLoader
+    labels = [0] * 90 + [1] * 10
+    loader = CachedLoader(np.zeros((100, 4, 4, 3), np.uint8), labels, 25, ((0,) * 3, (1,) * 3), torch.device("cpu"),
+                          shuffle=True, balanced=True, num_classes=2)
+    drawn = []
+    for epoch in range(1, 6):
+        loader.set_epoch(epoch)
+        drawn += [label for _, batch, _ in loader for label in batch.tolist()]
+    assert len(drawn) == 500 and 0.4 < np.mean(drawn) < 0.6  # 10 % of the images, about half the draws
+
+
+RECIPE = """
+  - name: p
+    runs:
+      - {name: modern, model: cnn_regularized,
+         augment: {policy: trivialaugment, crop: random-resized, erase: 0.25, mixup: 0.2, cutmix: 1.0},
+         train: {precision: fp32, epochs: 4, optimizer: adamw, weight_decay: 0.05, schedule: cosine,
+                 warmup_epochs: 1, label_smoothing: 0.1, ema: 0.9, grad_clip: 5.0}}
+"""
+
+
+def test_a_modern_recipe_runs_and_records_its_lr_and_recipe(tmp_path):
+    _, study = run_quiet_study(tmp_path, RECIPE, [], seed=0)
+    run = study / "p" / "modern"
+    rows = read_jsonl(run / "history.jsonl")
+    assert [row["lr"] for row in rows] == pytest.approx([0.002 * 0.01, 0.002, 0.0015, 0.0005])
+    metrics = read_json(run / "metrics.json")
+    assert metrics["stopped"] == {"reason": "epochs", "epoch": 4, "best_epoch": metrics["best_epoch"]}
+    assert metrics["recipe"].startswith("adamw lr 0.002, weight decay 0.05, cosine schedule after 1 warmup")
+    last = load_checkpoint_file(run / "last.pt")
+    assert {"schedule", "ema"} <= last.keys()
+    best = load_checkpoint_file(run / "best.pt")
+    averaged = {k.removeprefix("module."): v for k, v in last["ema"].items() if k.startswith("module.")}
+    if best["epoch"] == 4:  # best.pt holds the averaged weights, which are what was evaluated
+        assert all(torch.equal(best["model"][k], averaged[k]) for k in averaged)
+
+
+def noise_folder(root: Path, per_class: int = 20) -> Path:
+    """Three classes of the same random noise: nothing to learn, so validation loss soon rises."""
+    rng = np.random.default_rng(0)
+    for name in ("a", "b", "c"):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(root / name / f"{i}.png")
+    return root
+
+
+def test_early_stopping_ends_the_run_and_scores_the_restored_best_epoch(tmp_path):
+    study = write_study(tmp_path / "s.yaml", noise_folder(tmp_path / "noise"), """
+  - name: p
+    runs:
+      - {name: stop, model: cnn_baseline, train: {precision: fp32, epochs: 15, lr: 0.003,
+         early_stopping: {metric: val_loss, patience: 2}}}
+""")
+    study_dir = run_study(study, out_dir=tmp_path / "runs", log=lambda _: None)
+    run = study_dir / "p" / "stop"
+    rows, metrics = read_jsonl(run / "history.jsonl"), read_json(run / "metrics.json")
+    stopped = metrics["stopped"]
+    assert stopped["reason"] == "early_stopping" and stopped["epoch"] == len(rows) < 15
+    best = min(rows, key=lambda row: row["val_loss"])
+    assert stopped["best_epoch"] == best["epoch"] == metrics["best_epoch"] == load_checkpoint_file(run / "best.pt")["epoch"]
+    assert rows[-1]["stopped"] == "early_stopping" and len(rows) - best["epoch"] == 2
+    assert metrics["val"]["accuracy"] == pytest.approx(best["val_acc"])  # scored from the restored epoch
+
+
+def test_a_recipe_key_changes_the_fingerprint_and_says_which():
+    base = _run()
+    from cnnstudy.runner.fingerprint import make_fingerprint
+
+    class FakeSplit:
+        dataset, digest = "d", "x"
+    old = make_fingerprint(base, FakeSplit, {}, None)
+    new = make_fingerprint(_run(optimizer="sgd"), FakeSplit, {}, None)
+    assert "optimizer" not in old["config"]["train"]
+    assert differences(old, new) == ["train.optimizer: 'adam' -> 'sgd'"]
+    decayed = make_fingerprint(_run(weight_decay=0.01), FakeSplit, {}, None)
+    before = json.loads(json.dumps(decayed))
+    before["config"]["train"].pop("decay_spares")  # as cnnstudy 0.4 recorded it: every parameter decayed
+    assert differences(before, decayed) == ["train.decay_spares: '(unset)' -> 'normalization and biases'"]
