@@ -86,6 +86,10 @@ class EarlyStopping(Strict):
     min_delta: float = Field(0.0, ge=0)
 
 
+def _list_or_name(value: Any) -> str:
+    return "<list>" if isinstance(value, (list, tuple)) else "<name>"
+
+
 Optimizer = Literal["adam", "adamw", "sgd", "rmsprop"]
 Schedule = Literal["constant", "cosine", "step", "onecycle", "plateau"]
 # Which recipe keys each optimizer and schedule reads: a key set for another one would do nothing.
@@ -115,7 +119,9 @@ class TrainConfig(Strict):
     early_stopping: EarlyStopping | None = None
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     grad_clip: float | None = Field(None, gt=0, description="the largest global gradient norm")
-    class_weights: Literal["none", "balanced"] | list[Annotated[float, Field(gt=0)]] = Field(
+    class_weights: Annotated[Union[Annotated[Literal["none", "balanced"], Tag("<name>")],
+                                   Annotated[list[Annotated[float, Field(gt=0)]], Tag("<list>")]],
+                             Discriminator(_list_or_name)] = Field(
         "none", description="loss weights: balanced = n / (classes x n_class), or one per class in class order")
     sampler: Literal["none", "balanced"] = Field("none", description="balanced: each class drawn equally often")
     ema: float | None = Field(None, gt=0, lt=1, description="decay of an exponential moving average of the "
@@ -134,6 +140,11 @@ class TrainConfig(Strict):
                                  f"drop it or set train.{what}")
         if self.schedule == "onecycle" and "epochs" not in self.model_fields_set:
             raise ValueError("schedule onecycle spans train.epochs, which is not set: set train.epochs")
+        if self.schedule == "onecycle" and (self.epochs < 3 or self.warmup_epochs > self.epochs - 2):
+            raise ValueError(f"schedule onecycle needs at least 3 epochs and warmup_epochs at most epochs - 2 (a rise "
+                             f"and a fall), got epochs {self.epochs}, warmup_epochs {self.warmup_epochs}")
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov needs momentum above 0")
         if self.warmup_epochs >= self.epochs:
             raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be fewer than epochs ({self.epochs})")
         return self

@@ -111,7 +111,17 @@ def _mix_draws(settings: AugmentConfig, batches: int, rng: np.random.Generator) 
     """Per batch: mixup or cutmix (half each when both are on, as timm's switch), its weight, a box."""
     use_cutmix = rng.random(batches) < (0.5 if settings.mixup and settings.cutmix else float(settings.cutmix > 0))
     alpha = np.where(use_cutmix, settings.cutmix or 1.0, settings.mixup or 1.0)
-    return {"cutmix": use_cutmix, "lam": rng.beta(alpha, alpha), "x": rng.random(batches), "y": rng.random(batches)}
+    return {"cutmix": use_cutmix, "lam": rng.beta(alpha, alpha), "x": rng.random(batches), "y": rng.random(batches),
+            "pairing": rng.integers(2**62, size=batches)}
+
+
+def partners(count: int, seed: int) -> torch.Tensor:
+    """Whom each image of a batch is mixed with: a random cycle through the batch, so no image is its own
+    partner and partners are not neighbours (a batch is read sorted by index, which is class order)."""
+    cycle = torch.randperm(count, generator=torch.Generator().manual_seed(int(seed)))
+    partner = torch.empty(count, dtype=torch.long)
+    partner[cycle] = cycle.roll(-1)
+    return partner
 
 
 def _take(draws: dict, positions: torch.Tensor) -> dict:
@@ -254,9 +264,11 @@ def erase(images: torch.Tensor, draws: dict, positions: torch.Tensor) -> torch.T
 
 
 def mix(images: torch.Tensor, labels: torch.Tensor, draws: dict, batch: int, num_classes: int):
-    """Mixup or cutmix of the batch with itself rolled by one (as torchvision's v2 MixUp/CutMix):
-    the images and soft labels, weighted by the share each image keeps."""
+    """Mixup or cutmix of each image with a random partner from its batch (torchvision's v2
+    MixUp/CutMix take the next image of a shuffled batch): the images and soft labels, weighted by
+    the share each image keeps."""
     lam = float(draws["lam"][batch])
+    order = partners(len(labels), draws["pairing"][batch]).to(images.device)
     targets = F.one_hot(labels, num_classes).to(images.dtype)
     if draws["cutmix"][batch]:
         size = images.shape[-1]
@@ -265,8 +277,8 @@ def mix(images: torch.Tensor, labels: torch.Tensor, draws: dict, batch: int, num
         top, bottom = max(cy - side // 2, 0), min(cy + side // 2, size)
         left, right = max(cx - side // 2, 0), min(cx + side // 2, size)
         images = images.clone()
-        images[..., top:bottom, left:right] = images.roll(1, 0)[..., top:bottom, left:right]
+        images[..., top:bottom, left:right] = images[order][..., top:bottom, left:right]
         lam = 1 - (bottom - top) * (right - left) / size**2
     else:
-        images = lam * images + (1 - lam) * images.roll(1, 0)
-    return images, lam * targets + (1 - lam) * targets.roll(1, 0)
+        images = lam * images + (1 - lam) * images[order]
+    return images, lam * targets + (1 - lam) * targets[order]

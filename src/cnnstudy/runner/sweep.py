@@ -65,14 +65,15 @@ def expand_sweeps(runs: list[RunConfig], source: str) -> list[RunConfig]:
 
 
 def _with_params(cfg: RunConfig, params: dict[str, Any], **fixed: Any) -> RunConfig:
-    raw = cfg.model_dump(mode="json")
+    # Only what the study set: a rule on an unset key (onecycle needs train.epochs) still applies.
+    raw = cfg.model_dump(mode="json", exclude_unset=True)
     for key, value in params.items():
         *parents, leaf = key.split(".")
         node = raw
         for part in parents:
-            if part == "augment" and isinstance(node[part], str):  # a policy name, swept in parts
-                node[part] = {"policy": node[part]}
-            node = node[part]
+            if part == "augment" and isinstance(node.get(part, "none"), str):  # a policy name, swept in parts
+                node[part] = {"policy": node.get(part, "none")}
+            node = node.setdefault(part, {})
         node[leaf] = value
     raw.update(fixed)
     return RunConfig.model_validate(raw)

@@ -85,23 +85,24 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 def build_optimizer(model: nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
     groups = parameter_groups(model, train.weight_decay)
+    # weight_decay=0 by default: AdamW's own default (0.01) would decay what the study says it does not.
     if train.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=train.lr, momentum=setting(train, "momentum"),
-                               nesterov=bool(train.nesterov))
+                               nesterov=bool(train.nesterov), weight_decay=0.0)
     if train.optimizer == "rmsprop":
-        return torch.optim.RMSprop(groups, lr=train.lr, momentum=setting(train, "momentum"))
+        return torch.optim.RMSprop(groups, lr=train.lr, momentum=setting(train, "momentum"), weight_decay=0.0)
     kind = torch.optim.AdamW if train.optimizer == "adamw" else torch.optim.Adam
-    return kind(groups, lr=train.lr)
+    return kind(groups, lr=train.lr, weight_decay=0.0)
 
 
 def build_schedule(optimizer: torch.optim.Optimizer, train: TrainConfig) -> lr_scheduler.LRScheduler | None:
     """The epoch-wise schedule after warmup (None for constant without warmup). Plateau is returned
     as is (it steps on val_loss, see step_schedule); the others are chained after the warmup."""
     warmup, epochs = train.warmup_epochs, train.epochs
-    if train.schedule == "onecycle":  # its own warmup: pct_start of the cycle
+    if train.schedule == "onecycle":  # its own warmup: the rising part of the cycle
         return lr_scheduler.OneCycleLR(optimizer, max_lr=train.lr, total_steps=epochs,
-                                       pct_start=warmup / epochs if warmup else 0.3,
-                                       final_div_factor=_final_div(train))
+                                       pct_start=(onecycle_warmup(train) + 1) / epochs,
+                                       final_div_factor=_final_div(train), cycle_momentum=train.momentum is None)
     if train.schedule == "plateau":
         return lr_scheduler.ReduceLROnPlateau(optimizer, factor=setting(train, "factor"),
                                               patience=setting(train, "patience"), min_lr=setting(train, "min_lr"))
@@ -115,6 +116,12 @@ def build_schedule(optimizer: torch.optim.Optimizer, train: TrainConfig) -> lr_s
     if main is None:
         return ramp
     return lr_scheduler.SequentialLR(optimizer, [ramp, main], milestones=[warmup])
+
+
+def onecycle_warmup(train: TrainConfig) -> int:
+    """Epochs before OneCycleLR's peak: warmup_epochs, or 30 % of the epochs (torch's pct_start),
+    at least one, so that the peak falls on epoch warmup + 1 as with the other schedules."""
+    return train.warmup_epochs or min(max(1, round(0.3 * train.epochs)), train.epochs - 2)
 
 
 def _final_div(train: TrainConfig) -> float:
@@ -198,11 +205,16 @@ def early_stop_epoch(history: list[dict], rule: EarlyStopping | None) -> int | N
 def recipe_line(train: TrainConfig, augment: Any) -> str:
     """The recipe in one line, for the report's run section."""
     parts = [f"{train.optimizer} lr {train.lr:g}"]
+    if train.momentum is not None or train.nesterov:
+        parts[0] += f" (momentum {setting(train, 'momentum'):g}{', nesterov' if train.nesterov else ''})"
     if train.weight_decay:
         parts.append(f"weight decay {train.weight_decay:g}")
     if train.schedule != "constant" or train.warmup_epochs:
-        parts.append(f"{train.schedule} schedule" + (f" after {train.warmup_epochs} warmup epochs"
-                                                      if train.warmup_epochs else ""))
+        details = {"step": f" (x{setting(train, 'gamma'):g} every {setting(train, 'step_size')} epochs)",
+                   "plateau": f" (x{setting(train, 'factor'):g} after {setting(train, 'patience')} epochs without "
+                              "a lower val_loss)"}.get(train.schedule, "")
+        parts.append(f"{train.schedule} schedule{details}" + (f" after {train.warmup_epochs} warmup epochs"
+                                                               if train.warmup_epochs else ""))
     extras = {"label smoothing": train.label_smoothing or None, "gradient clip": train.grad_clip, "EMA": train.ema}
     parts += [f"{name} {value:g}" for name, value in extras.items() if value]
     if train.class_weights != "none":
@@ -219,6 +231,7 @@ def augment_words(augment: Any) -> str:
     if isinstance(augment, str):
         return augment
     fields = augment.model_dump() if hasattr(augment, "model_dump") else dict(augment)
-    shown = [fields.get("policy", "none")] + [f"{key} {value}" for key, value in fields.items()
-                                             if key != "policy" and value not in (None, 0, 0.0, "none", False)]
+    defaults = {"crop": "none", "flip": None, "color": 0.0, "erase": 0.0, "mixup": 0.0, "cutmix": 0.0}
+    shown = [fields.get("policy", "none")] + [f"{key} {str(value).lower()}" for key, value in fields.items()
+                                             if key in defaults and value != defaults[key]]
     return ", ".join(shown)
