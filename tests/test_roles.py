@@ -62,6 +62,12 @@ def test_a_role_error_is_one_line_naming_the_roles(study, tmp_path):
         plan_study(study)
 
 
+def test_a_missing_folder_shared_by_runs_is_said_once(study, tmp_path):
+    with pytest.raises(StudyError) as err:
+        plan_study(study, datasets={"pick": str(tmp_path / "nothere")})
+    assert str(err.value).count("not found") == 1 and "runs p2/b, p2/c: data.dataset: dataset" in str(err.value)
+
+
 def test_set_reaches_every_run_a_phase_or_one_run_in_that_order(study):
     _, runs = plan_study(study, ["train.lr=0.1", "p2.train.lr=0.2", "p2/c:train.lr=0.3"])
     assert {cfg.run_id: cfg.train.lr for cfg in runs} == {"p1/a": 0.1, "p2/b": 0.2, "p2/c": 0.3}

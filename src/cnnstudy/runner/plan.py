@@ -67,7 +67,20 @@ def run_problems(runs: list[RunConfig], study_path: Path, unread: set[str] = fro
         except StudyError as err:
             problems.append(str(err))
         by_id.setdefault(cfg.run_id, cfg)
-    return problems
+    return merge_by_run(problems)
+
+
+def merge_by_run(problems: list[str]) -> list[str]:
+    """"run a: X" and "run b: X" said once, as "runs a, b: X" (a missing folder shared by a phase's runs)."""
+    merged: dict[str, list[str]] = {}
+    for line in problems:
+        head, sep, rest = line.partition(": ")
+        if sep and head.startswith("run ") and " " not in head[4:]:
+            merged.setdefault(rest, []).append(head[4:])
+        else:
+            merged.setdefault(line, [])
+    return [f"run{'s' if len(runs) > 1 else ''} {', '.join(runs)}: {text}" if runs else text
+            for text, runs in merged.items()]
 
 
 def _check_model(cfg: RunConfig, where: str, earlier: dict[str, RunConfig]) -> None:
