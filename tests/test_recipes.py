@@ -137,6 +137,14 @@ def test_onecycle_peaks_after_the_warmup_like_the_other_schedules():
         assert peak == (warmup or 2) and seen[peak] == pytest.approx(0.1), seen  # default: 30 % of 6 epochs
 
 
+def test_the_recipe_line_shows_every_part_set():
+    from cnnstudy.training.recipe import recipe_line
+    line = recipe_line(TrainConfig(schedule="cosine", min_lr=1e-4, early_stopping={"patience": 3, "min_delta": 0.01}),
+                       AugmentConfig(policy="trivialaugment", flip=False))
+    assert line == ("adam lr 0.001, cosine schedule to 0.0001, early stopping on val_loss (patience 3, min_delta 0.01); "
+                    "augment trivialaugment, flip false")
+
+
 def test_balanced_class_weights_are_scikit_learns():
     weights = class_weight_tensor(TrainConfig(class_weights="balanced"), [0] * 90 + [1] * 10, 2)
     assert weights.tolist() == pytest.approx([100 / (2 * 90), 100 / (2 * 10)])
@@ -279,6 +287,9 @@ def test_recipe_keys_and_augment_parts_can_be_swept():
     cycle = cfg.model_copy(update={"sweep": cfg.sweep.model_copy(update={"params": {"train.schedule": ["onecycle"]}})})
     with pytest.raises(StudyError, match="schedule onecycle spans train.epochs, which is not set"):
         check_sweep(cycle, "run p/r")
+    swept_epochs = cfg.model_copy(update={"sweep": cfg.sweep.model_copy(
+        update={"params": {"train.schedule": ["cosine", "onecycle"], "train.epochs": [5, 10]}})})
+    assert len(check_sweep(swept_epochs, "run p/r")) == 4  # every trial sets the epochs onecycle needs
     wrong = cfg.model_copy(update={"sweep": cfg.sweep.model_copy(update={"params": {"train.momentum": [0.8, 0.9]}})})
     with pytest.raises(StudyError, match="sweep.params.train.momentum value 0.8: train: momentum does nothing with "
                                          "optimizer adam"):

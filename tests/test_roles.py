@@ -66,6 +66,9 @@ def test_a_missing_folder_shared_by_runs_is_said_once(study, tmp_path):
     with pytest.raises(StudyError) as err:
         plan_study(study, datasets={"pick": str(tmp_path / "nothere")})
     assert str(err.value).count("not found") == 1 and "runs p2/b, p2/c: data.dataset: dataset" in str(err.value)
+    from cnnstudy.runner.plan import merge_by_run
+    assert merge_by_run(["run p/a: twice", "run p/a: twice", "run p/b: twice", "no run: x", "no run: x"]) == \
+        ["runs p/a, p/b: twice", "no run: x"]
 
 
 def test_set_reaches_every_run_a_phase_or_one_run_in_that_order(study):

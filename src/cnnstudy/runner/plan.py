@@ -76,7 +76,8 @@ def merge_by_run(problems: list[str]) -> list[str]:
     for line in problems:
         head, sep, rest = line.partition(": ")
         if sep and head.startswith("run ") and " " not in head[4:]:
-            merged.setdefault(rest, []).append(head[4:])
+            runs = merged.setdefault(rest, [])
+            runs += [] if head[4:] in runs else [head[4:]]
         else:
             merged.setdefault(line, [])
     return [f"run{'s' if len(runs) > 1 else ''} {', '.join(runs)}: {text}" if runs else text

@@ -106,13 +106,19 @@ def check_sweep(cfg: RunConfig, where: str) -> list[RunConfig]:
             raise StudyError(f"{where}: sweep.params.{key} is not a setting of this run; use a dotted key such "
                              "as train.lr, train.batch_size, augment or model.freeze")
     if sweep.method == "grid":
-        grid_points(sweep)  # refuses ranges without a step
+        try:
+            grid_points(sweep)  # refuses ranges without a step
+        except StudyError as err:
+            raise StudyError(f"{where}: {err}") from None
     configs = []
+    # A swept train.epochs goes with every value tried (it sets what onecycle needs set).
+    epochs = sweep.params.get("train.epochs")
+    fill = {} if epochs is None else {"train.epochs": epochs[0] if isinstance(epochs, list) else epochs.low}
     for key, space in sweep.params.items():
         values = space if isinstance(space, list) else [space.low, space.high]
         for value in values:
             try:
-                configs.append(trial_config(cfg, {key: value}))
+                configs.append(trial_config(cfg, {**fill, key: value}))
             except ValidationError as err:
                 raise explain(err, f"{where}: sweep.params.{key} value {value!r}", RunConfig) from None
     return configs

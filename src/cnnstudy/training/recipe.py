@@ -213,8 +213,9 @@ def recipe_line(train: TrainConfig, augment: Any) -> str:
         details = {"step": f" (x{setting(train, 'gamma'):g} every {setting(train, 'step_size')} epochs)",
                    "plateau": f" (x{setting(train, 'factor'):g} after {setting(train, 'patience')} epochs without "
                               "a lower val_loss)"}.get(train.schedule, "")
-        parts.append(f"{train.schedule} schedule{details}" + (f" after {train.warmup_epochs} warmup epochs"
-                                                               if train.warmup_epochs else ""))
+        floor = f" to {train.min_lr:g}" if train.min_lr is not None else ""
+        parts.append(f"{train.schedule} schedule{floor}{details}" + (f" after {train.warmup_epochs} warmup epochs"
+                                                                      if train.warmup_epochs else ""))
     extras = {"label smoothing": train.label_smoothing or None, "gradient clip": train.grad_clip, "EMA": train.ema}
     parts += [f"{name} {value:g}" for name, value in extras.items() if value]
     if train.class_weights != "none":
@@ -223,7 +224,8 @@ def recipe_line(train: TrainConfig, augment: Any) -> str:
         parts.append("balanced sampler")
     if train.early_stopping is not None:
         rule = train.early_stopping
-        parts.append(f"early stopping on {rule.metric} (patience {rule.patience})")
+        delta = f", min_delta {rule.min_delta:g}" if rule.min_delta else ""
+        parts.append(f"early stopping on {rule.metric} (patience {rule.patience}{delta})")
     return ", ".join(parts) + f"; augment {augment_words(augment)}"
 
 
