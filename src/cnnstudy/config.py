@@ -180,6 +180,11 @@ class AugmentConfig(Strict):
         return self.flip if self.flip is not None else self.policy not in ("none", "seed")
 
     @property
+    def changes_pixels(self) -> bool:
+        """Whether any part acts on single images (mixing acts on batches)."""
+        return self.policy != "none" or self.crop != "none" or self.flips or bool(self.color or self.erase)
+
+    @property
     def mixes(self) -> bool:
         return self.mixup > 0 or self.cutmix > 0
 

@@ -192,7 +192,7 @@ def build_loaders(cfg: RunConfig, split: Split, source, device: torch.device, st
                                              stats, device, subset=sample, rank=rank, world=world, num_classes=classes)
         return loaders
     parts["train_eval"] = [split.train[i] for i in sample.tolist()]
-    augmented = settings.policy != "none" or settings.crop != "none" or settings.flips or settings.color or settings.erase
+    augmented = settings.changes_pixels
     return {name: TorchvisionLoader(
                 ImageListDataset(items, source, train_transform(size, cfg.augment, stats) if name == "train"
                                  else eval_transform(size, stats), cfg.seed if name == "train" and augmented else None),

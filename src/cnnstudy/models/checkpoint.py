@@ -59,6 +59,7 @@ def check_same_split(ckpt: dict[str, Any], dataset: str, split_digest: str, sour
 # What a checkpoint must share with the run that resumes it; the fingerprint covers config,
 # split and inputs, the others catch a model assembled differently from the same config.
 RESUME_KEYS = ("fingerprint", "split_digest", "model_name", "class_names", "trainable_names")
+TRAINING_PARTS = ("schedule", "warmup", "ema")  # what last.pt may hold besides optimizer and scaler
 
 
 @dataclass
@@ -118,9 +119,6 @@ def _repair_after_kill(run_dir: Path, ckpt: dict, state: FitState) -> None:
         if "ema" in ckpt:  # the averaged weights are the ones evaluated and kept
             kept["model"] = averaged_weights(ckpt["ema"])
         save_checkpoint(best, kept)
-
-
-TRAINING_PARTS = ("schedule", "warmup", "ema")  # what last.pt may hold besides optimizer and scaler
 
 
 def averaged_weights(ema_state: dict) -> dict:

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import RunConfig
+from ..config import RunConfig, TrainConfig
 from ..data.splits import Split
 from ..fileio import read_json, file_digest, write_json
 
@@ -23,10 +23,8 @@ FILE = "fingerprint.json"
 ADDED_KEYS = {"data.classes": None, "sweep": None, "calibrate": False, "verdict.min_learned": 0.1}
 # The training recipe's settings (0.5), left out of a fingerprint while at their default: a config that
 # does not use them keeps the fingerprint it had, and the runs made before them are not stale.
-RECIPE_DEFAULTS = {"optimizer": "adam", "momentum": None, "nesterov": None, "schedule": "constant",
-                   "warmup_epochs": 0, "min_lr": None, "step_size": None, "gamma": None, "factor": None,
-                   "patience": None, "early_stopping": None, "label_smoothing": 0.0, "grad_clip": None,
-                   "class_weights": "none", "sampler": "none", "ema": None}
+RECIPE_DEFAULTS = {key: field.default for key, field in TrainConfig.model_fields.items()
+                   if key not in ("epochs", "batch_size", "lr", "weight_decay", "precision")}
 OMITTED = {f"train.{key}": value for key, value in RECIPE_DEFAULTS.items()}
 # Since 0.5 weight decay spares normalization layers and biases; before, it decayed every parameter.
 DECAY_KEY = "decay_spares"

@@ -82,8 +82,6 @@ class Loop:
     progress: bool = True  # per-batch progress bars (off in parallel workers)
 
 
-
-
 def unwrap(model: nn.Module) -> nn.Module:
     """The model itself, inside a DistributedDataParallel wrapper or not."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
@@ -105,6 +103,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = torch.zeros((), device=device, dtype=torch.long)
+    clipped = [p for group in optimizer.param_groups for p in group["params"]] if recipe.grad_clip else None
     for images, labels, _ in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=not (dist.main and progress)):
         images, labels = _to_device(images, labels, device)
         optimizer.zero_grad(set_to_none=True)
@@ -114,7 +113,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
         scaler.scale(loss).backward()
         if recipe.grad_clip is not None:
             scaler.unscale_(optimizer)  # clip the true gradients, not the loss-scaled ones
-            nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], recipe.grad_clip)
+            nn.utils.clip_grad_norm_(clipped, recipe.grad_clip)
         scaler.step(optimizer)
         scaler.update()
         if recipe.ema is not None:

@@ -178,13 +178,6 @@ def monitored(row: dict, metric: str) -> float:
     return row[metric] if metric == "val_acc" else -row[metric]
 
 
-def best_epoch(history: list[dict], metric: str) -> int:
-    """The first epoch with the best value of `metric` (0 for no history)."""
-    if not history:
-        return 0
-    return max(history, key=lambda row: (monitored(row, metric), -row["epoch"]))["epoch"]
-
-
 def early_stop_epoch(history: list[dict], rule: EarlyStopping | None) -> int | None:
     """The epoch at which `rule` stops training (None: go on): `patience` epochs in a row without
     an improvement of more than min_delta over the best value so far (Keras' EarlyStopping)."""
@@ -230,10 +223,9 @@ def recipe_line(train: TrainConfig, augment: Any) -> str:
 
 
 def augment_words(augment: Any) -> str:
+    """A policy name as is; parts as the policy and every part set away from its default."""
     if isinstance(augment, str):
         return augment
-    fields = augment.model_dump() if hasattr(augment, "model_dump") else dict(augment)
-    defaults = {"crop": "none", "flip": None, "color": 0.0, "erase": 0.0, "mixup": 0.0, "cutmix": 0.0}
-    shown = [fields.get("policy", "none")] + [f"{key} {str(value).lower()}" for key, value in fields.items()
-                                             if key in defaults and value != defaults[key]]
-    return ", ".join(shown)
+    parts = augment.model_dump(exclude_defaults=True)
+    parts.pop("policy", None)
+    return ", ".join([augment.policy] + [f"{key} {str(value).lower()}" for key, value in parts.items()])
