@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 import socket
 import uuid
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -104,6 +105,7 @@ def _setup_worker(threads: int, gpus) -> None:
     prepare_process(threads)
 
 
+WORKER_GRACE_S = 20.0  # how long an interrupted worker may take to finish its write before it is killed
 _busy = {"unit": False}  # a worker between units has nothing to finish: SIGTERM ends it quietly
 
 
@@ -137,12 +139,21 @@ class LocalExecutor:
 
     def close(self, interrupted: bool = False) -> None:
         if interrupted:  # a unit stopped mid-epoch resumes from its last finished epoch
+            processes = list(getattr(self.pool, "_processes", {}).values())
             terminate = getattr(self.pool, "terminate_workers", None)  # Python 3.14+
             if terminate is not None:
                 terminate()
             else:
-                for process in list(getattr(self.pool, "_processes", {}).values()):
+                for process in processes:
                     process.terminate()
+            # A worker whose SIGTERM came while it was still unwinding the previous one goes back to
+            # waiting for work, and shutdown would wait for it forever: after a grace period for the
+            # write in progress (writes are atomic, so a kill loses no file), it is killed.
+            deadline = time.monotonic() + WORKER_GRACE_S
+            for process in processes:
+                process.join(max(0.0, deadline - time.monotonic()))
+                if process.is_alive():
+                    process.kill()
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
