@@ -35,5 +35,8 @@ def _private_environment(tmp_path_factory):
     mp.setenv("CNNSTUDY_OFFLINE", "1")
     mp.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch-home")))
     mp.delenv("CNNSTUDY_MIRROR", raising=False)
+    mp.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf-home")))  # timm's weights: never the user's cache
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    mp.delenv("HF_ENDPOINT", raising=False)
     yield
     mp.undo()

@@ -120,6 +120,6 @@ def test_weights_from_a_cnnstudy_checkpoint_keep_its_input_normalization(tmp_pat
     cfg = RunConfig.model_validate({"name": "r", "phase": "p", "model": {"name": "cnn_slim",
                                     "weights": str(tmp_path / "ckpt.pt")}, "data": {"dataset": "x"}})
     split = Split("elsewhere", ["a", "b"], [("a.png", 0)], [("b.png", 1)], [])
-    model, _, used = build_model(cfg, split)
+    model, _, used, _ = build_model(cfg, split)
     assert used == ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     assert torch.equal(model.conv1.weight, trained.conv1.weight) and model.fc2.out_features == 2

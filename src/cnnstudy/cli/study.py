@@ -6,7 +6,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from .exits import DONE, INTERRUPTED, SOME_FAILED, TERMINATED, interruptible
+from .exits import BAD_USAGE, DONE, INTERRUPTED, SOME_FAILED, TERMINATED, interruptible
 
 
 def study_name(path: str) -> str:
@@ -94,10 +94,32 @@ def cmd_models(args: argparse.Namespace) -> int:
     from ..models.registry import count_parameters, create_model, get_spec, list_models
 
     interruptible()
+    if args.timm:
+        return timm_table(args.timm)
     for name in list_models():
         params = count_parameters(create_model(name, args.num_classes))
         print(f"{name:20s} {params:>12,d}  {get_spec(name).description}")
-    print("(and any torchvision classification model by name, e.g. resnet50, mobilenet_v2, efficientnet_b0)")
+    print("(and any torchvision classification model by name, e.g. resnet50, mobilenet_v2, efficientnet_b0,\n"
+          " or timm/<model>[.<tag>]: cnnstudy models --timm 'convnext*' lists them)")
+    return DONE
+
+
+def timm_table(pattern: str) -> int:
+    """timm models matching `pattern`, with parameters (ImageNet head) and their pretrained tags."""
+    from ..models.timm_zoo import PREFIX, list_matching
+
+    rows = list_matching(pattern)
+    if not rows:
+        print(f"no timm model matches {pattern!r}; patterns are shell-style, e.g. 'convnext*', '*vit_small*'",
+              file=sys.stderr)
+        return BAD_USAGE
+    print(f"{'model':40s} {'params':>12s}  pretrained tags (model.name: timm/<model>.<tag>)")
+    for name, params, tags in rows:
+        count = f"{params:>12,d}" if params >= 0 else f"{'?':>12s}"
+        shown = ", ".join(tags[:4]) + (f" (+{len(tags) - 4})" if len(tags) > 4 else "") if tags else "(no weights)"
+        print(f"{PREFIX + name:40s} {count}  {shown}")
+    with_weights = sum(1 for _, _, tags in rows if tags)
+    print(f"{len(rows)} model(s), {with_weights} with pretrained weights (fetched from the Hugging Face Hub)")
     return DONE
 
 
@@ -213,6 +235,8 @@ def add_study_commands(sub) -> None:
     models = sub.add_parser("models", help="list registered models with their parameter counts")
     models.add_argument("--num-classes", type=positive, default=10,
                         help="classes of the head the parameters are counted with (default: 10)")
+    models.add_argument("--timm", metavar="PATTERN", help="list timm models matching PATTERN (e.g. 'convnext*') "
+                        "with parameter counts and pretrained tags")
     models.set_defaults(func=cmd_models)
 
 

@@ -1,8 +1,9 @@
 """Decode once: every image of a split, decoded, made RGB and resized a single time into a uint8 array
 on disk (memory-mapped), reused by every epoch, phase, run and later study.
 
-The cache file is keyed by the dataset, the image size and each file's name, size and mtime, so a
-changed file gives a new key; a file that does not hold the array it claims is rebuilt.
+The cache file is keyed by the dataset, the image size, the resize filter (where it is not bilinear)
+and each file's name, size and mtime, so a changed file gives a new key; a file that does not hold
+the array it claims is rebuilt.
 """
 from __future__ import annotations
 
@@ -30,27 +31,35 @@ def cache_root() -> Path:
     return Path(os.environ.get("CNNSTUDY_CACHE", Path.home() / ".cache" / "cnnstudy"))
 
 
-def cache_key(source, items: list[str], size: int, known: dict | None = None) -> str:
+# Resize filters by the names timm's pretrained_cfg uses; a model's weights say which they were trained with.
+FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST,
+           "lanczos": Image.LANCZOS, "box": Image.BOX, "hamming": Image.HAMMING}
+DEFAULT_FILTER = "bilinear"
+
+
+def cache_key(source, items: list[str], size: int, known: dict | None = None, resample: str = DEFAULT_FILTER) -> str:
     """`known`: each item's (size, mtime) where already read (the split's files table), else stat."""
     dataset = str(source.root)
     fingerprints = [(item, *(known[item] if known else source.fingerprint(item))) for item in items]
-    return hashlib.sha1(json.dumps([dataset, size, fingerprints]).encode()).hexdigest()
+    # Bilinear keeps the key it always had, so caches built before filters existed stay valid.
+    sized = [size] if resample == DEFAULT_FILTER else [size, resample]
+    return hashlib.sha1(json.dumps([dataset, *sized, fingerprints]).encode()).hexdigest()
 
 
-def resized_pixels(image: Image.Image, size: int) -> np.ndarray:
-    """An RGB image as the cache stores it: (size, size, 3) uint8, resized with the same PIL bilinear
-    filter torchvision's Resize((size, size)) applies, so the cached and the classic pipelines (and
-    predict) see identical pixels."""
-    return np.asarray(image.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+def resized_pixels(image: Image.Image, size: int, resample: str = DEFAULT_FILTER) -> np.ndarray:
+    """An RGB image as the cache stores it: (size, size, 3) uint8, resized with the PIL filter that
+    torchvision's Resize((size, size), interpolation) applies, so the cached and the classic
+    pipelines (and predict) see identical pixels."""
+    return np.asarray(image.resize((size, size), FILTERS[resample]), dtype=np.uint8)
 
 
-def decode_resized(source, item: str, size: int) -> np.ndarray:
+def decode_resized(source, item: str, size: int, resample: str = DEFAULT_FILTER) -> np.ndarray:
     try:
         image = source.open(item)
     except Exception as err:  # noqa: BLE001 - name the file, whatever PIL raised
         raise DataError(f"cannot decode {source.root / item} ({err}); it changed after the "
                         "split was made: fix or delete it, then delete the study's splits/ folder") from err
-    return resized_pixels(image, size)
+    return resized_pixels(image, size, resample)
 
 
 def _load_valid(path: Path, count: int, size: int) -> np.ndarray | None:
@@ -63,8 +72,9 @@ def _load_valid(path: Path, count: int, size: int) -> np.ndarray | None:
     return array
 
 
-def cache_path(source, items: list[str], size: int, root: Path | None = None, known: dict | None = None) -> Path:
-    return (root or cache_root()) / f"{source.name}-{size}px-{cache_key(source, items, size, known)[:20]}.npy"
+def cache_path(source, items: list[str], size: int, root: Path | None = None, known: dict | None = None,
+               resample: str = DEFAULT_FILTER) -> Path:
+    return (root or cache_root()) / f"{source.name}-{size}px-{cache_key(source, items, size, known, resample)[:20]}.npy"
 
 
 @contextmanager
@@ -84,9 +94,9 @@ def builder_lock(path: Path) -> Iterator[None]:
 
 
 def cached_images(source, items: list[str], size: int, workers: int | None = None,
-                  root: Path | None = None, progress: bool = True) -> np.ndarray:
+                  root: Path | None = None, progress: bool = True, resample: str = DEFAULT_FILTER) -> np.ndarray:
     """A read-only (N, size, size, 3) uint8 array of `items`, built on first use (by one process at a time)."""
-    path = cache_path(source, items, size, root)
+    path = cache_path(source, items, size, root, resample=resample)
     array = _load_valid(path, len(items), size) if path.exists() else None
     if array is not None:
         return array
@@ -96,20 +106,21 @@ def cached_images(source, items: list[str], size: int, workers: int | None = Non
             return array
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         try:
-            _fill(tmp, source, items, size, workers, progress)
+            _fill(tmp, source, items, size, workers, progress, resample)
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)  # an interrupted build leaves nothing behind
     return np.load(path, mmap_mode="r")
 
 
-def _fill(tmp: Path, source, items: list[str], size: int, workers: int | None, progress: bool) -> None:
+def _fill(tmp: Path, source, items: list[str], size: int, workers: int | None, progress: bool,
+          resample: str) -> None:
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(items), size, size, 3))
     if hasattr(os, "posix_fallocate"):  # claim the space now: a full disk is an error here, not a SIGBUS later
         with open(tmp, "rb+") as handle:
             os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
     with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
-        decoded = pool.map(lambda item: decode_resized(source, item, size), items)
+        decoded = pool.map(lambda item: decode_resized(source, item, size, resample), items)
         for i, pixels in enumerate(tqdm(decoded, total=len(items), desc=f"caching {source.name} at {size}px",
                                         leave=False, dynamic_ncols=True, disable=not progress)):
             out[i] = pixels

@@ -22,12 +22,18 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def train_transform(size: int, augment: "str | AugmentConfig", stats: Stats) -> T.Compose:
+def resize(size: int, resample: str = "bilinear") -> T.Resize:
+    """Resize((size, size)) with the filter the model's weights expect (a timm pretrained_cfg's
+    interpolation); the cache resizes with the same PIL filter."""
+    return T.Resize((size, size), interpolation=T.InterpolationMode(resample))
+
+
+def train_transform(size: int, augment: "str | AugmentConfig", stats: Stats, resample: str = "bilinear") -> T.Compose:
     """The training pipeline per PIL image: `seed` is the seed's (resize, flip, rotate ±20°, scale
     0.8-1.2, normalize); parts follow data/policies.py's order with torchvision's own transforms
     (mixup/cutmix act on batches: the loader's)."""
     settings = augment_settings(augment)
-    steps = [T.Resize((size, size))]
+    steps = [resize(size, resample)]
     if settings.policy == "seed":
         steps += [T.RandomHorizontalFlip(), T.RandomRotation(20), T.RandomAffine(degrees=0, scale=(0.8, 1.2))]
     if settings.crop != "none":  # of the resized image, as the cached loader crops its cached pixels
@@ -44,8 +50,8 @@ def train_transform(size: int, augment: "str | AugmentConfig", stats: Stats) -> 
     return T.Compose(steps)
 
 
-def eval_transform(size: int, stats: Stats) -> T.Compose:
-    return T.Compose([T.Resize((size, size)), T.ToTensor(), T.Normalize(*stats)])
+def eval_transform(size: int, stats: Stats, resample: str = "bilinear") -> T.Compose:
+    return T.Compose([resize(size, resample), T.ToTensor(), T.Normalize(*stats)])
 
 
 def sample_params(batch: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:

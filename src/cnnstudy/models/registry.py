@@ -1,16 +1,19 @@
-"""Models by name: the study's own 4-conv CNNs, torchvision backbones and EfficientNet-Lite0.
+"""Models by name: the study's own 4-conv CNNs, torchvision backbones, EfficientNet-Lite0, and
+timm's zoo (`timm/<model>[.<tag>]`, models/timm_zoo.py).
 
 `create_model(name, num_classes, ...)` is the only way the rest of cnnstudy builds a model, the
-same idea as timm's and torchvision's registries. Each model's facts (input normalization of its
-weights, minimum input size, classifier layers, where pretrained weights come from) are declared
-once in its `ModelSpec` and attached to every built model as `model.pretrained_cfg`, as timm does;
-normalization, head replacement and freezing read them instead of guessing.
+same idea as timm's and torchvision's registries. Each model's facts (input normalization and resize
+filter of its weights, minimum input size, classifier layers, where pretrained weights come from)
+are declared once in its `ModelSpec` (for timm: read from its pretrained_cfg) and attached to every
+built model as `model.cnnstudy_spec`; normalization, head replacement and freezing read them instead
+of guessing.
 """
 from __future__ import annotations
 
 import difflib
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -18,8 +21,10 @@ import torch
 import torchvision
 from torch import nn
 
+from . import timm_zoo
 from .checkpoint import CheckpointError, load_checkpoint_file
 from .cnn import FOUR_CONV_MIN_SIZE, FourConvCNN
+from .hub import HubWeights
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, Stats
 
 EFFICIENTNET_LITE_MEAN = (127.0 / 255,) * 3  # the TF-Lite models expect (x - 127) / 128
@@ -38,6 +43,10 @@ class ModelSpec:
     std: tuple[float, ...] = IMAGENET_STD
     classifier: tuple[str, ...] = ()  # the fully connected head; () = the trailing Linear layers
     cam_layer: str | None = None  # the module Grad-CAM explains (dotted; -1: the last child); None: none declared
+    interpolation: str = "bilinear"  # the resize filter the pretrained weights were trained with
+    input_size: int | None = None  # the image size the pretrained weights were trained at, where known
+    license: str | None = None  # of the pretrained weights, where stated
+    hub: tuple[str, str] | None = None  # (repo, file) of the weights on the Hugging Face Hub
 
     @property
     def pretrained_available(self) -> bool:
@@ -117,19 +126,43 @@ def _torchvision_spec(name: str) -> ModelSpec:
                      cam_layer=torchvision_cam_layer(name))
 
 
+@lru_cache(maxsize=None)  # reading timm's tables costs milliseconds; a study asks for a spec often
+def _timm_spec(name: str) -> ModelSpec:
+    cfg = timm_zoo.pretrained_cfg(name)
+    hub = timm_zoo.hub_file(cfg)
+    filters = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")
+
+    def build(num_classes: int, pretrained: bool, image_size: int) -> nn.Module:
+        found = HubWeights(name, *hub).local() if pretrained else None
+        if pretrained and found is None:
+            raise ValueError(f"{name}: its pretrained weights are not on this machine; "
+                             f"{HubWeights(name, *hub).instructions()}")
+        return timm_zoo.build(name, num_classes, image_size, str(found) if found else None)
+
+    return ModelSpec(name, build, 32, f"timm {name[len(timm_zoo.PREFIX):]}",
+                     f"https://huggingface.co/{hub[0]}" if hub else None,
+                     tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD)),
+                     (cfg["classifier"],) if isinstance(cfg.get("classifier"), str) else tuple(cfg.get("classifier", ())),
+                     interpolation=cfg.get("interpolation") if cfg.get("interpolation") in filters else "bilinear",
+                     input_size=cfg["input_size"][-1] if cfg.get("input_size") else None,
+                     license=cfg.get("license"), hub=hub)
+
+
 def list_models() -> list[str]:
     return list(_REGISTRY)
 
 
 def model_problem(name: str) -> str | None:
     """None for a model this registry can build; else what is wrong, with a close name where there is one."""
+    if timm_zoo.is_timm_name(name):
+        return timm_zoo.name_problem(name)
     torchvision_models = torchvision.models.list_models(module=torchvision.models)
     if name in _REGISTRY or name in torchvision_models:
         return None
     close = difflib.get_close_matches(name, [*list_models(), *torchvision_models], n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
-    return (f"unknown model {name!r}{hint}; choose one of {', '.join(list_models())} or any torchvision "
-            "classification model (torchvision.models.list_models())")
+    return (f"unknown model {name!r}{hint}; choose one of {', '.join(list_models())}, any torchvision "
+            "classification model (torchvision.models.list_models()) or timm/<model> (cnnstudy models --timm)")
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -138,7 +171,7 @@ def get_spec(name: str) -> ModelSpec:
     problem = model_problem(name)
     if problem:
         raise ValueError(problem)
-    return _torchvision_spec(name)
+    return _timm_spec(name) if timm_zoo.is_timm_name(name) else _torchvision_spec(name)
 
 
 def create_model(name: str, num_classes: int = 10, *, pretrained: bool = False,
@@ -148,7 +181,7 @@ def create_model(name: str, num_classes: int = 10, *, pretrained: bool = False,
     if pretrained and not spec.pretrained_available:
         raise ValueError(f"{name} has no pretrained weights; use init_from or weights: PATH instead")
     model = spec.build(num_classes, pretrained, image_size)
-    model.pretrained_cfg = spec.pretrained_cfg()
+    model.cnnstudy_spec = spec.pretrained_cfg()  # not timm's own pretrained_cfg, which timm reads
     replace_head(model, num_classes)
     if weights is not None:
         load_weights_file(model, Path(weights))
@@ -159,6 +192,11 @@ def normalization(name: str, pretrained: bool) -> Stats:
     """Mean/std the model expects: its weights' own when pretrained, ImageNet's otherwise."""
     spec = get_spec(name)
     return (tuple(spec.mean), tuple(spec.std)) if pretrained else (IMAGENET_MEAN, IMAGENET_STD)
+
+
+def resize_filter(name: str, pretrained: bool) -> str:
+    """The resize filter the model expects: its weights' own when pretrained, bilinear otherwise."""
+    return get_spec(name).interpolation if pretrained else "bilinear"
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -173,7 +211,7 @@ def param_leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def head_module_names(model: nn.Module) -> list[str]:
     """The fully connected head: as declared by the model's spec, else the trailing Linear layers."""
-    declared = list(getattr(model, "pretrained_cfg", {}).get("classifier", ()))
+    declared = list(getattr(model, "cnnstudy_spec", {}).get("classifier", ()))
     if declared:
         return declared
     head: list[str] = []
@@ -246,14 +284,25 @@ def _mismatch_message(model, source, missing, unexpected, bad_shapes, state, tar
     return "\n".join(lines)
 
 
+def cam_layer_name(model: nn.Module, name: str) -> str | None:
+    return timm_zoo.cam_layer(model) if timm_zoo.is_timm_name(name) else get_spec(name).cam_layer
+
+
 def cam_target(model: nn.Module, name: str) -> nn.Module:
-    """The module Grad-CAM explains for model `name`, as its spec declares it; never a guess."""
-    path = get_spec(name).cam_layer
+    """The module Grad-CAM explains for model `name`, as its spec (or timm's feature_info) declares it;
+    never a guess."""
+    path = cam_layer_name(model, name)
     if path is None:
         raise ValueError(f"{name} declares no Grad-CAM target layer, so it cannot be explained; the seed CNNs, "
-                         "efficientnet_lite0 and the torchvision resnet, mobilenet, efficientnet, convnext, vgg "
-                         "and densenet families can")
+                         "efficientnet_lite0, the torchvision resnet, mobilenet, efficientnet, convnext, vgg "
+                         "and densenet families, and timm models with feature_info or ViT blocks can")
     module = model
     for part in path.split("."):
         module = list(module.children())[int(part)] if part.lstrip("-").isdigit() else getattr(module, part)
     return module
+
+
+def cam_reshape(model: nn.Module, name: str):
+    """How the Grad-CAM layer's output becomes (B, C, h, w) maps: None where it already is; a ViT's tokens
+    are reshaped to their patch grid."""
+    return timm_zoo.token_reshape(model) if timm_zoo.is_timm_name(name) else None

@@ -18,6 +18,7 @@ from .findings import answer, calibration_notes, points
 from .groups import Group, group_records
 from .pairs import BEST_KIND, SWEEP_KIND
 from .perclass import class_sentences, class_table
+from .weights import weights_blocks
 from ..runner.records import RunRecord, collect_records, study_phases, study_roles, study_runs
 from .render import to_html, to_markdown
 from .stats import format_p, wilson
@@ -83,7 +84,7 @@ def run_blocks(record: RunRecord, model_name: str, title: str = "") -> Blocks:
         ("h3", f"{name} — {metrics['model']} ({metrics['init']}){title}"),
         ("p", f"Parameters: {metrics['total_params']:,} ({metrics['trainable_params']:,} trainable). "
               + _settings(record.config, metrics)),
-        ("pre", metrics["final_epoch_line"]), *_scores(metrics),
+        *weights_blocks(metrics, record.config), ("pre", metrics["final_epoch_line"]), *_scores(metrics),
         ("p", f"Verdict: **{verdict['verdict']}** — {verdict['explanation']}."),
         ("details", (run_dir / "model.txt").read_text(encoding="utf-8"))]
     blocks += [("img", run_dir / "plots" / png) for png in RUN_PLOTS if (run_dir / "plots" / png).exists()]

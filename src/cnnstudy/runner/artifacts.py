@@ -15,7 +15,7 @@ from ..config import RunConfig
 from ..data.cache import resized_pixels
 from ..data.transforms import normalize
 from ..models.explain import class_activation_maps
-from ..models.registry import get_spec
+from ..models.registry import cam_layer_name
 from ..data.splits import PARTS, Split
 from ..fileio import atomic_write_bytes, atomic_write_text, write_json
 from ..training.calibration import calibration_report, reliability_bins, softmax
@@ -138,11 +138,11 @@ def grid_rows(count: int) -> list[int]:
 
 
 def write_explanations(run_dir: Path, model, cfg: RunConfig, metrics: dict, outputs: dict, split: Split, source,
-                       stats, device, precision: str) -> None:
+                       stats, device, precision: str, resample: str = "bilinear") -> None:
     """Grad-CAM maps (for the predicted class) of a row of the grid's images and of the most confident mistakes:
     explanations.npz (file ids, pixels, maps, targets, predictions) and plots/gradcam.png, why_wrong.png.
     A model that declares no target layer gets none."""
-    if get_spec(cfg.model.name).cam_layer is None:
+    if cam_layer_name(model, cfg.model.name) is None:
         return
     name = metrics["scored_on"]
     out, items = outputs[name], getattr(split, name)
@@ -150,7 +150,7 @@ def write_explanations(run_dir: Path, model, cfg: RunConfig, metrics: dict, outp
     wrong = [int(i) for i in np.argsort(-confidence, kind="stable") if preds[i] != out["targets"][i]][:WRONG_SHOWN]
     rows = grid_rows(len(items))[::2] + wrong  # a row of the grid's images (every other one), then mistakes
     ids = [items[out["indices"][i]][0] for i in rows]
-    pixels = np.stack([resized_pixels(source.open(item), cfg.data.image_size) for item in ids])
+    pixels = np.stack([resized_pixels(source.open(item), cfg.data.image_size, resample) for item in ids])
     maps = class_activation_maps(model, cfg.model.name, normalize(torch.from_numpy(pixels).permute(0, 3, 1, 2)
                                                                   .float(), stats), preds[rows].tolist(), device,
                                  precision)

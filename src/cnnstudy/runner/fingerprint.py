@@ -2,7 +2,7 @@
 
 A run's fingerprint is its resolved config, the split it trained and was scored on (the dataset
 and the digest of its file lists), and the SHA-256 of every checkpoint it starts from (init_from's
-best.pt, weights:). A finished run is reused only when all of them match; otherwise `differences`
+best.pt, weights:, a timm model's pretrained weights). A finished run is reused only when all of them match; otherwise `differences`
 says, key by key, what changed.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, Callable
 from ..config import RunConfig, TrainConfig
 from ..data.splits import Split
 from ..fileio import read_json, file_digest, write_json
+from ..models.weights import pretrained_input
 
 FILE = "fingerprint.json"
 # Settings added since cnnstudy 0.2, with the value that means what older runs did: a fingerprint
@@ -58,6 +59,9 @@ def checkpoint_inputs(cfg: RunConfig, study_dir: Path, source_checkpoint: Path |
                                "sha256": file_digest(source_checkpoint) if known else None}
     if cfg.model.weights:
         inputs["weights"] = {"file": cfg.model.weights, "sha256": file_digest(cfg.model.weights)}
+    pretrained = pretrained_input(cfg)  # timm's Hub weights; torchvision's carry their hash in their name
+    if pretrained:
+        inputs["pretrained"] = pretrained
     return inputs
 
 
@@ -120,6 +124,7 @@ def _input_differences(before: dict, after: dict) -> list[str]:
             lines.append(f"init_from {new['run']}: it now starts from {new['file']} (was {old.get('file')}), "
                          "its best repeat")
         elif old != new:
-            what = f"init_from {new['run']}: its best.pt" if new and new.get("run") else f"{name} file"
+            what = f"init_from {new['run']}: its best.pt" if new and new.get("run") else \
+                f"pretrained weights {(new or old)['file']}" if name == "pretrained" else f"{name} file"
             lines.append(f"{what} changed since this run started from it")
     return lines

@@ -10,7 +10,7 @@ from ..config import RunConfig, StudyError
 from ..data.catalogue import CATALOGUE, fetch_dataset, manual_instructions
 from ..data.errors import DataError
 from ..data.sources import find_dataset
-from ..models.weights import fetch_weights, needed_weights
+from ..models.weights import needed_weights
 
 
 def offline_from_env() -> bool:
@@ -36,11 +36,11 @@ def ensure_inputs(runs: list[RunConfig], base: Path, offline: bool = False, log=
         except DataError as err:
             problems.append(f"{name}: {err}")
     for item in needed_weights(runs):
-        if offline and not item.path.exists():
-            problems.append(item.instructions())
-            continue
         try:
-            fetch_weights(item)
+            if offline and item.local() is None:
+                problems.append(item.instructions())
+                continue
+            item.fetch()
         except DataError as err:
             problems.append(f"{item.instructions()}: {err}")
     if problems:

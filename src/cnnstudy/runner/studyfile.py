@@ -141,6 +141,7 @@ def _run_problems(merged: dict, typed: dict[str, str], roles: dict[str, dict]) -
     from ..models.registry import model_problem
 
     found = [problem] if (problem := apply_role(merged, roles)) else []
+    _weights_size(merged)
     cfg = None
     try:
         cfg = RunConfig.model_validate(merged)
@@ -152,6 +153,20 @@ def _run_problems(merged: dict, typed: dict[str, str], roles: dict[str, dict]) -
     if wrong_model and (cfg is None or given):  # a valid run's own model is checked with the rest (plan.py)
         found.append(f"--set {given}: {wrong_model}" if given else f"model.name: {wrong_model}")
     return (cfg if not found else None), found
+
+
+def _weights_size(merged: dict) -> None:
+    """data.image_size, where the run leaves it unset, is the size a timm model's pretrained weights were
+    trained at (their pretrained_cfg's input size), as timm's own data config would choose."""
+    from ..models.registry import get_spec, model_problem
+
+    model, data = merged.get("model"), merged.get("data")
+    if not isinstance(model, dict) or not isinstance(data, dict) or "image_size" in data:
+        return
+    name = model.get("name")
+    if model.get("pretrained") is True and isinstance(name, str) and name.startswith("timm/") \
+            and model_problem(name) is None and get_spec(name).input_size:
+        data["image_size"] = get_spec(name).input_size
 
 
 def _run_configs(raw: dict, scoped: Scoped, roles: dict[str, dict], lines: list[str]) -> list[RunConfig]:

@@ -143,7 +143,7 @@ def export_run(run: LoadedRun, fmt: str, out: Path | None = None) -> Path:
 
 def sidecar(run: LoadedRun, fmt: str, worst: float) -> dict:
     return {"format": fmt, "classes": run.classes, "image_size": run.image_size,
-            "input": "float32 NCHW, RGB resized to image_size x image_size (bilinear), scaled to [0, 1], "
+            "input": f"float32 NCHW, RGB resized to image_size x image_size ({run.resample}), scaled to [0, 1], "
                      "then (x - mean) / std per channel; dynamic batch dimension",
             "mean": list(run.stats[0]), "std": list(run.stats[1]),
             "output": "logits, one per class" + ("" if run.temperature == 1.0 else
