@@ -37,6 +37,14 @@ class SplitConfig(Strict):
     val: float = Field(0.15, ge=0, lt=1)
     test: float = Field(0.15, ge=0, lt=1)
     seed: int = Field(0, ge=0)
+    folds: int | None = Field(None, ge=2, le=20, description="k-fold cross-validation: every image tested once")
+
+    @model_validator(mode="after")
+    def _folds_need_val(self) -> "SplitConfig":
+        if self.folds is not None and self.val == 0:
+            raise ValueError("folds: each fold carves its validation images from the other folds by split.val; "
+                             "set split.val above 0 (e.g. 0.15)")
+        return self
 
     @model_validator(mode="after")
     def _sums_to_one(self) -> "SplitConfig":

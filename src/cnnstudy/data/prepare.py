@@ -4,7 +4,7 @@ no longer holds its images, the study stops and says what to do.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -29,6 +29,14 @@ class PreparedData:
     files: dict = field(default_factory=dict, repr=False)  # every split file: [size, mtime_ns]
     data_digest: str | None = None  # the digest of `files`, recorded in each run's fingerprint
 
+    @property
+    def folds(self) -> int | None:
+        return len(self.split.folds) or None
+
+    def fold(self, j: int | None) -> "PreparedData":
+        """Fold j's data (its own split, the same files); itself for None."""
+        return self if j is None else replace(self, split=self.split.fold(j))
+
 
 class SplitStore:
     """Splits of a study, keyed by dataset, limit_per_class, fractions and seed."""
@@ -43,7 +51,7 @@ class SplitStore:
         data = cfg.data
         fractions = (data.split.train, data.split.val, data.split.test)
         dataset = str(resolve_dataset(data.dataset, self.base))
-        key = split_key(dataset, data.limit_per_class, fractions, data.split.seed, data.classes)
+        key = split_key(dataset, data.limit_per_class, fractions, data.split.seed, data.classes, data.split.folds)
         if key in self.prepared:
             return self.prepared[key]
         if dataset not in self.sources:
@@ -69,8 +77,10 @@ class SplitStore:
         checks = check_images(source, [item for items in source.items.values() for item, _ in items])
         report = inspect_dataset(source, self.min_size(cfg), checks)
         split = make_split(source, fractions, data.split.seed, data.limit_per_class, data.on_bad_image,
-                           unreadable=report["unreadable"])
-        split_of = {item: name for name in PARTS for item, _ in getattr(split, name)}
+                           unreadable=report["unreadable"], folds=data.split.folds)
+        parts = {f"fold {j + 1}": part for j, part in enumerate(split.folds)} or \
+            {name: getattr(split, name) for name in PARTS}
+        split_of = {item: name for name, items in parts.items() for item, _ in items}
         report["duplicates_across_study_split"] = duplicate_groups(checks, split_of)
         write_json(path.with_suffix(".inspect.json"), report)
         self._warn_split(split, report, path)
@@ -91,7 +101,7 @@ class SplitStore:
             self.log(f"warning: left out {len(split.skipped)} unreadable image(s) of {split.dataset}:{listing}")
         leaks = report["duplicates_across_study_split"]
         if leaks:
-            self.log(f"warning: {len(leaks)} image(s) appear in more than one of train/val/test "
+            self.log(f"warning: {len(leaks)} image(s) appear in more than one of {'the folds' if split.folds else 'train/val/test'} "
                      f"(see {path.with_suffix('.inspect.json')})")
 
 

@@ -2,6 +2,10 @@
 
 Every split has a test part, so that test scores never come from the images that chose a
 checkpoint: a folder without test/ gets one carved (see `make_split`), unless `split.test` is 0.
+
+With `split.folds: k` the images are dealt into k stratified folds instead (k-fold cross-validation):
+fold j's split tests fold j, carves its validation images from the other folds (`split.val` of
+them, per class) and trains on the rest (`Split.fold`), so every image is tested exactly once.
 """
 from __future__ import annotations
 
@@ -30,12 +34,29 @@ class Split:
     test: Items
     skipped: list[dict] = field(default_factory=list)  # unreadable files: {"file", "reason"}
     origin: dict[str, str] = field(default_factory=dict)  # part -> where its images came from
+    folds: list[Items] = field(default_factory=list)  # k-fold: the k test parts (train holds every image)
+    fold_val: float = 0.0  # k-fold: the share of the other folds each fold validates on
+    fold_seed: int = 0
 
     @property
     def digest(self) -> str:
         """What the split is: its classes and the files (and labels) in each part. Not where it lies."""
         payload = {"classes": self.classes, **{part: getattr(self, part) for part in PARTS}}
+        if self.folds:  # without folds the digest is what it always was
+            payload.update(folds=self.folds, fold_val=self.fold_val, fold_seed=self.fold_seed)
         return hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()
+
+    def fold(self, j: int) -> "Split":
+        """Fold j's own split: test = fold j; validation carved (stratified, seeded per fold) from the
+        other folds; train = the rest."""
+        rest = [item for i, part in enumerate(self.folds) if i != j for item in part]
+        rng = np.random.default_rng([self.fold_seed, j])
+        train, val = stratified_split(sorted(rest), (1 - self.fold_val, self.fold_val), rng)
+        k, where = len(self.folds), self.origin.get("train", "the images")
+        origin = {"train": f"the other {k - 1} folds of {where}, less validation",
+                  "val": f"carved from the other {k - 1} folds: {self.fold_val:.0%} of each class, seed {self.fold_seed}",
+                  "test": f"fold {j + 1} of {k} of {where}"}
+        return Split(self.dataset, self.classes, train, val, list(self.folds[j]), self.skipped, origin)
 
     def save(self, path: Path) -> None:
         write_json(path, {**asdict(self), "digest": self.digest})
@@ -47,6 +68,7 @@ class Split:
             raw.pop("digest", None)  # recomputed from the lists, never trusted from the file
             for key in PARTS:
                 raw[key] = [(item, int(label)) for item, label in raw[key]]
+            raw["folds"] = [[(item, int(label)) for item, label in part] for part in raw.get("folds", [])]
             return cls(**raw)
         except (ValueError, KeyError, TypeError) as err:
             raise DataError(f"{path} is not a readable split file ({err}); restore it from a backup. "
@@ -59,9 +81,9 @@ class Split:
 
 
 def split_key(dataset: str, limit: int | None, fractions: tuple[float, float, float], seed: int,
-              classes: list[str] | None = None) -> str:
-    # Without a class subset the key is what it always was, so existing studies find their splits.
-    chosen = [classes] if classes is not None else []
+              classes: list[str] | None = None, folds: int | None = None) -> str:
+    # Without a class subset or folds the key is what it always was, so existing studies find their splits.
+    chosen = ([classes] if classes is not None or folds else []) + ([{"folds": folds}] if folds else [])
     digest = hashlib.sha1(json.dumps([dataset, limit, fractions, seed, *chosen]).encode()).hexdigest()[:10]
     return f"{Path(dataset).name}-{digest}"
 
@@ -124,9 +146,35 @@ def _from_split_folders(pools: dict[str, Items], folders: dict[str, str], fracti
     return train, val, test, origin
 
 
+def deal_folds(items: Items, k: int, rng: np.random.Generator) -> list[Items]:
+    """Stratified folds: each class shuffled and dealt round-robin, so fold sizes per class differ by at most one."""
+    folds: list[Items] = [[] for _ in range(k)]
+    for label, ids in sorted(_by_class(items).items()):
+        for position, i in enumerate(rng.permutation(len(ids))):
+            folds[position % k].append((ids[i], label))
+    return [sorted(fold) for fold in folds]
+
+
+def _folded(source, pools: dict[str, Items], fractions, seed: int, folds: int, rng) -> tuple[Items, dict, list]:
+    """Every image (class folders, or train/ + val/ of split folders) dealt into folds."""
+    if pools.get("test"):
+        raise DataError(f"data.split.folds: {source.root} has its own test/ folder. Cross-validation tests every "
+                        "image once, so it would leave those test images unused: drop split.folds to use the "
+                        "folder's own split, or move test/'s images into train/ to fold over all of them")
+    items = sorted(pools.get("all", []) + pools.get("train", []) + pools.get("val", []))
+    where = "class folders" if "all" in pools else "train/ + val/"
+    short = [f"{name} ({n})" for name, n in zip(source.classes, np.bincount(
+        [label for _, label in items], minlength=len(source.classes))) if n < folds]
+    if short:
+        raise DataError(f"data.split.folds {folds}: class(es) {', '.join(short)} of {source.root} have fewer images "
+                        "than folds, so some fold would test none of them; lower split.folds or add images")
+    return items, {"train": where}, deal_folds(items, folds, rng)
+
+
 def make_split(source, fractions: tuple[float, float, float], seed: int, limit: int | None,
-               on_bad_image: str = "skip", unreadable: list[dict] | None = None) -> Split:
-    """Split `source`, leaving out unreadable images (found by decoding, unless already known)."""
+               on_bad_image: str = "skip", unreadable: list[dict] | None = None, folds: int | None = None) -> Split:
+    """Split `source`, leaving out unreadable images (found by decoding, unless already known); with
+    `folds`, into stratified folds (see `Split.fold`)."""
     rng = np.random.default_rng(seed)
     pools = {name: limit_per_class(items, limit, rng) for name, items in sorted(source.items.items())}
     if unreadable is None:
@@ -140,6 +188,15 @@ def make_split(source, fractions: tuple[float, float, float], seed: int, limit: 
                         f"{listing}\nFix or delete them, or set data.on_bad_image: skip")
     bad = {s["file"] for s in skipped}
     pools = {name: [it for it in items if it[0] not in bad] for name, items in pools.items()}
+    if folds:
+        items, origin, dealt = _folded(source, pools, fractions, seed, folds, rng)
+        split = Split(str(source.root), list(source.classes), items, [], [], skipped, origin, dealt,
+                      fractions[1] / (fractions[0] + fractions[1]), seed)
+        if any(not split.fold(j).val for j in range(folds)):
+            raise DataError(f"data.split.folds {folds}: {source.root} is too small for that many folds with "
+                            f"split.val {fractions[1]}: some fold gets no validation images; lower split.folds "
+                            "or raise split.val")
+        return split
     if "all" in pools:
         train, val, test = stratified_split(pools["all"], fractions, rng)
         origin = {"train": "class folders", "val": _carved(fractions[1], "class folders", seed),

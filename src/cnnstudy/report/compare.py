@@ -53,8 +53,20 @@ def compare_pair(a: Group, b: Group, by_seed: bool = False) -> dict | None:
     test = mcnemar_exact(correct_a, correct_b)
     return {"diff": float(correct_a.mean() - correct_b.mean()), "p": test["p"],
             "method": f"McNemar's exact test ({test['b']} vs {test['c']} discordant images"
-                      f"{', ' + _repeat_words(a) + ' vs ' + _repeat_words(b) if len(a.records) + len(b.records) > 2 else ''})",
+                      f"{', ' + _repeat_words(a) + ' vs ' + _repeat_words(b) if len(a.records) + len(b.records) > 2 else ''})"
+                      + fold_words(a, b),
             "test": {"mcnemar": [test["b"], test["c"], test["n"]]}}
+
+
+def fold_words(a: Group, b: Group) -> str:
+    """For two k-fold runs on the same folds (their pooled out-of-fold predictions are what is tested):
+    the difference within each fold, so that a difference carried by one fold shows."""
+    folds_a = a.metrics[a.fixed_repeat].get("folds")
+    folds_b = b.metrics[b.fixed_repeat].get("folds")
+    if not folds_a or not folds_b or folds_a["k"] != folds_b["k"]:
+        return ""
+    diffs = [f"{(x - y) * 100:+.1f}" for x, y in zip(folds_a["test_acc"], folds_b["test_acc"])]
+    return f"; pooled out-of-fold predictions of {folds_a['k']} folds, per fold {', '.join(diffs)} points"
 
 
 def _over_repeats(a: Group, b: Group, by_seed: bool) -> dict:

@@ -59,7 +59,8 @@ def state(group: Group) -> str:
     train = group.mean("train_eval_acc")
     detail = f"train {train * 100:.1f}% vs validation {(train - group.mean('gap')) * 100:.1f}%, gap {_gap(group)} points" \
         if train is not None else f"gap {_gap(group)} points"
-    where = f" on {group.test_images} {group.dataset_name} images" if group.test_key else " (no held-out test split)"
+    where = f" on {group.test_images} {group.dataset_name} images{folded_words(group)}" if group.test_key \
+        else " (no held-out test split)"
     return f"{group.name} {VERDICT_WORDS.get(group.verdict, group.verdict)} ({detail}); test accuracy {_acc(group)}{where}"
 
 
@@ -121,7 +122,7 @@ def best_runs(groups: list[Group], found: list[dict]) -> str | None:
         best = best_by_validation(members)
         if best is None or best.run_id in named:
             continue
-        picks.append(f"{best.run_id} on the {best.test_images} {best.dataset_name} test images (validation "
+        picks.append(f"{best.run_id} on the {best.test_images} {best.dataset_name} test images{folded_words(best, ' of')} (validation "
                      f"{best.mean('val_acc') * 100:.1f}%, test {_acc(best)})")
     return "Best by validation accuracy: " + "; ".join(picks) + "." if picks else None
 
@@ -170,3 +171,13 @@ def calibration_notes(groups: list[Group], found: list[dict]) -> list[str]:
                              f"calibration error {ece_better * 100:.1f}% against {ece_worse * 100:.1f}% (its confidence "
                              "overstates or understates how often it is right; calibrate: true fits a temperature).")
     return sentences
+
+
+def folded_words(group: Group, joined: str = "") -> str:
+    """" (5-fold cross-validation: every image tested once)" for a k-fold run (with `joined`, e.g. " of",
+    " of 5-fold cross-validation"), else nothing."""
+    folds = group.first.get("folds")
+    if not folds:
+        return ""
+    return f"{joined} {folds['k']}-fold cross-validation" if joined else \
+        f" ({folds['k']}-fold cross-validation: every image tested once)"

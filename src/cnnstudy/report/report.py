@@ -38,11 +38,22 @@ def _settings(cfg: dict, metrics: dict | None = None) -> str:
             f"freeze {cfg['model']['freeze']}, dataset {cfg['data']['dataset']}, seed {cfg['seed']}.")
 
 
+def fold_line(metrics: dict) -> str:
+    folds, test = metrics["folds"], metrics["test"]
+    accs = [f"{a * 100:.1f}" for a in folds["test_acc"]]
+    return (f"{folds['k']}-fold cross-validation, every one of the {test['n']} images tested once: accuracy "
+            f"{test['accuracy'] * 100:.2f}%, macro F1 {test['f1_macro'] * 100:.2f}% (pooled out-of-fold predictions); "
+            f"per fold {', '.join(accs)}% ({np.mean(folds['test_acc']) * 100:.1f} ± "
+            f"{np.std(folds['test_acc'], ddof=1) * 100:.1f}); validation {metrics['best_val_acc'] * 100:.2f}% "
+            f"(the folds' mean, at their best epochs {', '.join(map(str, folds['best_epoch']))}). The folds' models, "
+            "curves and explanations are in f0 ... f" + f"{folds['k'] - 1}.")
+
+
 def _scores(metrics: dict) -> Blocks:
     scored = metrics["scored_on"]
     line = (f"Best epoch {metrics['best_epoch']}: val accuracy {metrics['best_val_acc'] * 100:.2f}%; "
             f"{scored} accuracy {metrics[scored]['accuracy'] * 100:.2f}%, macro F1 "
-            f"{metrics[scored]['f1_macro'] * 100:.2f}%.")
+            f"{metrics[scored]['f1_macro'] * 100:.2f}%.") if "folds" not in metrics else fold_line(metrics)
     stopped = metrics.get("stopped", {})
     if stopped.get("reason") == "early_stopping":
         line += (f" Early stopping ended training at epoch {stopped['epoch']}; best.pt is epoch "
@@ -249,13 +260,19 @@ def comparison_panels(groups: list[Group]) -> list[dict]:
     return panels
 
 
+def fold_folders(record: RunRecord) -> list[Path]:
+    """The folders holding a run's training histories: its folds' for a k-fold run."""
+    folds = record.metrics.get("folds")
+    return [record.run_dir / f"f{j}" for j in range(folds["k"])] if folds else [record.run_dir]
+
+
 def study_plots(study_dir: Path, groups: list[Group]) -> list[Path]:
     """The comparison bars and every run's validation curve."""
     if not groups:
         return []
     bars = plots.plot_comparison_panels(comparison_panels(groups), study_dir / "plots" / "comparison.png")
-    curves = {g.run_id: [[row["val_acc"] for row in read_jsonl(r.run_dir / "history.jsonl")] for r in g.records]
-              for g in groups}
+    curves = {g.run_id: [[row["val_acc"] for row in read_jsonl(folder / "history.jsonl")]
+                         for r in g.records for folder in fold_folders(r)] for g in groups}
     return [bars, plots.plot_val_curves(curves, study_dir / "plots" / "val_curves.png")]
 
 

@@ -107,7 +107,8 @@ def save_predictions(path: Path, outputs: dict, split: Split) -> None:
 def write_plots(run_dir: Path, cfg: RunConfig, history: list[dict], metrics: dict, outputs: dict,
                 split: Split, source) -> None:
     plot_dir = run_dir / "plots"
-    plots.plot_curves(history, plot_dir / "curves.png", title=f"{cfg.run_id} ({cfg.model.name})")
+    if history:  # pooled folds have no history of their own: each fold folder has its curves
+        plots.plot_curves(history, plot_dir / "curves.png", title=f"{cfg.run_id} ({cfg.model.name})")
     name = metrics["scored_on"]
     out, classes = outputs[name], split.classes
     aucs = [metrics[name]["per_class"][c]["auc"] for c in classes]

@@ -21,7 +21,8 @@ FILE = "fingerprint.json"
 # Settings added since cnnstudy 0.2, with the value that means what older runs did: a fingerprint
 # without the key was made with that value. (verdict.min_learned judges a finished run's history, not
 # its training: a run made before 0.4 is judged again with it when read, runner/records.rejudged.)
-ADDED_KEYS = {"data.classes": None, "sweep": None, "calibrate": False, "verdict.min_learned": 0.1}
+ADDED_KEYS = {"data.classes": None, "sweep": None, "calibrate": False, "verdict.min_learned": 0.1,
+              "data.split.folds": None}
 # The training recipe's settings (0.5), left out of a fingerprint while at their default: a config that
 # does not use them keeps the fingerprint it had, and the runs made before them are not stale.
 RECIPE_DEFAULTS = {key: field.default for key, field in TrainConfig.model_fields.items()

@@ -26,12 +26,12 @@ from .sweep import STATE_FILE as SWEEP_STATE, TRIALS_DIR, check_sweep, confirmed
     trial_config
 from .studyfile import raise_problems
 from .repeats import (group_dir, has_results, leftover_layout, repeat_config, repeat_dirs, run_label,
-                      source_checkpoint)
+                      source_checkpoint, unit_dirs)
 
 
 @dataclass
 class RunPlan:
-    """One training job: a run, or one repeat of a run."""
+    """One training job: a run, one repeat of a run, or one fold (of one repeat) of a run."""
     cfg: RunConfig  # with the repeat's own seed
     data: PreparedData
     action: str  # "train" (nothing there yet) | "resume" | "skip" (finished, matches) | "redo" (--force)
@@ -41,12 +41,13 @@ class RunPlan:
     clear: Path | None = None  # a folder to delete before training (inside the study folder)
     scored: tuple[str, ...] = ("val", "test")  # a sweep's trials never see the test split
     trial: int | None = None  # the trial's number, for a sweep's trial
+    fold: int | None = None  # k-fold: which fold (data is that fold's)
 
     @property
     def label(self) -> str:
         if self.trial is not None:
             return f"{self.cfg.run_id}/t{self.trial:03d}"
-        return run_label(self.cfg.run_id, self.repeat)
+        return run_label(self.cfg.run_id, self.repeat, self.fold)
 
 
 def run_problems(runs: list[RunConfig], study_path: Path, unread: set[str] = frozenset()) -> list[str]:
@@ -150,7 +151,7 @@ def check_prepared(runs: list[RunConfig], prepared: dict[str, PreparedData], stu
 
 def _check_split(cfg: RunConfig, prepared: dict[str, PreparedData], where: str) -> None:
     split = prepared[cfg.run_id].split
-    if cfg.train.batch_size > len(split.train):
+    if cfg.train.batch_size > len(split.fold(0).train if split.folds else split.train):  # a fold trains on less
         raise StudyError(f"{where}: train.batch_size {cfg.train.batch_size} is larger than the "
                          f"{len(split.train)} training images; lower it")
     weights = cfg.train.class_weights
@@ -254,11 +255,15 @@ def plan_actions(runs: list[RunConfig], prepared: dict[str, PreparedData], study
             jobs.append(Blocked(cfg, f"it starts from {source.run_id}, which {why}"))
             blocked.add(cfg.run_id)
             continue
-        source_ckpt = None if source is None or source.run_id in retrained else source_checkpoint(study_dir, source)
+        source_ready = source is not None and source.run_id not in retrained
+        if source_ready:  # its checkpoint must be there now: say so before anything trains
+            source_checkpoint(study_dir, source, cfg, 0 if cfg.data.split.folds else None)
         leftover = None if cfg.run_id in forced else leftover_layout(study_dir, cfg) or sweep_leftover(group, cfg)
         stale += [(cfg.run_id, [f"{group} {leftover}"])] if leftover else []
         run_cfg = cfg
         if cfg.sweep is not None:
+            source_ckpt = source_checkpoint(study_dir, source, cfg, 0 if cfg.data.split.folds else None) \
+                if source_ready else None
             found = plan_sweep(cfg, prepared[cfg.run_id], study_dir, source, source_ckpt, cfg.run_id in forced,
                                stale)
             if not isinstance(found, RunConfig):  # a search to run (or a stale one): trains later
@@ -266,7 +271,7 @@ def plan_actions(runs: list[RunConfig], prepared: dict[str, PreparedData], study
                 retrained.add(cfg.run_id)
                 continue
             run_cfg = found
-        planned = plan_repeats(run_cfg, prepared[cfg.run_id], study_dir, source, source_ckpt,
+        planned = plan_repeats(run_cfg, prepared[cfg.run_id], study_dir, source, source_ready,
                                cfg.run_id in forced, stale)
         if any(job.action != "skip" for job in planned):  # it will train: what starts from it changes too
             retrained.add(cfg.run_id)
@@ -277,19 +282,21 @@ def plan_actions(runs: list[RunConfig], prepared: dict[str, PreparedData], study
 
 
 def plan_repeats(cfg: RunConfig, data: PreparedData, study_dir: Path, source: RunConfig | None,
-                 source_ckpt: Path | None, forced: bool, stale: Stale) -> list[RunPlan]:
-    """One plan per repeat of a run: train, resume, skip (finished and matching), redo (forced) or
-    stale (added to `stale`)."""
+                 source_ready: bool, forced: bool, stale: Stale) -> list[RunPlan]:
+    """One plan per repeat (and fold) of a run: train, resume, skip (finished and matching), redo
+    (forced) or stale (added to `stale`). `source_ready`: the init_from run's checkpoints are final
+    (it does not train again first)."""
     plans, group = [], group_dir(study_dir, cfg)
-    for repeat, run_dir in repeat_dirs(study_dir, cfg):
-        job = RunPlan(repeat_config(cfg, repeat), data, "train", run_dir, repeat, source)
+    for repeat, fold, run_dir in unit_dirs(study_dir, cfg):
+        job = RunPlan(repeat_config(cfg, repeat), data.fold(fold), "train", run_dir, repeat, source, fold=fold)
         if forced:
-            job.action, job.clear = "redo", group if repeat in (None, 0) and group.exists() else None
+            job.action, job.clear = "redo", group if not plans and group.exists() else None
         elif run_dir.exists() and not has_results(run_dir):
             # Only what a run writes before its first epoch; a swept run's own folder also holds its sweep.
             job.clear = None if cfg.sweep is not None and run_dir == group else run_dir
         elif run_dir.exists():
-            expected = make_fingerprint(job.cfg, data.split, checkpoint_inputs(job.cfg, study_dir, source_ckpt),
+            source_ckpt = source_checkpoint(study_dir, source, cfg, fold) if source_ready else None
+            expected = make_fingerprint(job.cfg, job.data.split, checkpoint_inputs(job.cfg, study_dir, source_ckpt),
                                         data.data_digest)
             diffs = differences(read_fingerprint(run_dir), expected, data_change(study_dir, data))
             stale += [(job.label, diffs)] if diffs else []
@@ -332,7 +339,10 @@ def sweep_leftover(group: Path, cfg: RunConfig) -> str | None:
 def trial_plan(sweep: SweepPlan, number: int, params: dict) -> RunPlan:
     """Trial `number` of a sweep: trained in trials/t<number>, scored on validation only."""
     cfg, run_dir = trial_config(sweep.cfg, params), sweep.group / TRIALS_DIR / f"t{number:03d}"
-    job = RunPlan(cfg, sweep.data, "train", run_dir, None, sweep.source, scored=("val",), trial=number)
+    # A folded run's trials train on its first fold's split: chosen on that fold's validation images.
+    fold = 0 if sweep.data.folds else None
+    job = RunPlan(cfg, sweep.data.fold(fold), "train", run_dir, None, sweep.source, scored=("val",), trial=number,
+                  fold=fold)
     if run_dir.exists() and not has_results(run_dir):
         job.clear = run_dir
     elif run_dir.exists():

@@ -54,9 +54,20 @@ def read_run(run_dir: Path, run_id: str, repeat: int | None = None) -> RunRecord
         return RunRecord(run_id, repeat, run_dir, config, None,
                          "its metrics.json does not match the config, split and inputs recorded beside it "
                          f"(fingerprint.json); re-run it with --force {run_id} ({run_label(run_id, repeat)})")
+    changed = changed_folds(run_dir, fingerprint)
+    if changed:
+        return RunRecord(run_id, repeat, run_dir, config, None,
+                         f"its folds {', '.join(changed)} changed since they were pooled; re-run the study to pool "
+                         "them again")
     if metrics.get("scored_on") is None:  # diverged before its first checkpoint
         return RunRecord(run_id, repeat, run_dir, config, None, metrics["verdict"]["explanation"])
     return RunRecord(run_id, repeat, run_dir, config, rejudged(metrics, run_dir, config), None)
+
+
+def changed_folds(run_dir: Path, fingerprint: dict) -> list[str]:
+    """The folds of a pooled k-fold folder whose own fingerprint is no longer the one that was pooled."""
+    return [f"f{j}" for j, digest in enumerate(fingerprint.get("folds", []))
+            if fingerprint_digest(read_fingerprint(run_dir / f"f{j}") or {}) != digest]
 
 
 def rejudged(metrics: dict, run_dir: Path, config: dict) -> dict:

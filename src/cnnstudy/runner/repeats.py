@@ -5,6 +5,11 @@ has a folder of its own, `<phase>/<run>/r0` ... `r<N-1>`, each a complete run fo
 run's own seed, so adding repeats to a study keeps the numbers it already has. Where one checkpoint
 of a repeated run is needed (`init_from`), the repeat with the best validation accuracy is used
 (the lowest index on a tie).
+
+Folds (`data.split.folds: k`) add one level: each repeat's folder holds `f0` ... `f<k-1>`, each a
+complete run folder, beside the pooled out-of-fold results of all k (runner/folds.py). A run that
+starts from a folded run on the same folds starts each fold from the matching fold; from any other
+data, from the source's fold with the best validation accuracy.
 """
 from __future__ import annotations
 
@@ -30,9 +35,17 @@ def repeat_dirs(study_dir: Path, cfg: RunConfig) -> list[tuple[int | None, Path]
     return repeat_folders(group_dir(study_dir, cfg), cfg.repeats)
 
 
-def run_label(run_id: str, repeat: int | None) -> str:
-    """<phase>/<run>, or <phase>/<run>/r<k> for a repeat."""
-    return run_id if repeat is None else f"{run_id}/r{repeat}"
+def unit_dirs(study_dir: Path, cfg: RunConfig) -> list[tuple[int | None, int | None, Path]]:
+    """(repeat, fold, folder) of every training unit of the run: its repeats, each split into its folds."""
+    folds = cfg.data.split.folds
+    return [(repeat, fold, folder / f"f{fold}" if fold is not None else folder)
+            for repeat, folder in repeat_dirs(study_dir, cfg) for fold in (range(folds) if folds else [None])]
+
+
+def run_label(run_id: str, repeat: int | None, fold: int | None = None) -> str:
+    """<phase>/<run>, <phase>/<run>/r<k> for a repeat, .../f<j> for a fold."""
+    label = run_id if repeat is None else f"{run_id}/r{repeat}"
+    return label if fold is None else f"{label}/f{fold}"
 
 
 def repeat_config(cfg: RunConfig, repeat: int | None) -> RunConfig:
@@ -44,8 +57,14 @@ def has_results(run_dir: Path) -> bool:
 
 
 def leftover_layout(study_dir: Path, cfg: RunConfig) -> str | None:
-    """Results in the layout of another repeat count, which this study would not read."""
+    """Results in the layout of another repeat count, or with(out) folds, which this study would not read."""
     folder = group_dir(study_dir, cfg)
+    folded = [d for _, d in repeat_dirs(study_dir, cfg) if any(has_results(f) for f in d.glob("f[0-9]*"))]
+    trained = [d for _, d in repeat_dirs(study_dir, cfg) if (d / "last.pt").exists() or (d / "best.pt").exists()]
+    if cfg.data.split.folds and trained:
+        return "holds the results of a run on a single split, but the study now asks for data.split.folds"
+    if not cfg.data.split.folds and folded:
+        return "holds k-fold results (f0, f1, ...), but the study now asks for a single split"
     if cfg.repeats > 1 and has_results(folder):
         return f"holds the results of a run without repeats, but the study now asks for {cfg.repeats}"
     if cfg.repeats == 1 and folder.is_dir() and any(has_results(d) for d in folder.glob("r[0-9]*")):
@@ -73,9 +92,30 @@ def best_repeat(folders: list[Path]) -> Path:
     return folders[scored.index(max(scored))]
 
 
-def source_checkpoint(study_dir: Path, source: RunConfig) -> Path:
-    """The best.pt an init_from of `source` starts from."""
-    path = best_repeat_dir(study_dir, source) / "best.pt"
+def same_folds(source: RunConfig, target: RunConfig) -> bool:
+    """Both runs fold the same images the same way (so fold j of one never saw fold j's test images of the other)."""
+    keys = {"dataset", "limit_per_class", "split", "classes"}
+    return bool(source.data.split.folds) and source.data.model_dump(include=keys) == target.data.model_dump(include=keys)
+
+
+def best_fold(folder: Path, folds: int) -> int:
+    """The fold (of a finished repeat folder) with the best validation accuracy, the first on a tie."""
+    folders = [folder / f"f{j}" for j in range(folds)]
+    missing = [f for f in folders if not (f / "metrics.json").exists()]
+    if missing:
+        raise StudyError(f"{missing[0]} has no metrics.json, so the best fold of {folder} is unknown; re-run the study")
+    return folders.index(best_repeat(folders))
+
+
+def source_checkpoint(study_dir: Path, source: RunConfig, target: RunConfig | None = None,
+                      fold: int | None = None) -> Path:
+    """The best.pt an init_from of `source` starts from: for a folded source, the matching fold where
+    `target` folds the same images (`fold` given), else its fold with the best validation accuracy."""
+    folder = best_repeat_dir(study_dir, source)
+    if source.data.split.folds:
+        matching = fold is not None and target is not None and same_folds(source, target)
+        folder = folder / f"f{fold if matching else best_fold(folder, source.data.split.folds)}"
+    path = folder / "best.pt"
     if not path.exists():
         raise StudyError(f"{path} is missing, but runs start from it; re-run with --force {source.run_id}")
     return path

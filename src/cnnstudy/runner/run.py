@@ -102,7 +102,7 @@ def execute_run(plan: RunPlan, study_dir: Path, log=print, tracking: Tracking | 
         if tracking and tracking.untracked(plan.run_dir):
             tracking.track_finished(plan.run_dir, plan.label, cfg.model_dump(mode="json"), metrics)
         return metrics
-    source_ckpt = source_checkpoint(study_dir, plan.source) if plan.source else None
+    source_ckpt = source_checkpoint(study_dir, plan.source, cfg, plan.fold) if plan.source else None
     fingerprint = make_fingerprint(cfg, split, checkpoint_inputs(cfg, study_dir, source_ckpt), plan.data.data_digest)
     dist.on_main(lambda: prepare_run_dir(plan, study_dir, fingerprint))
     device = dist.device(cfg.device)

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from ..config import StudyError
 from .fingerprint import checkpoint_inputs, make_fingerprint
+from .folds import pool_runs
 from .plan import Blocked, Job, RunPlan, SweepPlan, plan_repeats, stale_message, trial_plan
 from .repeats import source_checkpoint
 from .run import remove_run_dir
@@ -118,7 +119,8 @@ class Scheduler:
     def _start_search(self, plan: SweepPlan) -> Sweep:
         if plan.clear is not None and plan.clear.exists():
             remove_run_dir(plan.clear, self.ctx.study_dir)
-        source_ckpt = source_checkpoint(self.ctx.study_dir, plan.source) if plan.source else None
+        source_ckpt = source_checkpoint(self.ctx.study_dir, plan.source, plan.cfg,
+                                        0 if plan.cfg.data.split.folds else None) if plan.source else None
         made_from = make_fingerprint(plan.cfg, plan.data.split, checkpoint_inputs(plan.cfg, self.ctx.study_dir,
                                                                                    source_ckpt),
                                      plan.data.data_digest)
@@ -138,10 +140,9 @@ class Scheduler:
         self.log(f"{plan.label}: best of {len(search.trials())} trial(s) is t{best['trial']:03d} "
                  f"({plan.cfg.sweep.metric} {best['value']:.4f}): " +
                  ", ".join(f"{k}={v}" for k, v in params.items()))
-        source_ckpt = source_checkpoint(self.ctx.study_dir, plan.source) if plan.source else None
         stale: list = []
         plans = plan_repeats(confirmed_config(plan.cfg, params), plan.data, self.ctx.study_dir, plan.source,
-                             source_ckpt, False, stale)
+                             plan.source is not None, False, stale)
         if stale:
             raise StudyError(stale_message(self.ctx.study_dir, stale))
         return plans
@@ -155,6 +156,8 @@ class Scheduler:
             return
         work.completed += 1
         work.diverged += bool(result.get("diverged"))
+        if work.done:  # a folded run's pooled results, before anything that starts from it
+            pool_runs(work.plans)
         self.after_run()
         if self.executor.slots > 1:
             self.log(finished_line(result, self.finished, self.total))

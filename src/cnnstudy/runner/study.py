@@ -23,6 +23,7 @@ from .lock import StudyLock
 from ..models.registry import get_spec
 from .plan import Blocked, check_prepared, diverged_already, force_set, plan_actions, run_problems
 from .executors import Parallel, make_executor
+from .folds import pool_runs
 from .force import begin_force, end_force, force_id, forced_key, still_forced
 from .only import select_runs
 from .run import execute_run
@@ -103,6 +104,7 @@ def run_study(study_path: str | Path, overrides: list[str] | None = None, out_di
                         "or was not run")
                     continue
                 execute_run(plan, study_dir, log=log, tracking=tracking, dist=dist)
+                dist.on_main(lambda: pool_runs([job for job in jobs if job.cfg.run_id == plan.cfg.run_id]))
                 dist.on_main(lambda: write_summary(study_dir))
         else:
             carry_out(jobs, study, study_dir, executor, log)

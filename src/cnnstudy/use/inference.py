@@ -24,7 +24,7 @@ from ..training.devices import autocast, resolve_device
 from ..fileio import read_json, read_jsonl
 from ..models.registry import create_model
 from ..runner.records import read_run, study_runs
-from ..runner.repeats import best_repeat
+from ..runner.repeats import best_fold, best_repeat
 
 
 def resolve_run_dir(path: str | Path, run: str | None = None, flag: str = "run=") -> Path:
@@ -42,12 +42,28 @@ def resolve_run_dir(path: str | Path, run: str | None = None, flag: str = "run="
             raise StudyError(f"{path} {what}, {hint} {example}; its runs: {', '.join(runs)}")
         path = path / run
     if (path / "metrics.json").exists():
-        return path
+        return _model_folder(path)
     finished = sorted((m.parent for m in path.glob("r[0-9]*/metrics.json")), key=lambda d: int(d.name[1:]))
     if finished:  # the repeat with the best validation accuracy, as init_from uses
-        return best_repeat(finished)
+        return _model_folder(best_repeat(finished))
     raise StudyError(f"{path} is not a finished run folder (no metrics.json); pass runs/<study>/<phase>/<run>, "
                      "or a study folder with --run <phase>/<run>")
+
+
+def _model_folder(path: Path) -> Path:
+    """A k-fold run is k models: its pooled folder stands for the fold with the best validation accuracy."""
+    folds = read_json(path / "metrics.json").get("folds")
+    return path / f"f{best_fold(path, folds['k'])}" if folds else path
+
+
+def folded_choice(run_dir: Path) -> str | None:
+    """How a fold chosen for a k-fold run is described, or None for any other run folder."""
+    parent = run_dir.parent / "metrics.json"
+    folds = read_json(parent).get("folds") if run_dir.name[:1] == "f" and parent.exists() else None
+    if not folds:
+        return None
+    return (f"{run_dir.parent.name} is a {folds['k']}-fold run ({folds['k']} models); using fold {run_dir.name}, "
+            "the one with the best validation accuracy (pass its folder to choose another)")
 
 
 def image_files(paths: Iterable[str | Path]) -> list[Path]:
