@@ -145,8 +145,8 @@ def trial_budget(sweep: SweepConfig) -> int:
 
 
 def sweep_units(cfg: RunConfig) -> int:
-    """The units a swept run trains: its trials, then its confirmation repeats."""
-    return trial_budget(cfg.sweep) + cfg.repeats
+    """The units a swept run trains: its trials, then its confirmation repeats (each in every fold)."""
+    return trial_budget(cfg.sweep) + cfg.repeats * (cfg.data.split.folds or 1)
 
 
 def direction(sweep: SweepConfig) -> str:
