@@ -40,6 +40,7 @@ def test_folds_hold_every_image_once_stratified(labels, k, seed):
     for label in set(labels):  # each class spread as evenly as it can be
         per_fold = [sum(1 for _, y in fold if y == label) for fold in folds]
         assert max(per_fold) - min(per_fold) <= 1
+    assert max(map(len, folds)) - min(map(len, folds)) <= 1  # and the folds' sizes too
 
 
 @settings(max_examples=30, deadline=None)
@@ -135,7 +136,9 @@ def test_predict_of_a_folded_run_uses_its_best_fold_and_says_so(folded_study, ca
     assert run.run_dir == study_dir / "p" / "reg" / f"f{vals.index(max(vals))}"
     from cnnstudy.cli import main
     assert main(["predict", str(study_dir / "p" / "reg"), str(data / "red")]) == 0
-    assert "is a 3-fold run (3 models); using fold" in capsys.readouterr().err
+    assert "p/reg is a 3-fold run (3 models); using its fold" in capsys.readouterr().err
+    assert main(["predict", str(study_dir / "p" / "reg" / "f1"), str(data / "red")]) == 0
+    assert "fold" not in capsys.readouterr().err  # a fold named by its folder is not "chosen"
 
 
 def test_switching_folds_on_or_off_is_refused_until_forced(folded_study):

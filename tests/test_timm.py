@@ -6,6 +6,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,8 @@ from cnnstudy.data.sources import open_source
 from cnnstudy.data.transforms import eval_transform
 from cnnstudy.fileio import read_json
 from cnnstudy.models.explain import class_activation_maps
-from cnnstudy.models.freeze import apply_freeze
-from cnnstudy.models.registry import cam_target, create_model, get_spec, model_problem, normalization, \
+from cnnstudy.models.freeze import FreezeError, apply_freeze
+from cnnstudy.models.registry import cam_target, check_state_fits, create_model, get_spec, model_problem, normalization, \
     resize_filter
 from cnnstudy.models.timm_zoo import list_matching
 from cnnstudy.report.weights import licence_note
@@ -41,6 +42,7 @@ phases:
     runs:
       - {{name: vit, model: {{name: {vit}, pretrained: true}}}}
       - {{name: convnext, model: {{name: {convnext}, pretrained: true, freeze: head}}}}
+      - {{name: mixer, model: timm/resmlp_12_224}}
 """
 
 
@@ -157,6 +159,8 @@ def test_a_study_fetches_verified_weights_and_records_them(zoo_run, served):
     report = (tmp / "runs" / "zoo" / "report.md").read_text()
     assert "The weights were trained at 160 px; this run uses 32 px" in report
     assert (run.run_dir / "plots" / "gradcam.png").exists()
+    mixer = read_json(tmp / "runs" / "zoo" / "p" / "mixer" / "metrics.json")  # finished, without maps
+    assert "Grad-CAM is not supported" in mixer["explanations"] and mixer["test"]["n"] > 0
 
 
 def test_a_timm_run_predicts_exports_and_explains(zoo_run, tmp_path):
@@ -187,6 +191,16 @@ def test_offline_pre_flight_names_every_missing_file_at_once_and_asks_nothing(zo
     assert not (tmp_path / "runs" / "zoo" / "p" / "vit" / "history.jsonl").exists()
 
 
+def test_an_unreachable_hub_stops_the_study_at_once_with_one_line_per_file(zoo_run, tmp_path):
+    _, _, study, env, _ = zoo_run
+    started = time.monotonic()
+    done = cnnstudy_cli("run", study, "--out", tmp_path / "runs", timeout=120,
+                        env={**env, "HF_HOME": str(tmp_path / "empty"), "HF_ENDPOINT": "http://127.0.0.1:9"})
+    assert done.returncode == 2 and time.monotonic() - started < 60, done.stderr[-2000:]
+    lines = [line for line in done.stderr.splitlines() if "cannot reach http://127.0.0.1:9" in line]
+    assert len(lines) == 2 and "Retrying" not in done.stderr, done.stderr[-2000:]
+
+
 def test_a_file_that_does_not_match_the_hubs_sha256_is_deleted_and_named(served, tmp_path):
     hub, _ = served
     study = tmp_path / "s.yaml"
@@ -195,6 +209,19 @@ def test_a_file_that_does_not_match_the_hubs_sha256_is_deleted_and_named(served,
     done = cnnstudy_cli("data", "fetch", "--study", study, env=hub_env(hub, tmp_path / "hf"), timeout=120)
     assert done.returncode != 0 and "test_efficientnet.r160_in1k" in done.stderr, done.stderr
     assert not list((tmp_path / "hf").rglob("*test_efficientnet*/blobs/*"))  # nothing unverified is kept
+
+
+def test_timm_heads_and_last_conv_follow_timms_own_layout():
+    assert create_model("timm/dla34", 3, image_size=64).fc.out_channels == 3  # a 1x1 Conv2d classifier
+    distilled = "timm/deit_tiny_distilled_patch16_224"
+    source, target = create_model(distilled, 5, image_size=32), create_model(distilled, 3, image_size=32)
+    assert sorted(check_state_fits(target, source.state_dict(), "x")) == \
+        ["head.bias", "head.weight", "head_dist.bias", "head_dist.weight"]
+    trainable = apply_freeze(create_model("timm/convnext_atto", 3, image_size=64), "last_conv")
+    assert {name.split(".")[0] for name in trainable} == {"stages", "head"} and \
+        all(name.startswith(("stages.3.blocks.1.", "head.")) for name in trainable)
+    with pytest.raises(FreezeError, match="vision transformer"):
+        apply_freeze(create_model(VIT, 3, image_size=32), "last_conv")
 
 
 def test_a_mirror_serves_hub_files_as_hf_repo_file(served, tmp_path):
@@ -209,3 +236,16 @@ def test_a_mirror_serves_hub_files_as_hf_repo_file(served, tmp_path):
     done = cnnstudy_cli("data", "fetch", "--study", study, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "torch" / "hub" / "checkpoints" / "hf" / VIT / "model.safetensors").read_bytes() == weights[VIT]
+
+
+def test_a_truncated_hand_placed_file_is_named_before_anything_trains(served, tmp_path):
+    _, weights = served
+    store = tmp_path / "torch" / "hub" / "checkpoints" / "hf" / VIT
+    store.mkdir(parents=True)
+    (store / "model.safetensors").write_bytes(weights[VIT][:5000])
+    study = tmp_path / "s.yaml"
+    study.write_text(STUDY.format(data=make_image_folder(tmp_path / "d", per_class=4), vit=VIT, convnext=VIT))
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "TORCH_HOME": str(tmp_path / "torch"), "CNNSTUDY_OFFLINE": "1"}
+    done = cnnstudy_cli("run", study, "--out", tmp_path / "runs", env=env, timeout=120)
+    assert done.returncode == 2 and "is not a readable safetensors file" in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr

@@ -108,7 +108,7 @@ def timm_table(pattern: str) -> int:
     """timm models matching `pattern`, with parameters (ImageNet head) and their pretrained tags."""
     from ..models.timm_zoo import PREFIX, list_matching
 
-    rows = list_matching(pattern)
+    rows = list_matching(pattern.removeprefix(PREFIX))
     if not rows:
         print(f"no timm model matches {pattern!r}; patterns are shell-style, e.g. 'convnext*', '*vit_small*'",
               file=sys.stderr)

@@ -63,11 +63,11 @@ def prediction_table(rows: list[dict], top_k: int) -> str:
     return buffer.getvalue()
 
 
-def say_fold(run_dir: Path) -> None:
+def say_fold(run_dir: Path, given: str) -> None:
     from ..use.inference import folded_choice
 
-    if folded_choice(run_dir):
-        print(folded_choice(run_dir), file=sys.stderr)
+    if folded_choice(run_dir, given):
+        print(folded_choice(run_dir, given), file=sys.stderr)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -80,7 +80,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     files = input_files(args.paths)
     check_device(args.device)
     run = load_run(args.run_dir, args.run, args.device, flag="--run")
-    say_fold(run.run_dir)
+    say_fold(run.run_dir, args.run_dir)
     rows = run.predict(files, top_k=args.top_k, batch_size=args.batch_size, progress=True)
     text = json.dumps([{k: v for k, v in r.items() if k != "probabilities"} for r in rows], indent=2) + "\n" \
         if args.json else prediction_table(rows, args.top_k)
@@ -118,7 +118,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     input_files(args.paths)  # no image at all: stop before the model loads
     check_device(args.device)
     run = LoadedRun(run_dir, args.device)
-    say_fold(run_dir)
+    say_fold(run_dir, args.run_dir)
     out = Path(args.out) if args.out else run.run_dir / "explain"
     rows = explain_images(run, args.paths, out, args.method, args.target, args.save_maps, args.batch_size)
     done = sum(not r["error"] for r in rows)
@@ -133,7 +133,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     interruptible()
     run = load_run(args.run_dir, args.run, flag="--run")
-    say_fold(run.run_dir)
+    say_fold(run.run_dir, args.run_dir)
     path = export_run(run, args.format, Path(args.out) if args.out else None)
     print(f"{args.format}: {path} (verified on the run's test images; sidecar {path.name}.json)")
     return DONE

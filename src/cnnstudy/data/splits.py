@@ -53,13 +53,18 @@ class Split:
         rng = np.random.default_rng([self.fold_seed, j])
         train, val = stratified_split(sorted(rest), (1 - self.fold_val, self.fold_val), rng)
         k, where = len(self.folds), self.origin.get("train", "the images")
-        origin = {"train": f"the other {k - 1} folds of {where}, less validation",
-                  "val": f"carved from the other {k - 1} folds: {self.fold_val:.0%} of each class, seed {self.fold_seed}",
+        others = "the other fold" if k == 2 else f"the other {k - 1} folds"
+        origin = {"train": f"{others} of {where}, less validation",
+                  "val": f"carved from {others}: {self.fold_val:.0%} of each class, seed {self.fold_seed}",
                   "test": f"fold {j + 1} of {k} of {where}"}
         return Split(self.dataset, self.classes, train, val, list(self.folds[j]), self.skipped, origin)
 
     def save(self, path: Path) -> None:
-        write_json(path, {**asdict(self), "digest": self.digest})
+        saved = asdict(self)
+        if not self.folds:  # a split without folds is written as before folds existed (older cnnstudy reads it)
+            for key in ("folds", "fold_val", "fold_seed"):
+                saved.pop(key)
+        write_json(path, {**saved, "digest": self.digest})
 
     @classmethod
     def load(cls, path: Path) -> "Split":
@@ -147,11 +152,14 @@ def _from_split_folders(pools: dict[str, Items], folders: dict[str, str], fracti
 
 
 def deal_folds(items: Items, k: int, rng: np.random.Generator) -> list[Items]:
-    """Stratified folds: each class shuffled and dealt round-robin, so fold sizes per class differ by at most one."""
+    """Stratified folds: each class shuffled and dealt round-robin, so fold sizes per class differ by at most
+    one; each class's deal starts where the last one stopped, so the folds' totals differ by at most one too."""
     folds: list[Items] = [[] for _ in range(k)]
+    start = 0
     for label, ids in sorted(_by_class(items).items()):
         for position, i in enumerate(rng.permutation(len(ids))):
-            folds[position % k].append((ids[i], label))
+            folds[(start + position) % k].append((ids[i], label))
+        start = (start + len(ids)) % k
     return [sorted(fold) for fold in folds]
 
 

@@ -53,6 +53,9 @@ def grad_cam(model: nn.Module, layer: nn.Module, images: torch.Tensor, targets: 
     found: dict[str, torch.Tensor] = {}
 
     def keep(module, inputs, output):
+        if not isinstance(output, torch.Tensor):
+            raise ValueError(f"Grad-CAM is not supported for {model._get_name()}: its layer gives a "
+                             f"{type(output).__name__}, not one tensor of maps")
         found["activations"] = output
         output.register_hook(lambda grad: found.__setitem__("gradients", grad))
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from . import timm_zoo
 from .registry import head_module_names, param_leaves
 
 
@@ -14,6 +15,8 @@ def last_conv_block(model: nn.Module) -> list[str]:
     """The last conv block: the block (parent module) holding the last Conv2d, or, for flat models
     such as our CNNs, that conv and the parameter layers after it up to the head (its BatchNorm)."""
     leaves = param_leaves(model)
+    if getattr(model, "cnnstudy_spec", {}).get("name", "").startswith(timm_zoo.PREFIX):
+        return timm_last_block(model, leaves)
     convs = [i for i, (_, m) in enumerate(leaves) if isinstance(m, nn.Conv2d)]
     if not convs:
         raise FreezeError(f"freeze: last_conv does not apply: {model._get_name()} has no Conv2d layer")
@@ -23,6 +26,19 @@ def last_conv_block(model: nn.Module) -> list[str]:
         return [parent]
     head = set(head_module_names(model))
     return [name for name, _ in leaves[convs[-1]:] if name not in head]
+
+
+def timm_last_block(model: nn.Module, leaves: list[tuple[str, nn.Module]]) -> list[str]:
+    """A timm model's last block (of its feature_info's last stage) and every layer after it, head included."""
+    if timm_zoo.is_token_model(model):
+        raise FreezeError(f"freeze: last_conv does not apply to {model._get_name()}, a vision transformer; use "
+                          f"last:N or a list of module names (e.g. blocks.{len(model.blocks) - 1}, head)")
+    block = timm_zoo.last_block(model)
+    if block is None:
+        raise FreezeError(f"freeze: last_conv does not apply to {model._get_name()}: its feature_info names no "
+                          "last stage; use last:N or a list of module names")
+    first = next(i for i, (name, _) in enumerate(leaves) if name == block or name.startswith(block + "."))
+    return [name for name, _ in leaves[first:]]
 
 
 def trainable_modules(model: nn.Module, policy: str | list[str]) -> list[str] | None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,9 @@ from ..data.fetch import FetchError, RemoteFile, download
 from ..fileio import file_digest
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+PROBE_TIMEOUT_S = 10
+_unreachable: dict[str, str] = {}  # endpoint -> why: asked once per process, not once per file with retries
+_verified: dict[tuple, str] = {}  # (path, size, mtime) -> sha256, so a file is hashed once per process
 
 
 def hf_offline() -> bool:
@@ -48,12 +53,15 @@ class HubWeights:
         if cached is not None:
             verify_blob(cached, self)
             return cached
-        return self.store_path if self.store_path.is_file() else None
+        if not self.store_path.is_file():
+            return None
+        check_readable(self.store_path, self)  # a mirror or a hand gives no hash to check against
+        return self.store_path
 
     def sha256(self, path: Path) -> str:
         """The file's SHA-256: the cache's blob name where it is one (verified by `local`), else hashed."""
         blob = path.resolve().name
-        return blob if SHA256.match(blob) else file_digest(path)
+        return blob if SHA256.match(blob) else digest_once(path)
 
     def instructions(self) -> str:
         return (f"{self.model} weights: {self.filename} of {hub_endpoint()}/{self.repo} -> run `cnnstudy data "
@@ -69,6 +77,7 @@ class HubWeights:
             return download(remote, self.store_path, f"hf/{self.repo}", self.store_path.parent)
         if hf_offline():
             raise FetchError("HF_HUB_OFFLINE is set, so the Hub is not asked")
+        probe(f"{hub_endpoint()}/{self.repo}/resolve/main/{self.filename}")
         return self._from_hub()
 
     def _from_hub(self) -> Path:
@@ -81,6 +90,44 @@ class HubWeights:
                              f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
         verify_blob(path, self)
         return path
+
+
+def probe(url: str) -> None:
+    """Stop at once where the Hub cannot be reached at all (huggingface_hub would retry each file with
+    backoff, over a minute per file); any HTTP answer, even an error, means it can."""
+    endpoint = hub_endpoint()
+    if endpoint not in _unreachable:
+        try:
+            urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=PROBE_TIMEOUT_S).close()
+            _unreachable[endpoint] = ""
+        except urllib.error.HTTPError:
+            _unreachable[endpoint] = ""
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            _unreachable[endpoint] = str(getattr(err, "reason", err))
+    if _unreachable[endpoint]:
+        raise FetchError(f"cannot reach {endpoint} ({_unreachable[endpoint]})")
+
+
+def digest_once(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _verified:
+        _verified[key] = file_digest(path)
+    return _verified[key]
+
+
+def check_readable(path: Path, item: "HubWeights") -> None:
+    """A file without a published hash to check must at least be a whole safetensors file."""
+    if path.suffix != ".safetensors":
+        return
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as weights:
+            weights.keys()
+    except Exception as err:  # noqa: BLE001 - truncated, not safetensors at all: all the same to the user
+        raise FetchError(f"{path} is not a readable safetensors file ({err}); delete it and fetch "
+                         f"{item.repo}/{item.filename} again") from None
 
 
 def _from_hf_cache(repo: str, filename: str) -> Path | None:
@@ -96,7 +143,7 @@ def verify_blob(path: Path, item: HubWeights) -> None:
     blob = path.resolve()
     if not SHA256.match(blob.name):
         return  # a small non-LFS file: the Hub gives a git hash, not a SHA-256, to check against
-    actual = file_digest(blob)
+    actual = digest_once(blob)
     if actual != blob.name:
         blob.unlink(missing_ok=True)
         path.unlink(missing_ok=True)

@@ -224,12 +224,23 @@ def head_module_names(model: nn.Module) -> list[str]:
     return head
 
 
+def classifier_layers(model: nn.Module) -> list[str]:
+    """The head's layers that output the classes: the last, and any other with as many outputs (a
+    distilled ViT's second head); a hidden layer of the head (our CNNs' fc1) is not one."""
+    def outputs(name: str):
+        layer = model.get_submodule(name)
+        return getattr(layer, "out_features", getattr(layer, "out_channels", None))
+
+    names = head_module_names(model)
+    return [name for name in names if outputs(name) == outputs(names[-1])]
+
+
 def replace_head(model: nn.Module, num_classes: int) -> None:
     """Swap the final Linear layer for a fresh one with `num_classes` outputs (no-op if it already fits)."""
     last = head_module_names(model)[-1]
     old = model.get_submodule(last)
-    if old.out_features == num_classes:
-        return
+    if getattr(old, "out_features", getattr(old, "out_channels", None)) == num_classes:
+        return  # already built for num_classes (timm builds its head, a Linear or a 1x1 Conv2d, that way)
     parent_name, _, attr = last.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, attr, nn.Linear(old.in_features, num_classes, bias=old.bias is not None))
@@ -249,11 +260,11 @@ def check_state_fits(model: nn.Module, state: dict, source: str) -> list[str]:
     """Whether `state` fits `model` (shapes only, so a weightless meta model will do): every tensor
     must match except the final head layer, whose keys are returned. Otherwise another architecture."""
     target = model.state_dict()
-    head_prefix = head_module_names(model)[-1] + "."
+    head_prefixes = tuple(name + "." for name in classifier_layers(model))
     missing = [k for k in target if k not in state]
     unexpected = [k for k in state if k not in target]
     resized = [k for k in target if k in state and tuple(state[k].shape) != tuple(target[k].shape)]
-    kept_fresh = [k for k in resized if k.startswith(head_prefix)]
+    kept_fresh = [k for k in resized if k.startswith(head_prefixes)]
     bad_shapes = [k for k in resized if k not in kept_fresh]
     if missing or unexpected or bad_shapes:
         raise CheckpointError(_mismatch_message(model, source, missing, unexpected, bad_shapes, state, target))

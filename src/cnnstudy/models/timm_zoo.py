@@ -84,12 +84,41 @@ def cam_layer(model: nn.Module) -> str | None:
     """Grad-CAM's layer: for a ViT the last block's first norm (its patch tokens still carry gradient
     from a class-token head); for a convnet the last stage of its feature_info."""
     if is_token_model(model):
-        return f"blocks.{len(model.blocks) - 1}.norm1"
-    if getattr(model, "output_fmt", "NCHW") != "NCHW":  # channels-last stages (Swin, ...): not maps as Grad-CAM reads them
+        if not hasattr(model.patch_embed, "grid_size"):
+            return None
+        path = f"blocks.{len(model.blocks) - 1}.norm1"
+    elif getattr(model, "output_fmt", "NCHW") != "NCHW":  # channels-last stages (Swin, ...): not maps as read here
         return None
+    else:
+        path = last_stage(model)
+    try:  # feature_info of some families names modules the model does not have
+        model.get_submodule(path) if path else None
+    except AttributeError:
+        return None
+    return path
+
+
+def last_stage(model: nn.Module) -> str | None:
+    """The module of the last stage in the model's feature_info, where it names one."""
     info = getattr(model, "feature_info", None)
     modules = info.module_name() if hasattr(info, "module_name") else [d["module"] for d in info or []]
     return modules[-1] if modules else None
+
+
+def last_block(model: nn.Module) -> str | None:
+    """The last block of the last stage (`stages.3.blocks.1`, `layer4.1`, `s4.b7`): what `freeze: last_conv`
+    trains, with everything after it. None where feature_info names no stage the model has."""
+    stage = last_stage(model)
+    try:
+        module = model.get_submodule(stage) if stage else None
+    except AttributeError:
+        return None
+    if module is None:
+        return None
+    holder, prefix = (module.blocks, f"{stage}.blocks") if isinstance(getattr(module, "blocks", None), nn.Module) \
+        else (module, stage)
+    children = [name for name, child in holder.named_children() if any(True for _ in child.parameters())]
+    return f"{prefix}.{children[-1]}" if children else stage
 
 
 def token_reshape(model: nn.Module):
@@ -101,6 +130,9 @@ def token_reshape(model: nn.Module):
     height, width = model.patch_embed.grid_size
 
     def reshape(tokens: torch.Tensor) -> torch.Tensor:
+        if tokens.ndim != 3 or tokens.shape[1] != prefix + height * width:
+            raise ValueError(f"Grad-CAM is not supported for {model._get_name()}: its tokens "
+                             f"{tuple(tokens.shape)} are not {prefix} + {height} x {width} patches")
         patches = tokens[:, prefix:, :]
         return patches.reshape(tokens.shape[0], height, width, tokens.shape[-1]).permute(0, 3, 1, 2)
     return reshape

@@ -65,8 +65,14 @@ def fold_words(a: Group, b: Group) -> str:
     folds_b = b.metrics[b.fixed_repeat].get("folds")
     if not folds_a or not folds_b or folds_a["k"] != folds_b["k"]:
         return ""
-    diffs = [f"{(x - y) * 100:+.1f}" for x, y in zip(folds_a["test_acc"], folds_b["test_acc"])]
-    return f"; pooled out-of-fold predictions of {folds_a['k']} folds, per fold {', '.join(diffs)} points"
+    # From the counts of correct images (the stored accuracies are float32: 0.8125 reads 0.81249...).
+    diffs = [f"{(round(x * n) - round(y * n)) / n * 100:+.1f}" if n else "n/a"
+             for x, y, n in zip(folds_a["test_acc"], folds_b["test_acc"], folds_a["test_n"])]
+    words = f"; pooled out-of-fold predictions of {folds_a['k']} folds, per fold {', '.join(diffs)} points"
+    if any((g.records[g.fixed_repeat].config or {}).get("sweep") for g in (a, b)):
+        words += ("; the sweep chose on fold 0's validation images, which are among these test images, so this "
+                  "leans toward the chosen setting")
+    return words
 
 
 def _over_repeats(a: Group, b: Group, by_seed: bool) -> dict:

@@ -76,7 +76,10 @@ def calibration_words(metrics: dict) -> str:
              f"top label), negative log-likelihood {metrics[scored]['nll']:.3f}.")
     fitted = metrics.get("calibration")
     if fitted and scored in fitted:
-        words += (f" Temperature {fitted['temperature']:.2f} (fitted on validation) brings them to "
+        fitted_words = f"Temperature {fitted['temperature']:.2f} (fitted on validation) brings" \
+            if "per_fold" not in fitted else \
+            f"Each fold's own temperature ({', '.join(f'{t:.2f}' for t in fitted['per_fold'])}, fitted on its validation) brings"
+        words += (f" {fitted_words} them to "
                   f"{fitted[scored]['ece_scaled'] * 100:.1f}% and {fitted[scored]['nll_scaled']:.3f}; predict and "
                   "export use it.")
         if fitted.get("at_bound"):

@@ -118,7 +118,9 @@ def write_plots(run_dir: Path, cfg: RunConfig, history: list[dict], metrics: dic
                          title=f"Confusion matrix ({name}, {metrics[name]['n']} images)")
     temperature = metrics.get("calibration", {}).get("temperature")
     diagrams = {"as trained": reliability_bins(out["probs"], out["targets"])}
-    if temperature:
+    if "scaled_probs" in out:  # pooled folds: each fold scaled by its own temperature
+        diagrams["each fold's temperature"] = reliability_bins(out["scaled_probs"], out["targets"])
+    elif temperature:
         diagrams[f"temperature {temperature:.2f}"] = reliability_bins(softmax(out["logits"], temperature),
                                                                       out["targets"])
     plots.plot_reliability(diagrams, plot_dir / "reliability.png", title=f"Reliability ({name}, "
@@ -152,9 +154,14 @@ def write_explanations(run_dir: Path, model, cfg: RunConfig, metrics: dict, outp
     rows = grid_rows(len(items))[::2] + wrong  # a row of the grid's images (every other one), then mistakes
     ids = [items[out["indices"][i]][0] for i in rows]
     pixels = np.stack([resized_pixels(source.open(item), cfg.data.image_size, resample) for item in ids])
-    maps = class_activation_maps(model, cfg.model.name, normalize(torch.from_numpy(pixels).permute(0, 3, 1, 2)
-                                                                  .float(), stats), preds[rows].tolist(), device,
-                                 precision)
+    try:
+        maps = class_activation_maps(model, cfg.model.name, normalize(torch.from_numpy(pixels).permute(0, 3, 1, 2)
+                                                                      .float(), stats), preds[rows].tolist(), device,
+                                     precision)
+    except (ValueError, AttributeError, KeyError, RuntimeError, TypeError) as err:
+        # A layer Grad-CAM cannot read (some timm families): the run is scored and kept, without maps.
+        metrics["explanations"] = f"none: Grad-CAM is not supported for {cfg.model.name} ({type(err).__name__}: {err})"
+        return
     kinds = ["grid"] * (len(rows) - len(wrong)) + ["wrong"] * len(wrong)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, ids=np.array(ids), kind=np.array(kinds), pixels=pixels, maps=maps,

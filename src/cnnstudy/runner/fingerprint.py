@@ -40,6 +40,8 @@ def make_fingerprint(cfg: RunConfig, split: Split, inputs: dict[str, dict], data
                        if key not in RECIPE_DEFAULTS or value != RECIPE_DEFAULTS[key]}
     if cfg.train.weight_decay > 0:
         config["train"][DECAY_KEY] = "normalization and biases"
+    if cfg.data.split.folds is None:  # as before folds existed: a single-split run keeps its fingerprint
+        config["data"]["split"].pop("folds")
     return {"config": config,
             "split": {"dataset": split.dataset, "digest": split.digest, "data": data},
             "inputs": inputs}

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..data.splits import Split
 from ..fileio import read_json, write_json
+from ..training.calibration import ece, nll, softmax
 from ..training.metrics import classification_metrics
 from .artifacts import add_calibration, save_predictions, write_plots
 from .fingerprint import fingerprint_digest, read_fingerprint, write_fingerprint
@@ -57,6 +58,10 @@ def pool_folder(folder: Path, plans: list) -> dict:
         ids, targets = folds_ids_targets([p for _, p in folds])
         split = Split(metrics["dataset"], metrics["classes"], [], [], list(zip(ids.tolist(), targets.tolist())))
         outputs = {"test": pooled_outputs([p for _, p in folds])}
+        if metrics.get("calibration"):
+            temperatures = metrics["calibration"]["per_fold"]
+            scaled = pooled_outputs([{**p, "logits": p["logits"] / t} for (_, p), t in zip(folds, temperatures)])
+            outputs["test"]["scaled_probs"] = softmax(scaled["logits"], 1.0)
         save_predictions(folder / "predictions.npz", outputs, split)
         write_plots(folder, cfg, [], metrics, outputs, split, plans[0].data.source)
     write_json(folder / "metrics.json", metrics)
@@ -113,14 +118,32 @@ def pooled_metrics(fold_metrics: list[dict], predictions: list[dict | None], fin
         seconds_per_epoch=float(np.mean([m["seconds_per_epoch"] for m in fold_metrics])),
         final_epoch_line="\n".join(f"f{j}: {m['final_epoch_line']}" for j, m in enumerate(fold_metrics)),
         split={"digest": fingerprint["split"]["digest"], "sizes": {**sizes, "test": n},
-               "origin": {"train": f"each fold's model: the other {k - 1} folds, less validation (mean size)",
+               "origin": {"train": f"each fold's model: {'the other fold' if k == 2 else f'the other {k - 1} folds'}, "
+                                   "less validation (mean size)",
                           "val": first["split"]["origin"]["val"] + " (mean size)",
                           "test": f"{k}-fold cross-validation, every one of the {n} images tested once, by the "
                                   "fold model that never saw it"}})
     outputs = {"test": pooled_outputs(predictions)}
     metrics["test"] = classification_metrics(outputs["test"]["probs"], outputs["test"]["targets"], metrics["classes"])
     add_calibration(metrics, outputs, fit=False)
+    scaled = pooled_calibration(fold_metrics, predictions)
+    if scaled:
+        metrics["calibration"] = {**scaled, "test": {**scaled["test"], "ece": metrics["test"]["ece"],
+                                                    "nll": metrics["test"]["nll"]}}
     return metrics
+
+
+def pooled_calibration(fold_metrics: list[dict], predictions: list[dict]) -> dict | None:
+    """calibrate: true: each fold's logits divided by that fold's own temperature (fitted on its own
+    validation images), then pooled; None where the folds fitted none."""
+    temperatures = [m.get("calibration", {}).get("temperature") for m in fold_metrics]
+    if any(t is None for t in temperatures):
+        return None
+    pooled = pooled_outputs([{**p, "logits": p["logits"] / t} for p, t in zip(predictions, temperatures)])
+    return {"temperature": float(np.mean(temperatures)), "per_fold": temperatures, "fitted_on": "val",
+            "at_bound": any(m["calibration"].get("at_bound") for m in fold_metrics),
+            "test": {"ece_scaled": ece(softmax(pooled["logits"], 1.0), pooled["targets"]),
+                     "nll_scaled": nll(pooled["logits"], pooled["targets"])}}
 
 
 def pooled_verdict(fold_metrics: list[dict]) -> dict:
@@ -129,12 +152,8 @@ def pooled_verdict(fold_metrics: list[dict]) -> dict:
     words = [v["verdict"] for v in verdicts]
     common = max(dict.fromkeys(words), key=words.count)
     example = next(j for j, word in enumerate(words) if word == common)
-    verdict = {"verdict": common, "explanation": f"{words.count(common)} of {len(words)} folds: {common}; f{example}: "
-                                                 f"{verdicts[example]['explanation']}"}
-    for key in ("gap", "train_acc_used", "chance"):
-        values = [v.get(key) for v in verdicts if v.get(key) is not None]
-        if values:
-            verdict[key] = float(np.mean(values))
-    counts = Counter(words)
-    verdict["per_fold"] = dict(counts)
-    return verdict
+    listing = ", ".join(f"f{j} {word}" for j, word in enumerate(words))
+    # The numbers are the example fold's, so that the sentence built from them agrees with its rule.
+    return {**verdicts[example], "verdict": common, "per_fold": dict(Counter(words)),
+            "explanation": f"{words.count(common)} of {len(words)} folds: {common} ({listing}); f{example}'s numbers: "
+                           f"{verdicts[example]['explanation']}"}

@@ -24,6 +24,13 @@ def missing_datasets(runs: list[RunConfig], base: Path) -> list[str]:
     return [name for name in names if find_dataset(name, base)[0] is None and name in CATALOGUE]
 
 
+def swept_choices(runs: list[RunConfig]) -> list[RunConfig]:
+    """A run for every value a sweep may try (a swept model.name or model.pretrained needs its weights too)."""
+    from .sweep import check_sweep
+
+    return [trial for cfg in runs if cfg.sweep is not None for trial in check_sweep(cfg, f"run {cfg.run_id}")]
+
+
 def ensure_inputs(runs: list[RunConfig], base: Path, offline: bool = False, log=print) -> None:
     """Fetch what is missing; stop with every problem at once, before anything trains."""
     problems: list[str] = []
@@ -35,7 +42,7 @@ def ensure_inputs(runs: list[RunConfig], base: Path, offline: bool = False, log=
             fetch_dataset(name, log=log)
         except DataError as err:
             problems.append(f"{name}: {err}")
-    for item in needed_weights(runs):
+    for item in needed_weights(runs + swept_choices(runs)):
         try:
             if offline and item.local() is None:
                 problems.append(item.instructions())

@@ -94,7 +94,9 @@ def _check_model(cfg: RunConfig, where: str, earlier: dict[str, RunConfig]) -> N
         raise StudyError(f"{where}: data.image_size {cfg.data.image_size} is below {cfg.model.name}'s "
                          f"minimum of {spec.min_size} px; raise it to {spec.min_size} or more")
     if cfg.model.pretrained and not spec.pretrained_available:
-        raise StudyError(f"{where}: model.pretrained: {cfg.model.name} has no pretrained weights; use "
+        hint = " on the Hugging Face Hub (timm knows only a URL for them; cnnstudy fetches timm weights from the Hub)" \
+            if cfg.model.name.startswith("timm/") else ""
+        raise StudyError(f"{where}: model.pretrained: {cfg.model.name} has no pretrained weights{hint}; use "
                          "model.init_from (a run of this study) or model.weights (a file) instead")
     source = cfg.model.init_from
     if source and cfg.model.weights:
@@ -151,9 +153,10 @@ def check_prepared(runs: list[RunConfig], prepared: dict[str, PreparedData], stu
 
 def _check_split(cfg: RunConfig, prepared: dict[str, PreparedData], where: str) -> None:
     split = prepared[cfg.run_id].split
-    if cfg.train.batch_size > len(split.fold(0).train if split.folds else split.train):  # a fold trains on less
-        raise StudyError(f"{where}: train.batch_size {cfg.train.batch_size} is larger than the "
-                         f"{len(split.train)} training images; lower it")
+    trained = len(split.fold(0).train) if split.folds else len(split.train)  # a fold trains on fewer
+    if cfg.train.batch_size > trained:
+        raise StudyError(f"{where}: train.batch_size {cfg.train.batch_size} is larger than the {trained} training "
+                         f"images{' of a fold' if split.folds else ''}; lower it")
     weights = cfg.train.class_weights
     if isinstance(weights, list) and len(weights) != len(split.classes):
         raise StudyError(f"{where}: train.class_weights has {len(weights)} weights, but {split.dataset} has "
@@ -256,14 +259,15 @@ def plan_actions(runs: list[RunConfig], prepared: dict[str, PreparedData], study
             blocked.add(cfg.run_id)
             continue
         source_ready = source is not None and source.run_id not in retrained
+        first = prepared[cfg.run_id].fold(0 if cfg.data.split.folds else None)  # the first unit's data
         if source_ready:  # its checkpoint must be there now: say so before anything trains
-            source_checkpoint(study_dir, source, cfg, 0 if cfg.data.split.folds else None)
+            source_checkpoint(study_dir, source, 0 if cfg.data.split.folds else None, first.split.digest)
         leftover = None if cfg.run_id in forced else leftover_layout(study_dir, cfg) or sweep_leftover(group, cfg)
         stale += [(cfg.run_id, [f"{group} {leftover}"])] if leftover else []
         run_cfg = cfg
         if cfg.sweep is not None:
-            source_ckpt = source_checkpoint(study_dir, source, cfg, 0 if cfg.data.split.folds else None) \
-                if source_ready else None
+            source_ckpt = source_checkpoint(study_dir, source, 0 if cfg.data.split.folds else None,
+                                            first.split.digest) if source_ready else None
             found = plan_sweep(cfg, prepared[cfg.run_id], study_dir, source, source_ckpt, cfg.run_id in forced,
                                stale)
             if not isinstance(found, RunConfig):  # a search to run (or a stale one): trains later
@@ -295,7 +299,7 @@ def plan_repeats(cfg: RunConfig, data: PreparedData, study_dir: Path, source: Ru
             # Only what a run writes before its first epoch; a swept run's own folder also holds its sweep.
             job.clear = None if cfg.sweep is not None and run_dir == group else run_dir
         elif run_dir.exists():
-            source_ckpt = source_checkpoint(study_dir, source, cfg, fold) if source_ready else None
+            source_ckpt = source_checkpoint(study_dir, source, fold, job.data.split.digest) if source_ready else None
             expected = make_fingerprint(job.cfg, job.data.split, checkpoint_inputs(job.cfg, study_dir, source_ckpt),
                                         data.data_digest)
             diffs = differences(read_fingerprint(run_dir), expected, data_change(study_dir, data))
@@ -356,6 +360,7 @@ def stale_message(study_dir: Path, stale: list[tuple[str, list[str]]]) -> str:
     for run_id, diffs in stale:
         lines.append(f"  {run_id}:")
         lines += [f"    {line}" for line in diffs]
-    lines.append(f"Fix: add --force to redo every run, or --force {stale[0][0]} (repeatable) to redo that run "
+    run_id = "/".join(stale[0][0].split(" ")[0].split("/")[:2])  # p/run/r0/f1 -> p/run
+    lines.append(f"Fix: add --force to redo every run, or --force {run_id} (repeatable) to redo that run "
                  "and the runs that start from it. To keep the old results, use another --out or rename the runs.")
     return "\n".join(lines)

@@ -92,12 +92,6 @@ def best_repeat(folders: list[Path]) -> Path:
     return folders[scored.index(max(scored))]
 
 
-def same_folds(source: RunConfig, target: RunConfig) -> bool:
-    """Both runs fold the same images the same way (so fold j of one never saw fold j's test images of the other)."""
-    keys = {"dataset", "limit_per_class", "split", "classes"}
-    return bool(source.data.split.folds) and source.data.model_dump(include=keys) == target.data.model_dump(include=keys)
-
-
 def best_fold(folder: Path, folds: int) -> int:
     """The fold (of a finished repeat folder) with the best validation accuracy, the first on a tie."""
     folders = [folder / f"f{j}" for j in range(folds)]
@@ -107,13 +101,16 @@ def best_fold(folder: Path, folds: int) -> int:
     return folders.index(best_repeat(folders))
 
 
-def source_checkpoint(study_dir: Path, source: RunConfig, target: RunConfig | None = None,
-                      fold: int | None = None) -> Path:
-    """The best.pt an init_from of `source` starts from: for a folded source, the matching fold where
-    `target` folds the same images (`fold` given), else its fold with the best validation accuracy."""
+def source_checkpoint(study_dir: Path, source: RunConfig, fold: int | None = None,
+                      fold_digest: str | None = None) -> Path:
+    """The best.pt an init_from of `source` starts from: for a folded source, its fold `fold` where that
+    fold's split is the starting run's (`fold_digest`: the same images, folded the same way), else its
+    fold with the best validation accuracy."""
     folder = best_repeat_dir(study_dir, source)
     if source.data.split.folds:
-        matching = fold is not None and target is not None and same_folds(source, target)
+        recorded = read_json(folder / f"f{fold}" / "fingerprint.json") if fold is not None and \
+            (folder / f"f{fold}" / "fingerprint.json").exists() else {}
+        matching = fold_digest is not None and recorded.get("split", {}).get("digest") == fold_digest
         folder = folder / f"f{fold if matching else best_fold(folder, source.data.split.folds)}"
     path = folder / "best.pt"
     if not path.exists():

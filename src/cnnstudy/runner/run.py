@@ -102,7 +102,7 @@ def execute_run(plan: RunPlan, study_dir: Path, log=print, tracking: Tracking | 
         if tracking and tracking.untracked(plan.run_dir):
             tracking.track_finished(plan.run_dir, plan.label, cfg.model_dump(mode="json"), metrics)
         return metrics
-    source_ckpt = source_checkpoint(study_dir, plan.source, cfg, plan.fold) if plan.source else None
+    source_ckpt = source_checkpoint(study_dir, plan.source, plan.fold, split.digest) if plan.source else None
     fingerprint = make_fingerprint(cfg, split, checkpoint_inputs(cfg, study_dir, source_ckpt), plan.data.data_digest)
     dist.on_main(lambda: prepare_run_dir(plan, study_dir, fingerprint))
     device = dist.device(cfg.device)
@@ -113,7 +113,7 @@ def execute_run(plan: RunPlan, study_dir: Path, log=print, tracking: Tracking | 
     facts = {"total_params": count_parameters(model), "trainable_params": count_parameters(model, True),
              "trainable_names": trainable, "device": str(device), "precision": loop.precision,
              "fingerprint": fingerprint_digest(fingerprint), "repeat": plan.repeat, "seed": cfg.seed,
-             "processes": dist.world, "resample": resample}
+             "processes": dist.world, "resample": resample, "fold": plan.fold}
     if weights_facts(cfg):
         facts["weights"] = weights_facts(cfg)
     dist.on_main(lambda: atomic_write_text(plan.run_dir / "model.txt", f"{model}\n"))
@@ -190,6 +190,8 @@ def finish_run(plan: RunPlan, model, loaders: dict, loop: Loop, facts: dict, sta
         loop.dist.on_main(lambda: write_explanations(plan.run_dir, model, cfg, metrics, outputs, split,
                                                      plan.data.source, stats, loop.device, loop.precision,
                                                      facts["resample"]))
+        if metrics.get("explanations"):
+            loop.log(f"note: {plan.label}: no Grad-CAM maps: {metrics['explanations'][6:]}")
     if diverged is not None:
         metrics["diverged"] = diverged
         metrics["verdict"] = {**metrics["verdict"], "verdict": "diverged", "explanation": (

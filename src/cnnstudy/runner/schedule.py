@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from ..config import StudyError
 from .fingerprint import checkpoint_inputs, make_fingerprint
 from .folds import pool_runs
-from .plan import Blocked, Job, RunPlan, SweepPlan, plan_repeats, stale_message, trial_plan
+from .plan import Blocked, Job, RunPlan, SweepPlan, diverged_already, plan_repeats, stale_message, trial_plan
 from .repeats import source_checkpoint
 from .run import remove_run_dir
 from .search import Sweep
@@ -34,6 +34,7 @@ class RunWork:
     completed: int = 0
     diverged: int = 0  # units whose training diverged
     blocked: str | None = None  # why it is not run
+    pooled_diverged: bool = False  # folded: a fold of every repeat left no checkpoint, so nothing may start from it
 
     @property
     def done(self) -> bool:
@@ -42,7 +43,8 @@ class RunWork:
     @property
     def unusable(self) -> bool:
         """Nothing can start from it: it was not run, or every unit of it diverged."""
-        return self.blocked is not None or (self.done and bool(self.plans) and self.diverged == len(self.plans))
+        return self.blocked is not None or self.pooled_diverged or \
+            (self.done and bool(self.plans) and self.diverged == len(self.plans))
 
 
 def gather_work(jobs: list[Job]) -> list[RunWork]:
@@ -119,8 +121,9 @@ class Scheduler:
     def _start_search(self, plan: SweepPlan) -> Sweep:
         if plan.clear is not None and plan.clear.exists():
             remove_run_dir(plan.clear, self.ctx.study_dir)
-        source_ckpt = source_checkpoint(self.ctx.study_dir, plan.source, plan.cfg,
-                                        0 if plan.cfg.data.split.folds else None) if plan.source else None
+        first = plan.data.fold(0 if plan.data.folds else None)  # a folded run's trials: its first fold
+        source_ckpt = source_checkpoint(self.ctx.study_dir, plan.source, 0 if plan.data.folds else None,
+                                        first.split.digest) if plan.source else None
         made_from = make_fingerprint(plan.cfg, plan.data.split, checkpoint_inputs(plan.cfg, self.ctx.study_dir,
                                                                                    source_ckpt),
                                      plan.data.data_digest)
@@ -156,8 +159,9 @@ class Scheduler:
             return
         work.completed += 1
         work.diverged += bool(result.get("diverged"))
-        if work.done:  # a folded run's pooled results, before anything that starts from it
-            pool_runs(work.plans)
+        if work.done and any(plan.fold is not None for plan in work.plans):
+            pool_runs(work.plans)  # a folded run's pooled results, before anything that starts from it
+            work.pooled_diverged = diverged_already(self.ctx.study_dir, work.plans[0].cfg)
         self.after_run()
         if self.executor.slots > 1:
             self.log(finished_line(result, self.finished, self.total))

@@ -33,6 +33,8 @@ def cam_maps(run: LoadedRun, batch: np.ndarray, targets: list[int], method: str 
                                      run.precision, method)
     except ValueError as err:  # the model declares no target layer
         raise StudyError(str(err)) from None
+    except (AttributeError, KeyError, RuntimeError, TypeError) as err:  # a layer whose output is not maps
+        raise StudyError(f"Grad-CAM is not supported for {run.metrics['model']}: {type(err).__name__}: {err}") from None
 
 
 def on_image(cam_map: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -150,4 +150,5 @@ def sidecar(run: LoadedRun, fmt: str, worst: float) -> dict:
                                                  f", divided by the fitted temperature {run.temperature:.4f}"),
             "temperature": run.temperature,
             "model": run.metrics["model"], "run": run.metrics["run"], "fingerprint": run.metrics["fingerprint"],
+            "repeat": run.metrics.get("repeat"), "fold": run.metrics.get("fold"),
             "verified": {"images": VERIFY_IMAGES, "max_abs_logit_difference": worst, "tolerance": TOLERANCE}}

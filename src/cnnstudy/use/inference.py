@@ -56,14 +56,19 @@ def _model_folder(path: Path) -> Path:
     return path / f"f{best_fold(path, folds['k'])}" if folds else path
 
 
-def folded_choice(run_dir: Path) -> str | None:
-    """How a fold chosen for a k-fold run is described, or None for any other run folder."""
+def folded_choice(run_dir: Path, given: str | Path) -> str | None:
+    """What to say when a k-fold run's best fold was chosen for the folder `given` (None when `given`
+    was the fold's own folder, or the run has no folds)."""
     parent = run_dir.parent / "metrics.json"
-    folds = read_json(parent).get("folds") if run_dir.name[:1] == "f" and parent.exists() else None
-    if not folds:
+    if Path(given).resolve() == run_dir.resolve() or run_dir.name[:1] != "f" or not parent.exists():
         return None
-    return (f"{run_dir.parent.name} is a {folds['k']}-fold run ({folds['k']} models); using fold {run_dir.name}, "
-            "the one with the best validation accuracy (pass its folder to choose another)")
+    pooled = read_json(parent)
+    if not pooled.get("folds"):
+        return None
+    k, repeat = pooled["folds"]["k"], pooled.get("repeat")
+    name = pooled["run"] + (f" (repeat r{repeat})" if repeat is not None else "")
+    return (f"{name} is a {k}-fold run ({k} models); using its fold {run_dir.name}, the one with the best "
+            f"validation accuracy (pass {run_dir} to name a fold yourself)")
 
 
 def image_files(paths: Iterable[str | Path]) -> list[Path]:
