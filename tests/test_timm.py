@@ -249,3 +249,17 @@ def test_a_truncated_hand_placed_file_is_named_before_anything_trains(served, tm
     done = cnnstudy_cli("run", study, "--out", tmp_path / "runs", env=env, timeout=120)
     assert done.returncode == 2 and "is not a readable safetensors file" in done.stderr, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
+
+
+def test_weights_can_be_a_safetensors_file_as_timm_users_have_them(tmp_path):
+    from safetensors.torch import save_file
+
+    from cnnstudy.models.checkpoint import CheckpointError, load_checkpoint_file
+
+    model = create_model(CONVNEXT, 3, image_size=64)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    again = create_model(CONVNEXT, 3, image_size=64, weights=tmp_path / "w.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    (tmp_path / "bad.safetensors").write_bytes((tmp_path / "w.safetensors").read_bytes()[:3000])
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        load_checkpoint_file(tmp_path / "bad.safetensors")

@@ -31,6 +31,8 @@ def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; check the path or the run it names")
+    if path.suffix == ".safetensors":  # what timm and the Hugging Face Hub hand out: tensors only by design
+        return _load_safetensors(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -44,6 +46,17 @@ def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds a {type(state).__name__}, not a state_dict or checkpoint")
     return state
+
+
+def _load_safetensors(path: Path) -> dict[str, Any]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({err}); "
+                              "it may be truncated: fetch or save it again") from None
 
 
 def check_same_split(ckpt: dict[str, Any], dataset: str, split_digest: str, source: str) -> None:

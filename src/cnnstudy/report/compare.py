@@ -45,7 +45,7 @@ def compare_pair(a: Group, b: Group, by_seed: bool = False) -> dict | None:
     if len(a.records) > 1 and len(b.records) > 1:
         result = _over_repeats(a, b, by_seed)
         if result["p"] is not None:
-            return result
+            return {**result, "method": result["method"] + sweep_fold_words(a, b)}
     paired = _paired(a, b)
     if paired is None:
         return None
@@ -68,11 +68,16 @@ def fold_words(a: Group, b: Group) -> str:
     # From the counts of correct images (the stored accuracies are float32: 0.8125 reads 0.81249...).
     diffs = [f"{(round(x * n) - round(y * n)) / n * 100:+.1f}" if n else "n/a"
              for x, y, n in zip(folds_a["test_acc"], folds_b["test_acc"], folds_a["test_n"])]
-    words = f"; pooled out-of-fold predictions of {folds_a['k']} folds, per fold {', '.join(diffs)} points"
-    if any((g.records[g.fixed_repeat].config or {}).get("sweep") for g in (a, b)):
-        words += ("; the sweep chose on fold 0's validation images, which are among these test images, so this "
-                  "leans toward the chosen setting")
-    return words
+    return f"; pooled out-of-fold predictions of {folds_a['k']} folds, per fold {', '.join(diffs)} points" + \
+        sweep_fold_words(a, b)
+
+
+def sweep_fold_words(a: Group, b: Group) -> str:
+    """A folded sweep chose on fold 0's validation images, which are among the pooled test images: said."""
+    folded = any(m.get("folds") for m in (a.first, b.first))
+    swept = any((g.records[g.fixed_repeat].config or {}).get("sweep") for g in (a, b))
+    return ("; the sweep chose on fold 0's validation images, which are among these test images, so this leans "
+            "toward the chosen setting") if folded and swept else ""
 
 
 def _over_repeats(a: Group, b: Group, by_seed: bool) -> dict:
