@@ -64,13 +64,15 @@ def _main(argv: list[str] | None) -> int:
     import errno
 
     args = build_parser().parse_args(argv)
-    from ..training.distributed import init_from_env, shutdown
+    from ..training.distributed import init_from_env, leave_together, shutdown
     from ..training.runtime import tune_runtime
 
     args.dist = init_from_env()  # torchrun: this process's rank; otherwise the single process
     tune_runtime(args.dist.local_world)
     try:
-        return args.func(args)
+        code = args.func(args)
+        leave_together(args.dist)
+        return code
     except user_errors() as err:
         if args.dist.main or not str(err).startswith("rank 0 stopped"):  # rank 0 says it once
             print(f"error: {err}", file=sys.stderr)

@@ -111,6 +111,15 @@ def init_from_env() -> Dist:
     return dist
 
 
+def leave_together(dist: Dist) -> None:
+    """After a command that went well on every rank: wait for the others (rank 0 writes the report
+    while the rest are done) before the process group goes. A rank that destroyed its group and exited
+    while rank 0 still held it was seen to abort in gloo's teardown ("terminate called without an
+    active exception", exit -6) about one time in six, failing the whole torchrun job."""
+    if dist.enabled and torch_dist.is_initialized():
+        torch_dist.barrier()
+
+
 def shutdown(dist: Dist) -> None:
     if dist.enabled and torch_dist.is_initialized():
         torch_dist.destroy_process_group()
