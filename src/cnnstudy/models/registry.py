@@ -25,6 +25,7 @@ from . import timm_zoo
 from .checkpoint import CheckpointError, load_checkpoint_file
 from .cnn import FOUR_CONV_MIN_SIZE, FourConvCNN
 from .hub import HubWeights
+from ..data.cache import DEFAULT_FILTER, FILTERS
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, Stats
 
 EFFICIENTNET_LITE_MEAN = (127.0 / 255,) * 3  # the TF-Lite models expect (x - 127) / 128
@@ -130,7 +131,6 @@ def _torchvision_spec(name: str) -> ModelSpec:
 def _timm_spec(name: str) -> ModelSpec:
     cfg = timm_zoo.pretrained_cfg(name)
     hub = timm_zoo.hub_file(cfg)
-    filters = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")
 
     def build(num_classes: int, pretrained: bool, image_size: int) -> nn.Module:
         found = HubWeights(name, *hub).local() if pretrained else None
@@ -143,7 +143,7 @@ def _timm_spec(name: str) -> ModelSpec:
                      f"https://huggingface.co/{hub[0]}" if hub else None,
                      tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD)),
                      (cfg["classifier"],) if isinstance(cfg.get("classifier"), str) else tuple(cfg.get("classifier", ())),
-                     interpolation=cfg.get("interpolation") if cfg.get("interpolation") in filters else "bilinear",
+                     interpolation=cfg.get("interpolation") if cfg.get("interpolation") in FILTERS else DEFAULT_FILTER,
                      input_size=cfg["input_size"][-1] if cfg.get("input_size") else None,
                      license=cfg.get("license"), hub=hub)
 

@@ -55,13 +55,13 @@ def pool_folder(folder: Path, plans: list) -> dict:
     if (plans[0].run_dir / "model.txt").exists():
         shutil.copyfile(plans[0].run_dir / "model.txt", folder / "model.txt")
     if metrics["scored_on"] is not None:
-        ids, targets = folds_ids_targets([p for _, p in folds])
-        split = Split(metrics["dataset"], metrics["classes"], [], [], list(zip(ids.tolist(), targets.tolist())))
         outputs = {"test": pooled_outputs([p for _, p in folds])}
+        pooled = outputs["test"]
+        split = Split(metrics["dataset"], metrics["classes"], [], [],
+                      list(zip(pooled["ids"].tolist(), pooled["targets"].tolist())))
         if metrics.get("calibration"):
-            temperatures = metrics["calibration"]["per_fold"]
-            scaled = pooled_outputs([{**p, "logits": p["logits"] / t} for (_, p), t in zip(folds, temperatures)])
-            outputs["test"]["scaled_probs"] = softmax(scaled["logits"], 1.0)
+            scaled = scaled_pool([p for _, p in folds], metrics["calibration"]["per_fold"])
+            pooled["scaled_probs"] = softmax(scaled["logits"], 1.0)
         save_predictions(folder / "predictions.npz", outputs, split)
         write_plots(folder, cfg, [], metrics, outputs, split, plans[0].data.source)
     write_json(folder / "metrics.json", metrics)
@@ -77,16 +77,15 @@ def pooled_outputs(predictions: list[dict]) -> dict:
     """Every fold's test predictions in one set, ordered by file id so that two runs pair by image."""
     ids = np.concatenate([p["ids"] for p in predictions])
     order = np.argsort(ids, kind="stable")
-    return {"probs": np.concatenate([p["probs"] for p in predictions])[order],
+    return {"ids": ids[order], "probs": np.concatenate([p["probs"] for p in predictions])[order],
             "logits": np.concatenate([p["logits"] for p in predictions])[order],
             "targets": np.concatenate([p["targets"] for p in predictions])[order],
             "indices": np.arange(len(ids))}
 
 
-def folds_ids_targets(predictions: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    ids = np.concatenate([p["ids"] for p in predictions])
-    order = np.argsort(ids, kind="stable")
-    return ids[order], np.concatenate([p["targets"] for p in predictions])[order]
+def scaled_pool(predictions: list[dict], temperatures: list[float]) -> dict:
+    """calibrate: true: each fold's logits divided by that fold's own temperature, then pooled."""
+    return pooled_outputs([{**p, "logits": p["logits"] / t} for p, t in zip(predictions, temperatures)])
 
 
 def pooled_metrics(fold_metrics: list[dict], predictions: list[dict | None], fingerprint: dict) -> dict:
@@ -139,7 +138,7 @@ def pooled_calibration(fold_metrics: list[dict], predictions: list[dict]) -> dic
     temperatures = [m.get("calibration", {}).get("temperature") for m in fold_metrics]
     if any(t is None for t in temperatures):
         return None
-    pooled = pooled_outputs([{**p, "logits": p["logits"] / t} for p, t in zip(predictions, temperatures)])
+    pooled = scaled_pool(predictions, temperatures)
     return {"temperature": float(np.mean(temperatures)), "per_fold": temperatures, "fitted_on": "val",
             "at_bound": any(m["calibration"].get("at_bound") for m in fold_metrics),
             "test": {"ece_scaled": ece(softmax(pooled["logits"], 1.0), pooled["targets"]),
