@@ -127,7 +127,7 @@ def test_the_same_image_in_two_splits_is_reported(tmp_path):
     report = inspect_dataset(scan_folder(tmp_path / "d"))
     assert report["duplicates_across_splits"] == [
         {"files": ["train/a/a_000.png", "val/a/leak.png"], "splits": ["train", "val"]}]
-    assert "same image in more than one split: 1" in format_report(report)
+    assert "train/a/a_000.png, val/a/leak.png (exact; a; in train and val)" in format_report(report)
 
 
 DIVERGING = """

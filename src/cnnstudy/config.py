@@ -64,6 +64,11 @@ class DataConfig(Strict):
     num_workers: int = Field(0, ge=0, description="DataLoader workers of the torchvision loader")
     on_bad_image: Literal["skip", "fail"] = "skip"
     classes: list[str] | None = Field(None, min_length=2, description="use only these classes, by folder name")
+    conflicts: Literal["leave_out", "keep"] = Field(
+        "leave_out", description="copies of one photo filed under two classes: left out of training and "
+                                 "testing, or kept (each under its own label, all in one part)")
+    exclude: str | None = Field(None, description="a file of images to leave out: relative paths, one a line, "
+                                                  "or a CSV with a 'file' column (label_issues.csv)")
 
     @field_validator("classes")
     @classmethod

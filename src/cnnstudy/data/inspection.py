@@ -1,8 +1,8 @@
 """`cnnstudy inspect`: what is in a dataset before anything trains on it.
 
-Every image is decoded once (in threads): unreadable files with the reason, sizes, content hashes
-for duplicates across splits, images below a model's minimum input. The same pass tells the
-splitter which files to leave out.
+Every image is decoded once (in threads): unreadable files with the reason, sizes, a content hash
+and a perceptual hash (for exact and near copies, copies.py), images below a model's minimum input.
+The same pass tells the splitter which files to leave out and which to keep together.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from .copies import copies_summary, copy_groups, image_hash
 from .sources import FolderSource, to_rgb
 
 
@@ -25,6 +26,7 @@ class ImageCheck:
     width: int = 0
     height: int = 0
     sha1: str = ""
+    phash: str = ""  # copies.image_hash of the decoded image
 
 
 def _check(source, item: str) -> ImageCheck:
@@ -35,7 +37,8 @@ def _check(source, item: str) -> ImageCheck:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
             upright = to_rgb(image)
-        return ImageCheck(item, None, upright.width, upright.height, hashlib.sha1(data).hexdigest())
+        return ImageCheck(item, None, upright.width, upright.height, hashlib.sha1(data).hexdigest(),
+                          image_hash(upright))
     except Exception as err:  # noqa: BLE001 - any failure to decode makes the file unusable
         return ImageCheck(item, _reason(err))
 
@@ -61,20 +64,6 @@ def check_images(source, items: list[str], workers: int = 4) -> list[ImageCheck]
         return list(pool.map(lambda item: _check(source, item), items))
 
 
-def duplicate_groups(checks: list[ImageCheck], split_of: dict[str, str]) -> list[dict]:
-    """Identical files (same content hash) that sit in more than one split: leakage between them."""
-    by_hash: dict[str, list[str]] = defaultdict(list)
-    for check in checks:
-        if check.reason is None and check.sha1:
-            by_hash[check.sha1].append(check.item)
-    groups = []
-    for items in by_hash.values():
-        splits = sorted({split_of.get(item, "?") for item in items})
-        if len(items) > 1 and len(splits) > 1:
-            groups.append({"files": items, "splits": splits})
-    return groups
-
-
 def below_minimums(good: list[ImageCheck], minimums: dict[str, int]) -> list[dict]:
     """Per smallest input size a model has (models sharing one together): how many images are smaller."""
     by_size: dict[int, list[str]] = defaultdict(list)
@@ -95,6 +84,8 @@ def inspect_dataset(source, min_size: int = 46, checks: list[ImageCheck] | None 
                       for k in range(len(source.classes))] for split, items in source.items.items()}
     totals = np.sum(list(counts.values()), axis=0)
     good = [c for c in checks if c.reason is None]
+    label_of = {item: label for items in source.items.values() for item, label in items}
+    copies = None if hasattr(source, "arrays") else copy_groups(checks, label_of, source.classes, split_of)
     sizes = np.array([[c.width, c.height] for c in good]) if good else np.zeros((0, 2))
     return {
         "dataset": str(source.root),
@@ -106,13 +97,37 @@ def inspect_dataset(source, min_size: int = 46, checks: list[ImageCheck] | None 
         "ignored": source.ignored,
         "ignored_folders": source.layout.passed_over,
         "stray_images": source.stray_images,
-        "duplicates_across_splits": duplicate_groups(checks, split_of),
+        "copies": copies,  # None: not searched (an IDX array dataset)
+        "copies_summary": "not searched (images in an array file)" if copies is None else copies_summary(copies),
+        "duplicates_across_splits": [{"files": g["files"], "splits": g["parts"]} for g in copies or []
+                                     if len(g["parts"]) > 1],
         "size": _size_stats(sizes),
         "smaller_than_min": [{"file": c.item, "size": [c.width, c.height]} for c in good
                              if min(c.width, c.height) < min_size],
         "min_size": min_size,
         "below_model_minimum": below_minimums(good, minimums or {}),
     }
+
+
+def _copy_lines(groups: list[dict]) -> list[str]:
+    """One line a group: its files, the classes (a label conflict flagged) and the source splits it spans."""
+    lines = []
+    for group in groups:
+        flag = "LABEL CONFLICT: " if len(group["classes"]) > 1 else ""
+        where = f"; in {' and '.join(group['parts'])}" if len(group.get("parts", [])) > 1 else ""
+        lines.append(f"{flag}{', '.join(group['files'])} ({group['kind']}; {' / '.join(group['classes'])}{where})")
+    return lines
+
+
+def _label_section(check: dict) -> tuple[str, list[str]]:
+    accuracy = "" if check["probe_accuracy"] is None else f", probe accuracy {check['probe_accuracy'] * 100:.1f}%"
+    title = (f"likely mislabels, most likely first ({check['method']}; {check['folds']}-fold{accuracy}; "
+             f"score = probability of the given label)")
+    rows = [f"{row['file']}: labelled {row['given_label']}, looks like {row['suggested_label']} "
+            f"(score {row['score']:.3f})" for row in check["label_issues"]]
+    if check["not_checked"]:
+        rows.append(f"not checked (the only image of its class): {', '.join(check['not_checked'])}")
+    return title, rows
 
 
 def _size_stats(sizes: np.ndarray) -> dict | None:
@@ -131,7 +146,8 @@ def format_report(report: dict) -> str:
     for k, name in enumerate(report["classes"]):
         row = [report["counts"][s][k] for s in splits]
         lines.append(name.ljust(width) + "".join(str(n).rjust(8) for n in row) + str(sum(row)).rjust(8))
-    lines.append(f"\nimbalance ratio (largest / smallest class): {report['imbalance_ratio']:.2f}")
+    lines.append(f"\ncopies: {report['copies_summary']}")
+    lines.append(f"imbalance ratio (largest / smallest class): {report['imbalance_ratio']:.2f}")
     if report["size"]:
         w, h = report["size"]["width"], report["size"]["height"]
         lines.append(f"image size: width {w['min']}-{w['max']} (median {w['median']:.0f}), "
@@ -140,13 +156,14 @@ def format_report(report: dict) -> str:
                 ("ignored (hidden or not an image)", report["ignored"]),
                 ("folders passed over", [f"{f['folder']}/: {f['reason']}" for f in report["ignored_folders"]]),
                 ("images outside a class folder (not used)", report["stray_images"]),
-                ("same image in more than one split",
-                 [f"{', '.join(d['files'])} ({'/'.join(d['splits'])})" for d in report["duplicates_across_splits"]]),
+                ("groups of copies (one photo, kept in one part of any split made)", _copy_lines(report["copies"] or [])),
                 (f"smaller than {report['min_size']} px (upscaled)",
                  [f"{s['file']}: {s['size'][0]}x{s['size'][1]}" for s in report["smaller_than_min"]])]
     for below in report.get("below_model_minimum", []):
         lines.append(f"\nsmaller than {below['min_size']} px, the minimum of {', '.join(below['models'])} "
                      f"(upscaled for them): {below['count']}")
+    if "label_check" in report:
+        sections.append(_label_section(report["label_check"]))
     for title, entries in sections:
         lines.append(f"\n{title}: {len(entries)}")
         lines += [f"  {entry}" for entry in entries[:30]]

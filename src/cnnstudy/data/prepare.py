@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Callable
 
 from ..config import RunConfig
-from ..fileio import write_json
+from ..fileio import read_json, write_json
+from .datacheck import check_sentence, exclude_digest, read_exclude, split_check
 from .errors import DataError
-from .inspection import check_images, duplicate_groups, inspect_dataset
+from .inspection import check_images, inspect_dataset
 from .sources import open_source, resolve_dataset, select_classes
 from .splits import PARTS, Split, make_split, split_key
 from .state import describe_change, files_table, record_content, record_table, split_items
@@ -28,6 +29,7 @@ class PreparedData:
     source: object
     files: dict = field(default_factory=dict, repr=False)  # every split file: [size, mtime_ns]
     data_digest: str | None = None  # the digest of `files`, recorded in each run's fingerprint
+    check: dict = field(default_factory=dict, repr=False)  # what the data check found (datacheck.split_check)
 
     @property
     def folds(self) -> int | None:
@@ -51,7 +53,11 @@ class SplitStore:
         data = cfg.data
         fractions = (data.split.train, data.split.val, data.split.test)
         dataset = str(resolve_dataset(data.dataset, self.base))
-        key = split_key(dataset, data.limit_per_class, fractions, data.split.seed, data.classes, data.split.folds)
+        exclude = self._exclude(data.exclude)
+        chosen = {**({"conflicts": data.conflicts} if data.conflicts != "leave_out" else {}),
+                  **({"exclude": exclude_digest(exclude)} if exclude else {})}
+        key = split_key(dataset, data.limit_per_class, fractions, data.split.seed, data.classes, data.split.folds,
+                        chosen)
         if key in self.prepared:
             return self.prepared[key]
         if dataset not in self.sources:
@@ -59,33 +65,65 @@ class SplitStore:
             self._warn_layout(self.sources[dataset])
         source = select_classes(self.sources[dataset], data.classes)
         path = self.study_dir / "splits" / f"{key}.json"
-        hashes = None
+        checks = None
         if path.exists():
             split = Split.load(path)
             check_split_against_source(split, source, path, data.limit_per_class, self.log)
         else:
-            split, hashes = self._new_split(cfg, source, path, fractions)
+            split, checks = self._new_split(cfg, source, path, fractions, exclude)
         files = files_table(source, split_items(split))
         digest = record_table(self.study_dir / "splits", files)
+        hashes = {check.item: check.sha1 for check in checks or [] if check.sha1}
         record_content(self.study_dir / "splits", digest, files, source, hashes)
-        self.prepared[key] = PreparedData(split, source, files, digest)
+        check = self._check(path, split, source, digest, checks)
+        self.prepared[key] = PreparedData(split, source, files, digest, check)
         return self.prepared[key]
 
-    def _new_split(self, cfg: RunConfig, source, path: Path, fractions) -> tuple[Split, dict[str, str]]:
-        """A new split, and the SHA-1 of every file the inspection read (so they are not read twice)."""
+    def _exclude(self, setting: str | None) -> dict[str, str]:
+        if setting is None:
+            return {}
+        path = Path(setting).expanduser()
+        return read_exclude(path if path.is_absolute() else self.base / path)
+
+    def _new_split(self, cfg: RunConfig, source, path: Path, fractions, exclude: dict[str, str]) -> tuple[Split, list]:
+        """A new split, and the inspection's decode of every image (hashes read once, for the check too)."""
         data = cfg.data
-        checks = check_images(source, [item for items in source.items.values() for item, _ in items])
+        items = [item for items in source.items.values() for item, _ in items]
+        unknown = sorted(set(exclude) - set(items))
+        if exclude and len(unknown) == len(exclude):
+            raise DataError(f"data.exclude: none of its {len(exclude)} file(s) is an image of {source.root} "
+                            f"(e.g. {unknown[0]}); give paths relative to the dataset folder, as "
+                            "cnnstudy inspect and label_issues.csv write them")
+        if unknown:
+            self.log(f"warning: data.exclude: {len(unknown)} listed file(s) are not in {source.root}, e.g. {unknown[0]}")
+        checks = check_images(source, items)
         report = inspect_dataset(source, self.min_size(cfg), checks)
         split = make_split(source, fractions, data.split.seed, data.limit_per_class, data.on_bad_image,
-                           unreadable=report["unreadable"], folds=data.split.folds)
-        parts = {f"fold {j + 1}": part for j, part in enumerate(split.folds)} or \
-            {name: getattr(split, name) for name in PARTS}
-        split_of = {item: name for name, items in parts.items() for item, _ in items}
-        report["duplicates_across_study_split"] = duplicate_groups(checks, split_of)
+                           unreadable=report["unreadable"], folds=data.split.folds, copies=report["copies"] or [],
+                           keep_conflicts=data.conflicts == "keep", exclude=exclude)
         write_json(path.with_suffix(".inspect.json"), report)
-        self._warn_split(split, report, path)
+        if split.skipped:
+            listing = "".join(f"\n  {bad['file']}: {bad['reason']}" for bad in split.skipped[:20])
+            self.log(f"warning: left out {len(split.skipped)} unreadable image(s) of {split.dataset}:{listing}")
         split.save(path)
-        return split, {check.item: check.sha1 for check in checks if check.sha1}
+        return split, checks
+
+    def _check(self, path: Path, split: Split, source, files_digest: str, checks: list | None) -> dict:
+        """The split's data check: kept beside it while the split and its files are unchanged (a saved
+        split is checked once, by decoding its images then)."""
+        check_path = path.with_suffix(".check.json")
+        if check_path.exists() and checks is None:
+            saved = read_json(check_path)
+            if saved.get("files_digest") == files_digest and saved.get("digests", [None])[0] == split.digest:
+                return saved
+        if checks is None:
+            checks = check_images(source, split_items(split) + [entry["file"] for entry in split.excluded])
+        label_of = {item: label for items in source.items.values() for item, label in items}
+        check = {**split_check(split, checks, label_of), "files_digest": files_digest,
+                 "given_folders": source.layout.kind == "split folders"}
+        write_json(check_path, check)
+        self._say_check(check, path)
+        return check
 
     def _warn_layout(self, source) -> None:
         self.log(f"{source.root}: {source.layout.describe()}")
@@ -95,14 +133,16 @@ class SplitStore:
             self.log(f"warning: {len(source.stray_images)} image(s) of {source.root} lie outside any class "
                      f"folder and are not used, e.g. {source.stray_images[0]}")
 
-    def _warn_split(self, split: Split, report: dict, path: Path) -> None:
-        if split.skipped:
-            listing = "".join(f"\n  {bad['file']}: {bad['reason']}" for bad in split.skipped[:20])
-            self.log(f"warning: left out {len(split.skipped)} unreadable image(s) of {split.dataset}:{listing}")
-        leaks = report["duplicates_across_study_split"]
-        if leaks:
-            self.log(f"warning: {len(leaks)} image(s) appear in more than one of {'the folds' if split.folds else 'train/val/test'} "
-                     f"(see {path.with_suffix('.inspect.json')})")
+    def _say_check(self, check: dict, path: Path) -> None:
+        self.log(f"data check ({Path(check['dataset']).name}): {check_sentence(check)}")
+        if check["across_parts"]:
+            sides = "folds" if check["folded"] else "train/val/test"
+            self.log(f"warning: {len(check['across_parts'])} group(s) of copies lie on two sides of {sides} in {path}; "
+                     f"{len(check['leaked_test'])} scored image(s) have a copy on the training side, and the report "
+                     f"gives each run's test accuracy without them too (see {path.with_suffix('.check.json')}). "
+                     + ("They are in the dataset's own split folders: move or delete the copies to end it"
+                        if check["given_folders"] else
+                        f"A split made now keeps copies together: delete {path} and re-run with --force to make one"))
 
 
 def check_split_against_source(split: Split, source, path: Path, limit: int | None, log) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..fileio import read_json, write_json
 from .errors import DataError
+from .copies import copy_groups
 from .inspection import check_images
 
 Items = list[tuple[str, int]]
@@ -37,6 +38,13 @@ class Split:
     folds: list[Items] = field(default_factory=list)  # k-fold: the k test parts (train holds every image)
     fold_val: float = 0.0  # k-fold: the share of the other folds each fold validates on
     fold_seed: int = 0
+    excluded: list[dict] = field(default_factory=list)  # left out on purpose: {"file", "reason"}
+    groups: list[list[str]] = field(default_factory=list)  # copies kept in one part (a fold's val carve too)
+
+    @property
+    def together(self) -> dict[str, int]:
+        """item -> the number of its group of copies."""
+        return {item: number for number, group in enumerate(self.groups) for item in group}
 
     @property
     def digest(self) -> str:
@@ -51,19 +59,26 @@ class Split:
         other folds; train = the rest."""
         rest = [item for i, part in enumerate(self.folds) if i != j for item in part]
         rng = np.random.default_rng([self.fold_seed, j])
-        train, val = stratified_split(sorted(rest), (1 - self.fold_val, self.fold_val), rng)
+        train, val = stratified_split(sorted(rest), (1 - self.fold_val, self.fold_val), rng, self.together)
         k, where = len(self.folds), self.origin.get("train", "the images")
         others = "the other fold" if k == 2 else f"the other {k - 1} folds"
         origin = {"train": f"{others} of {where}, less validation",
                   "val": f"carved from {others}: {self.fold_val:.0%} of each class, seed {self.fold_seed}",
                   "test": f"fold {j + 1} of {k} of {where}"}
-        return Split(self.dataset, self.classes, train, val, list(self.folds[j]), self.skipped, origin)
+        return Split(self.dataset, self.classes, train, val, list(self.folds[j]), self.skipped, origin,
+                     excluded=self.excluded, groups=self.groups)
+
+    def folds_digest(self) -> str:
+        """What the folds are: the digests of the folds' own splits, in order."""
+        return folds_digest([self.fold(j).digest for j in range(len(self.folds))])
 
     def save(self, path: Path) -> None:
         saved = asdict(self)
-        if not self.folds:  # a split without folds is written as before folds existed (older cnnstudy reads it)
-            for key in ("folds", "fold_val", "fold_seed"):
-                saved.pop(key)
+        # Keys at their empty default are left out: such a split file reads as older cnnstudy wrote it.
+        optional = ("folds", "fold_val", "fold_seed") if not self.folds else ()
+        optional += tuple(key for key in ("excluded", "groups") if not saved[key])
+        for key in optional:
+            saved.pop(key)
         write_json(path, {**saved, "digest": self.digest})
 
     @classmethod
@@ -74,6 +89,7 @@ class Split:
             for key in PARTS:
                 raw[key] = [(item, int(label)) for item, label in raw[key]]
             raw["folds"] = [[(item, int(label)) for item, label in part] for part in raw.get("folds", [])]
+            raw["groups"] = [list(map(str, group)) for group in raw.get("groups", [])]
             return cls(**raw)
         except (ValueError, KeyError, TypeError) as err:
             raise DataError(f"{path} is not a readable split file ({err}); restore it from a backup. "
@@ -85,11 +101,19 @@ class Split:
                                   minlength=len(self.classes)).tolist() for name in PARTS}
 
 
+def folds_digest(digests: list[str]) -> str:
+    """What k folds are: the digests of their splits, in order (equal for runs on the same folds)."""
+    return hashlib.sha256(",".join(digests).encode()).hexdigest()
+
+
 def split_key(dataset: str, limit: int | None, fractions: tuple[float, float, float], seed: int,
-              classes: list[str] | None = None, folds: int | None = None) -> str:
-    # Without a class subset or folds the key is what it always was, so existing studies find their splits.
-    chosen = ([classes] if classes is not None or folds else []) + ([{"folds": folds}] if folds else [])
-    digest = hashlib.sha1(json.dumps([dataset, limit, fractions, seed, *chosen]).encode()).hexdigest()[:10]
+              classes: list[str] | None = None, folds: int | None = None, chosen: dict | None = None) -> str:
+    """The split's file name. `chosen`: what else decides which images go where (label conflicts kept,
+    the digest of data.exclude's list), only where set."""
+    # Without a class subset, folds or choices the key is what it always was, so existing studies find their splits.
+    parts = ([classes] if classes is not None or folds or chosen else []) + ([{"folds": folds}] if folds else [])
+    parts += [chosen] if chosen else []
+    digest = hashlib.sha1(json.dumps([dataset, limit, fractions, seed, *parts]).encode()).hexdigest()[:10]
     return f"{Path(dataset).name}-{digest}"
 
 
@@ -110,19 +134,43 @@ def limit_per_class(items: Items, limit: int | None, rng: np.random.Generator) -
     return kept
 
 
-def stratified_split(items: Items, fractions: tuple[float, ...], rng: np.random.Generator) -> list[Items]:
-    """Split each class by `fractions` (summing to 1); every class keeps at least one image in the first part."""
-    parts: list[Items] = [[] for _ in fractions]
-    for label, ids in sorted(_by_class(items).items()):
-        order = rng.permutation(len(ids))
-        sizes = [int(round(len(ids) * f)) for f in fractions[1:]]
-        sizes = [max(1, s) if f > 0 and len(ids) >= len(fractions) else s for s, f in zip(sizes, fractions[1:])]
-        while sum(sizes) >= len(ids) and any(sizes):
+def _units(items: Items, together: dict[str, int] | None) -> dict[int, list[list[int]]]:
+    """Per class, the units that go to one part together: positions in `items` of each group of copies
+    (`together`: item -> group number), a single image elsewhere. A group spanning classes (a kept label
+    conflict) belongs to the class of its first image. Units are in the order of their first image."""
+    units: dict[int, list[list[int]]] = defaultdict(list)
+    unit_of_group: dict[int, list[int]] = {}
+    for position, (item, label) in enumerate(items):
+        group = (together or {}).get(item)
+        if group is None:
+            units[label].append([position])
+        elif group in unit_of_group:
+            unit_of_group[group].append(position)
+        else:
+            unit_of_group[group] = [position]
+            units[label].append(unit_of_group[group])
+    return units
+
+
+def stratified_split(items: Items, fractions: tuple[float, ...], rng: np.random.Generator,
+                     together: dict[str, int] | None = None) -> list[Items]:
+    """Split each class by `fractions` (summing to 1); every class keeps at least one image in the first
+    part. A group of copies (`together`) goes whole to the part its first image would go to, so with no
+    groups this is a plain stratified split."""
+    parts: list[list[tuple[int, int]]] = [[] for _ in fractions]  # (class, position): class by class
+    for label, units in sorted(_units(items, together).items()):
+        count = sum(len(unit) for unit in units)
+        sizes = [int(round(count * f)) for f in fractions[1:]]
+        sizes = [max(1, s) if f > 0 and count >= len(fractions) else s for s, f in zip(sizes, fractions[1:])]
+        while sum(sizes) >= count and any(sizes):
             sizes[sizes.index(max(sizes))] -= 1
-        bounds = np.cumsum([len(ids) - sum(sizes)] + sizes)
-        for part, chunk in zip(parts, np.split(order, bounds[:-1])):
-            part += [(ids[i], label) for i in sorted(chunk)]
-    return parts
+        bounds = np.cumsum([count - sum(sizes)] + sizes)
+        placed = 0
+        for index in rng.permutation(len(units)):
+            part = int(np.searchsorted(bounds, placed, side="right"))
+            parts[part] += [(label, position) for position in units[index]]
+            placed += len(units[index])
+    return [[items[position] for _, position in sorted(part)] for part in parts]
 
 
 def _carved(share: float, source: str, seed: int) -> str:
@@ -130,40 +178,47 @@ def _carved(share: float, source: str, seed: int) -> str:
 
 
 def _from_split_folders(pools: dict[str, Items], folders: dict[str, str], fractions, seed: int,
-                        rng: np.random.Generator) -> tuple[Items, Items, Items, dict[str, str]]:
-    """Keep the folders' parts; carve a missing val from train and a missing test from val."""
+                        rng: np.random.Generator, together: dict[str, int]) -> tuple[Items, Items, Items, dict[str, str]]:
+    """Keep the folders' parts; carve a missing val from train and a missing test from val (copies kept
+    together within the carved folder; copies across the given folders are the user's split, kept)."""
     train, val, test = pools["train"], pools.get("val", []), pools.get("test", [])
     origin = {part: folders[part] for part in PARTS if pools.get(part)}
     f_train, f_val, f_test = fractions
     if not val and not test:
-        train, val, test = stratified_split(train, fractions, rng)
+        train, val, test = stratified_split(train, fractions, rng, together)
         origin.update(val=_carved(f_val, folders["train"], seed),
                       test=_carved(f_test, folders["train"], seed))
     elif not val:
         share = f_val / (f_train + f_val)
-        train, val = stratified_split(train, (1 - share, share), rng)
+        train, val = stratified_split(train, (1 - share, share), rng, together)
         origin["val"] = _carved(share, folders["train"], seed)
     elif not test and f_test > 0:
         # The folder's own held-out images are split into model selection (val) and a final score (test).
         share = f_test / (f_val + f_test)
-        val, test = stratified_split(val, (1 - share, share), rng)
+        val, test = stratified_split(val, (1 - share, share), rng, together)
         origin["test"] = _carved(share, folders["val"], seed)
     return train, val, test, origin
 
 
-def deal_folds(items: Items, k: int, rng: np.random.Generator) -> list[Items]:
+def deal_folds(items: Items, k: int, rng: np.random.Generator, together: dict[str, int] | None = None) -> list[Items]:
     """Stratified folds: each class shuffled and dealt round-robin, so fold sizes per class differ by at most
-    one; each class's deal starts where the last one stopped, so the folds' totals differ by at most one too."""
-    folds: list[Items] = [[] for _ in range(k)]
-    start = 0
-    for label, ids in sorted(_by_class(items).items()):
-        for position, i in enumerate(rng.permutation(len(ids))):
-            folds[(start + position) % k].append((ids[i], label))
-        start = (start + len(ids)) % k
-    return [sorted(fold) for fold in folds]
+    one; each class's deal starts where the last one stopped, so the folds' totals differ by at most one too.
+    A group of copies (`together`) is dealt whole, larger groups first, each to the fold holding the fewest
+    images of its class (the next in the round on a tie), as scikit-learn's StratifiedGroupKFold balances."""
+    folds: list[list[int]] = [[] for _ in range(k)]
+    cursor = 0
+    for label, units in sorted(_units(items, together).items()):
+        held = [0] * k
+        shuffled = [units[i] for i in rng.permutation(len(units))]
+        for unit in sorted(shuffled, key=len, reverse=True):  # stable: singletons keep the shuffled order
+            fold = min(((cursor + step) % k for step in range(k)), key=lambda f: held[f])
+            folds[fold] += unit
+            held[fold] += len(unit)
+            cursor = (fold + 1) % k
+    return [sorted(items[position] for position in fold) for fold in folds]
 
 
-def _folded(source, pools: dict[str, Items], fractions, seed: int, folds: int, rng) -> tuple[Items, dict, list]:
+def _folded(source, pools: dict[str, Items], folds: int, rng, together: dict[str, int]) -> tuple[Items, dict, list]:
     """Every image (class folders, or train/ + val/ of split folders) dealt into folds."""
     if pools.get("test"):
         raise DataError(f"data.split.folds: {source.root} has its own test/ folder. Cross-validation tests every "
@@ -176,48 +231,74 @@ def _folded(source, pools: dict[str, Items], fractions, seed: int, folds: int, r
     if short:
         raise DataError(f"data.split.folds {folds}: class(es) {', '.join(short)} of {source.root} have fewer images "
                         "than folds, so some fold would test none of them; lower split.folds or add images")
-    return items, {"train": where}, deal_folds(items, folds, rng)
+    return items, {"train": where}, deal_folds(items, folds, rng, together)
 
 
 def make_split(source, fractions: tuple[float, float, float], seed: int, limit: int | None,
-               on_bad_image: str = "skip", unreadable: list[dict] | None = None, folds: int | None = None) -> Split:
-    """Split `source`, leaving out unreadable images (found by decoding, unless already known); with
+               on_bad_image: str = "skip", unreadable: list[dict] | None = None, folds: int | None = None,
+               copies: list[dict] | None = None, keep_conflicts: bool = False,
+               exclude: dict[str, str] | None = None) -> Split:
+    """Split `source`, leaving out unreadable images (found by decoding, unless already known), the files
+    of `exclude` (file -> why) and, unless `keep_conflicts`, every copy of a photo filed under two classes;
+    each group of `copies` (copies.copy_groups, found by decoding unless given) stays in one part. With
     `folds`, into stratified folds (see `Split.fold`)."""
     rng = np.random.default_rng(seed)
     pools = {name: limit_per_class(items, limit, rng) for name, items in sorted(source.items.items())}
-    if unreadable is None:
+    if unreadable is None or copies is None:
         checks = check_images(source, [item for items in pools.values() for item, _ in items])
         unreadable = [{"file": c.item, "reason": c.reason} for c in checks if c.reason]
+        label_of = {item: label for items in pools.values() for item, label in items}
+        copies = copy_groups(checks, label_of, source.classes)
     pooled = {item for items in pools.values() for item, _ in items}
     skipped = [bad for bad in unreadable if bad["file"] in pooled]
     if skipped and on_bad_image == "fail":
         listing = "\n".join(f"  {source.root / s['file']}: {s['reason']}" for s in skipped[:20])
         raise DataError(f"{len(skipped)} unreadable image(s) in {source.root} (data.on_bad_image: fail):\n"
                         f"{listing}\nFix or delete them, or set data.on_bad_image: skip")
-    bad = {s["file"] for s in skipped}
+    excluded = [{"file": item, "reason": why} for item, why in sorted((exclude or {}).items()) if item in pooled]
+    groups = [[item for item in group["files"] if item in pooled] for group in copies]
+    label_of = {item: label for items in pools.values() for item, label in items}
+    if not keep_conflicts:
+        excluded += conflict_exclusions(groups, label_of, source.classes)
+    bad = {s["file"] for s in skipped} | {e["file"] for e in excluded}
     pools = {name: [it for it in items if it[0] not in bad] for name, items in pools.items()}
+    groups = [kept for kept in ([item for item in group if item not in bad] for group in groups) if len(kept) > 1]
+    together = {item: number for number, group in enumerate(groups) for item in group}
+    extra = {"excluded": excluded, "groups": groups}
     if folds:
-        items, origin, dealt = _folded(source, pools, fractions, seed, folds, rng)
+        items, origin, dealt = _folded(source, pools, folds, rng, together)
         split = Split(str(source.root), list(source.classes), items, [], [], skipped, origin, dealt,
-                      fractions[1] / (fractions[0] + fractions[1]), seed)
+                      fractions[1] / (fractions[0] + fractions[1]), seed, **extra)
         if any(not split.fold(j).val for j in range(folds)):
             raise DataError(f"data.split.folds {folds}: {source.root} is too small for that many folds with "
                             f"split.val {fractions[1]}: some fold gets no validation images; lower split.folds "
                             "or raise split.val")
         return split
     if "all" in pools:
-        train, val, test = stratified_split(pools["all"], fractions, rng)
+        train, val, test = stratified_split(pools["all"], fractions, rng, together)
         origin = {"train": "class folders", "val": _carved(fractions[1], "class folders", seed),
                   "test": _carved(fractions[2], "class folders", seed)}
     else:
         slash = "/" if source.layout.kind == "split folders" else ""
         names = {part: f"{folder}{slash}" for part, folder in source.layout.folders.items()}
-        train, val, test, origin = _from_split_folders(pools, names, fractions, seed, rng)
+        train, val, test, origin = _from_split_folders(pools, names, fractions, seed, rng, together)
     parts = {"train": train, "val": val, "test": test}
     split = Split(str(source.root), list(source.classes), train, val, test, skipped,
-                  {part: origin[part] for part in PARTS if parts[part]})
+                  {part: origin[part] for part in PARTS if parts[part]}, **extra)
     _check_classes(split, source)
     return split
+
+
+def conflict_exclusions(groups: list[list[str]], label_of: dict[str, int], classes: list[str]) -> list[dict]:
+    """Every member of a group of copies filed under more than one class, with the classes it is filed under."""
+    left_out = []
+    for group in groups:
+        labels = sorted({label_of[item] for item in group})
+        if len(labels) > 1:
+            under = " and ".join(classes[label] for label in labels)
+            left_out += [{"file": item, "reason": f"label conflict: the same photo is filed under {under}"}
+                         for item in sorted(group)]
+    return left_out
 
 
 def _check_classes(split: Split, source) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 RUN_PLOTS = ["curves.png", "roc.png", "confusion.png", "predictions.png", "gradcam.png", "why_wrong.png",
              "reliability.png"]
 # Photographs (grids of images): embedded in report.html as JPEG, where PNG would make it tens of MB.
-PHOTO_PLOTS = ("predictions.png", "gradcam.png", "why_wrong.png", "cam-")
+PHOTO_PLOTS = ("predictions.png", "gradcam.png", "why_wrong.png", "cam-", "data-")
 
 CAPTIONS = {
     "curves.png": "Loss (left) and accuracy (right) per epoch, on the training images as trained and on the "
@@ -29,6 +29,10 @@ CAPTIONS = {
     "val_curves.png": "Validation accuracy per epoch of every run: the mean over its repeats (and folds), their range shaded.",
     "sweep-": "Each trial's score on the validation images against each swept setting: dots finished, crosses "
               "stopped early (their last score), the star the best.",
+    "data-copies": "Groups of copies the data check found (one row a group, at most 5 images shown): each image "
+                   "with its class and the part of the split it is in; a row under two classes is a label conflict.",
+    "data-labels": "Likely mislabels, the most likely first: each image with the label it has and the one its "
+                   "out-of-fold predictions suggest (score: the probability given to its own label).",
     "cam-": "The same test images through each run's Grad-CAM for the class it predicted: the image, then one "
             "column per run.",
 }

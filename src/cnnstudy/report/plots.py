@@ -229,3 +229,21 @@ def plot_cam_side_by_side(pixels: np.ndarray, maps: dict[str, np.ndarray], truth
     for ax in axes.flat:
         ax.axis("off")
     return _save(fig, path)
+
+
+def plot_thumbnail_rows(rows: list[tuple[str, list[tuple[Path, str]]]], path: Path) -> Path:
+    """One row a group: its title at the left, then its images, each captioned."""
+    columns = max(len(images) for _, images in rows)
+    fig, axes = plt.subplots(len(rows), columns + 1, figsize=(2.0 * (columns + 1), 2.2 * len(rows)), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for line, (title, images) in zip(axes, rows):
+        line[0].text(0.0, 0.5, title, fontsize=9, va="center", ha="left", wrap=True)
+        for ax, (file, label) in zip(line[1:], images):
+            try:
+                with Image.open(file) as image:
+                    ax.imshow(image.convert("RGB"))
+            except OSError:
+                ax.text(0.5, 0.5, "(not on disk)", fontsize=8, ha="center")
+            ax.set_title(label, fontsize=8)
+    return _save(fig, path)

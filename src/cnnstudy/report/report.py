@@ -13,6 +13,7 @@ import numpy as np
 from . import plots
 from .captions import RUN_PLOTS
 from .compare import CONFIRMATORY, EXPLORATORY, comparisons, phase_compare
+from .datacheck import data_lines, data_section
 from ..fileio import atomic_write_text, read_jsonl
 from .findings import answer, calibration_notes, points
 from .groups import Group, group_records
@@ -312,8 +313,8 @@ def build_report(study_dir: str | Path) -> tuple[Path, Path]:
     groups = group_records(records)
     found = comparisons(groups, phase_compare(study_phases(study_dir)))
     blocks: Blocks = [("h1", f"Study report: {study_dir.name}"), *roles_blocks(study_dir, records),
-                      *answer_blocks(study_dir, records, groups, found),
-                      *phase_blocks(study_dir, by_run, {g.run_id: g for g in groups}),
+                      *data_lines(study_dir, records), *answer_blocks(study_dir, records, groups, found),
+                      *data_section(study_dir, records), *phase_blocks(study_dir, by_run, {g.run_id: g for g in groups}),
                       ("h2", "All runs"), ("p", SUMMARY_NOTE), ("table", (summary_rows(records), COLUMNS))]
     atomic_write_text(study_dir / "report.md", to_markdown(blocks, study_dir))
     atomic_write_text(study_dir / "report.html", to_html(blocks, f"cnnstudy: {study_dir.name}"))

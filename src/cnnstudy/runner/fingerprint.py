@@ -27,7 +27,11 @@ ADDED_KEYS = {"data.classes": None, "sweep": None, "calibrate": False, "verdict.
 # does not use them keeps the fingerprint it had, and the runs made before them are not stale.
 RECIPE_DEFAULTS = {key: field.default for key, field in TrainConfig.model_fields.items()
                    if key not in ("epochs", "batch_size", "lr", "weight_decay", "precision")}
-OMITTED = {f"train.{key}": value for key, value in RECIPE_DEFAULTS.items()}
+# Data settings left out of a fingerprint while at their default, so that runs made before them keep
+# theirs (what they change shows in the split's digest).
+DATA_DEFAULTS = {"conflicts": "leave_out", "exclude": None}
+OMITTED = {**{f"train.{key}": value for key, value in RECIPE_DEFAULTS.items()},
+           **{f"data.{key}": value for key, value in DATA_DEFAULTS.items()}}
 # Since 0.5 weight decay spares normalization layers and biases; before, it decayed every parameter.
 DECAY_KEY = "decay_spares"
 
@@ -42,6 +46,9 @@ def make_fingerprint(cfg: RunConfig, split: Split, inputs: dict[str, dict], data
         config["train"][DECAY_KEY] = "normalization and biases"
     if cfg.data.split.folds is None:  # as before folds existed: a single-split run keeps its fingerprint
         config["data"]["split"].pop("folds")
+    for key, default in DATA_DEFAULTS.items():
+        if config["data"][key] == default:
+            config["data"].pop(key)
     return {"config": config,
             "split": {"dataset": split.dataset, "digest": split.digest, "data": data},
             "inputs": inputs}

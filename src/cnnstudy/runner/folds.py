@@ -1,6 +1,7 @@
 """k-fold cross-validation, pooled: once every fold of a run (of one repeat) has finished, its folder
-gets the out-of-fold predictions of every image (each from the fold model that never saw it) and a
-metrics.json computed from them, beside f0 ... f<k-1>. To the report the folder is then a run like
+gets the out-of-fold predictions of every image (each from the fold model that never saw it), a
+metrics.json computed from them and label_issues.csv (cleanlab's likely mislabels from those
+predictions), beside f0 ... f<k-1>. To the report the folder is then a run like
 any other, scored on all N images; the per-fold numbers are kept under "folds".
 
 The pooled fingerprint.json lists the digest of every fold's own fingerprint, and the records check
@@ -8,14 +9,14 @@ them (runner/records.py), so pooled numbers are never shown for folds that chang
 """
 from __future__ import annotations
 
-import hashlib
 import shutil
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from ..data.splits import Split
+from ..data.labels import rank_label_issues, write_label_issues
+from ..data.splits import Split, folds_digest
 from ..fileio import read_json, write_json
 from ..training.calibration import ece, nll, softmax
 from ..training.metrics import classification_metrics
@@ -63,14 +64,11 @@ def pool_folder(folder: Path, plans: list) -> dict:
             scaled = scaled_pool([p for _, p in folds], metrics["calibration"]["per_fold"])
             pooled["scaled_probs"] = softmax(scaled["logits"], 1.0)
         save_predictions(folder / "predictions.npz", outputs, split)
+        write_label_issues(folder / "label_issues.csv", rank_label_issues(
+            pooled["probs"], pooled["targets"], pooled["ids"].tolist(), metrics["classes"]))
         write_plots(folder, cfg, [], metrics, outputs, split, plans[0].data.source)
     write_json(folder / "metrics.json", metrics)
     return metrics
-
-
-def folds_digest(digests: list[str]) -> str:
-    """What the folds are: the digests of their splits, in order (equal for runs on the same folds)."""
-    return hashlib.sha256(",".join(digests).encode()).hexdigest()
 
 
 def pooled_outputs(predictions: list[dict]) -> dict:
