@@ -147,7 +147,7 @@ def test_inspect_labels_ranks_a_moved_image_first(tmp_path, capsys):
     Image.open(data / "green" / "green_001.png").convert("L").save(data / "green" / "grey.png")
     (data / "lonely").mkdir()
     Image.open(data / "green" / "green_002.png").save(data / "lonely" / "only.png")
-    assert main(["inspect", str(data), "--labels", "--json"]) == 0
+    assert main(["inspect", str(data), "--labels-csv", str(tmp_path / "issues.csv"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     check = report["label_check"]
     assert report["unreadable"] == []  # CMYK and greyscale decode, hash and are probed as RGB
@@ -156,3 +156,5 @@ def test_inspect_labels_ranks_a_moved_image_first(tmp_path, capsys):
     assert "blue/red_004.png" in ranked[:2], ranked
     assert next(r for r in check["label_issues"] if r["file"] == "blue/red_004.png")["suggested_label"] == "red"
     assert check["not_checked"] == ["lonely/only.png"]
+    rows = (tmp_path / "issues.csv").read_text().splitlines()
+    assert rows[0] == "file,given_label,suggested_label,score" and len(rows) == len(ranked) + 1

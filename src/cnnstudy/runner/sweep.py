@@ -32,7 +32,7 @@ BASE_SUFFIX = ".base"
 STATE_FILE, TABLE_FILE, STORAGE_FILE, TRIALS_DIR = "sweep.json", "sweep.csv", "sweep.db", "trials"
 # Swept keys that would change the split (so val_acc would compare other images) or the run's identity.
 FIXED_KEYS = ("name", "phase", "repeats", "sweep", "seed", "device", "data.dataset", "data.split",
-              "data.limit_per_class", "data.classes")
+              "data.limit_per_class", "data.classes", "data.conflicts", "data.exclude")
 # Swept keys the trials would not honour: a trial starts from the run's own init_from checkpoint.
 UNHONOURED_KEYS = ("model.init_from",)
 
