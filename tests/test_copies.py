@@ -165,3 +165,15 @@ def test_a_split_without_copies_or_exclusions_is_saved_as_before(tmp_path):
 def test_a_tiny_dataset_hashes_and_groups(count):
     checks = [ImageCheck(f"c/{i}.png", None, 1, 1, f"s{i}", image_hash(photo(i))) for i in range(count)]
     assert copy_groups(checks, {c.item: 0 for c in checks}, ["c"]) == []
+
+
+def test_a_split_is_checked_only_for_its_own_images():
+    """Copies among images the split did not draw (limit_per_class) are not the split's concern."""
+    from cnnstudy.data.datacheck import split_check
+
+    same, other = image_hash(photo(7)), image_hash(photo(8))
+    checks = [ImageCheck("a/in.png", None, 1, 1, "x", other), ImageCheck("a/out1.png", None, 1, 1, "y", same),
+              ImageCheck("a/out2.png", None, 1, 1, "y", same), ImageCheck("b/in.png", None, 1, 1, "z", image_hash(photo(9)))]
+    split = Split("d", ["a", "b"], [("a/in.png", 0)], [("b/in.png", 1)], [])
+    check = split_check(split, checks, {"a/in.png": 0, "a/out1.png": 0, "a/out2.png": 0, "b/in.png": 1})
+    assert check["copies"] == [] and check["images"] == 2 and check["summary"] == "no copies found"

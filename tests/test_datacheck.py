@@ -158,3 +158,13 @@ def test_inspect_labels_ranks_a_moved_image_first(tmp_path, capsys):
     assert check["not_checked"] == ["lonely/only.png"]
     rows = (tmp_path / "issues.csv").read_text().splitlines()
     assert rows[0] == "file,given_label,suggested_label,score" and len(rows) == len(ranked) + 1
+
+
+def test_a_second_run_reuses_every_run_and_its_check(study):
+    tmp, study_dir, _ = study
+    # (a folded run's pooled metrics.json is pooled again on each run: only the units themselves count)
+    before = {p: p.stat().st_mtime_ns for p in study_dir.rglob("metrics.json") if not (p.parent / "f0").is_dir()}
+    lines = []
+    run_study(tmp / "s.yaml", [], out_dir=tmp / "runs", log=lines.append)
+    assert {p: p.stat().st_mtime_ns for p in before} == before  # nothing trained again
+    assert not [line for line in lines if "newer than the study's split" in line or line.startswith("data check")]

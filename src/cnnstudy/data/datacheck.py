@@ -39,9 +39,10 @@ def leaked_test(split: Split, groups: list[dict]) -> list[str]:
 
 
 def split_check(split: Split, checks: list, label_of: dict[str, int]) -> dict:
-    """The check of `split` from the decoded images (`checks`: the split's images and those it left out)."""
+    """The check of `split` from the decoded images (`checks`: at least the split's images and those it
+    left out; images outside the split, such as those limit_per_class did not draw, are not its concern)."""
     where = part_of(split)
-    groups = copy_groups(checks, label_of, split.classes, where)
+    groups = copy_groups([check for check in checks if check.item in where], label_of, split.classes, where)
     for group in groups:
         group["part_of_file"] = [where.get(item, LEFT_OUT) for item in group["files"]]
     used = [len({p for p in g["parts"] if p != LEFT_OUT}) for g in groups]

@@ -158,7 +158,7 @@ def check_split_against_source(split: Split, source, path: Path, limit: int | No
         raise DataError(f"{len(gone)} image(s) of the study's split {path} are no longer in {source.root} "
                         f"(e.g. {', '.join(gone[:3])}). Put them back; or delete {path} and re-run with "
                         "--force to make a new split and redo every run on this dataset")
-    unused = len(available) - len(in_split) - len(split.skipped)
+    unused = len(available) - len(in_split) - len(split.skipped) - len(split.excluded)
     if limit is None and unused > 0:
         log(f"note: {unused} image(s) in {source.root} are newer than the study's split {path} and not used; "
             "delete that file and re-run with --force to include them")

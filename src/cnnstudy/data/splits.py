@@ -244,10 +244,10 @@ def make_split(source, fractions: tuple[float, float, float], seed: int, limit: 
     `folds`, into stratified folds (see `Split.fold`)."""
     rng = np.random.default_rng(seed)
     pools = {name: limit_per_class(items, limit, rng) for name, items in sorted(source.items.items())}
+    label_of = {item: label for items in pools.values() for item, label in items}
     if unreadable is None or copies is None:
-        checks = check_images(source, [item for items in pools.values() for item, _ in items])
+        checks = check_images(source, list(label_of))
         unreadable = [{"file": c.item, "reason": c.reason} for c in checks if c.reason]
-        label_of = {item: label for items in pools.values() for item, label in items}
         copies = copy_groups(checks, label_of, source.classes)
     pooled = {item for items in pools.values() for item, _ in items}
     skipped = [bad for bad in unreadable if bad["file"] in pooled]
@@ -257,7 +257,6 @@ def make_split(source, fractions: tuple[float, float, float], seed: int, limit: 
                         f"{listing}\nFix or delete them, or set data.on_bad_image: skip")
     excluded = [{"file": item, "reason": why} for item, why in sorted((exclude or {}).items()) if item in pooled]
     groups = [[item for item in group["files"] if item in pooled] for group in copies]
-    label_of = {item: label for items in pools.values() for item, label in items}
     if not keep_conflicts:
         excluded += conflict_exclusions(groups, label_of, source.classes)
     bad = {s["file"] for s in skipped} | {e["file"] for e in excluded}
