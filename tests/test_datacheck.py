@@ -40,6 +40,7 @@ PHASES = """
       - {name: folded, model: cnn_slim, data: {split: {folds: 3}}}
       - {name: trimmed, model: cnn_slim, data: {exclude: drop.txt}}
       - {name: given, model: cnn_slim, data: {dataset: %s}}
+      - {name: subset, model: cnn_slim, data: {classes: [red, blue], exclude: other_class.txt}}
 """
 
 
@@ -48,6 +49,7 @@ def study(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("datacheck")
     data, given = planted(tmp / "colors"), leaky_split_folders(tmp / "given")
     (tmp / "drop.txt").write_text("# checked by hand\nred/red_005.png\ngreen/green_007.png  # blurry\n")
+    (tmp / "other_class.txt").write_text("green/green_003.png\n")  # a class the run does not use: no typo
     study_file = write_study(tmp / "s.yaml", data, PHASES % given, "  train: {epochs: 1, batch_size: 8}")
     lines = []
     return tmp, run_study(study_file, [], out_dir=tmp / "runs", log=lines.append), lines
@@ -80,8 +82,25 @@ def test_folds_keep_copies_together_and_write_ranked_label_issues(study):
     folds = Split.load(next(p for p in split_files(study_dir) if "folds" in read_json(p)))
     fold_of = {item: j for j, fold in enumerate(folds.folds) for item, _ in fold}
     assert fold_of["red/red_000.png"] == fold_of["red/red_000_small.jpg"] and metrics["split"]["sizes"]["test"] > 0
-    header = (study_dir / "p" / "folded" / "label_issues.csv").read_text().splitlines()[0]
-    assert header == "file,given_label,suggested_label,score"
+    rows = (study_dir / "p" / "folded" / "label_issues.csv").read_text().splitlines()
+    assert rows[0] == "file,given_label,suggested_label,score"
+    scores = [float(row.split(",")[3]) for row in rows[1:]]
+    assert scores == sorted(scores)  # the most likely mislabel (lowest probability of its label) first
+    assert all((tmp_of(study_dir) / "colors" / row.split(",")[0]).exists() for row in rows[1:])
+    pooled = read_json(study_dir / "p" / "folded" / "fingerprint.json")["config"]["data"]
+    assert "conflicts" not in pooled and "exclude" not in pooled  # at their defaults: as before they existed
+
+
+def tmp_of(study_dir: Path) -> Path:
+    return study_dir.parents[1]
+
+
+def test_a_class_subset_is_checked_too_and_ignores_exclusions_of_other_classes(study):
+    _, study_dir, _ = study
+    split = split_of(study_dir, "subset")
+    where = {item: part for part in PARTS for item, _ in getattr(split, part)}
+    assert where["red/red_000.png"] == where["red/red_000_small.jpg"]
+    assert "red/blue_002_as_red.png" not in where and "blue/blue_002.png" not in where
 
 
 def test_data_exclude_leaves_files_out_and_makes_its_own_split(study):
@@ -113,7 +132,7 @@ def test_the_report_opens_with_what_the_check_found(study):
     _, study_dir, _ = study
     first = (study_dir / "report.md").read_text().split("## The answer")[0]
     assert "colors" in first and "3 group(s) of copies" in first and "kept together" in first
-    assert (study_dir / "plots").glob("data-copies-*.png")
+    assert any((study_dir / "plots").glob("data-copies-*.png"))
 
 
 def test_a_bad_exclude_file_is_named(tmp_path, image_folder):
@@ -168,3 +187,36 @@ def test_a_second_run_reuses_every_run_and_its_check(study):
     run_study(tmp / "s.yaml", [], out_dir=tmp / "runs", log=lines.append)
     assert {p: p.stat().st_mtime_ns for p in before} == before  # nothing trained again
     assert not [line for line in lines if "newer than the study's split" in line or line.startswith("data check")]
+
+
+def test_folds_refuse_a_class_with_fewer_distinct_photos_than_folds(tmp_path):
+    from cnnstudy.data.sources import scan_folder
+    from cnnstudy.data.splits import make_split
+
+    data = make_image_folder(tmp_path / "d", per_class=6, size=64)
+    for i in range(1, 6):  # every blue image is a copy of one photo
+        shutil.copy(data / "blue" / "blue_000.png", data / "blue" / f"blue_00{i}.png")
+    with pytest.raises(DataError, match=r"blue \(6 images, 1 distinct\)"):
+        make_split(scan_folder(data), (0.7, 0.15, 0.15), 0, None, folds=3)
+
+
+def test_an_exclude_csv_saved_by_a_spreadsheet_is_read(tmp_path):
+    from cnnstudy.data.datacheck import read_exclude
+
+    (tmp_path / "x.csv").write_text("\ufefffile,given_label,suggested_label,score\nred/red_005.png,red,blue,0.1\n",
+                                    encoding="utf-8")
+    assert list(read_exclude(tmp_path / "x.csv")) == ["red/red_005.png"]
+
+
+def test_a_saved_split_that_kept_a_conflict_says_so_without_blaming_the_setting(tmp_path):
+    from cnnstudy.data.datacheck import check_sentence, split_check
+    from cnnstudy.data.inspection import check_images
+    from cnnstudy.data.sources import scan_folder
+
+    data = planted(tmp_path / "d")
+    source = scan_folder(data)
+    items = sorted(source.items["all"])
+    old = Split(str(data), source.classes, items[:-6], items[-6:-3], items[-3:])  # as made before the check
+    check = split_check(old, check_images(source, [i for i, _ in items]), dict(items))
+    assert "2 photo(s) under two classes kept (a saved split, made before conflicts were left out)" in \
+        check_sentence(check)

@@ -38,7 +38,7 @@ def leaked_test(split: Split, groups: list[dict]) -> list[str]:
     return sorted(leaked)
 
 
-def split_check(split: Split, checks: list, label_of: dict[str, int]) -> dict:
+def split_check(split: Split, checks: list, label_of: dict[str, int], conflicts_setting: str = "leave_out") -> dict:
     """The check of `split` from the decoded images (`checks`: at least the split's images and those it
     left out; images outside the split, such as those limit_per_class did not draw, are not its concern)."""
     where = part_of(split)
@@ -50,11 +50,11 @@ def split_check(split: Split, checks: list, label_of: dict[str, int]) -> dict:
     digests = [split.digest] + ([split.fold(j).digest for j in range(len(split.folds))] + [split.folds_digest()]
                                 if split.folds else [])
     return {"dataset": split.dataset, "digests": digests, "images": sum(p != LEFT_OUT for p in where.values()),
-            "searched": any(c.phash for c in checks) or all(c.reason for c in checks),
+            "searched": any(c.phash for c in checks) or (bool(checks) and all(c.reason for c in checks)),
             "summary": copies_summary(groups), "copies": groups, "conflicts": conflicts(groups),
             "within_one_part": used.count(1), "across_parts": crossing,
             "leaked_test": leaked_test(split, groups), "excluded": split.excluded,
-            "unreadable": len(split.skipped), "folded": bool(split.folds)}
+            "unreadable": len(split.skipped), "folded": bool(split.folds), "conflicts_setting": conflicts_setting}
 
 
 def check_sentence(check: dict) -> str:
@@ -69,9 +69,12 @@ def check_sentence(check: dict) -> str:
         said.append(f"{check['within_one_part']} kept together (in one part or fold)")
     if check["across_parts"]:
         said.append(f"{len(check['across_parts'])} split apart ({'across folds' if check['folded'] else 'across train/val/test'})")
-    if conflicted:
-        said.append(f"{len(left)} photo(s) under two classes left out" if left else
-                    f"{conflicted} photo(s) under two classes kept (data.conflicts: keep)")
+    if left:
+        said.append(f"{len(left)} photo(s) under two classes left out")
+    if conflicted > len(left):
+        why = "data.conflicts: keep" if check.get("conflicts_setting") == "keep" else \
+            "a saved split, made before conflicts were left out"
+        said.append(f"{conflicted - len(left)} photo(s) under two classes kept ({why})")
     if chosen:
         said.append(f"{chosen} file(s) left out by data.exclude")
     if check["leaked_test"]:
@@ -83,7 +86,7 @@ def read_exclude(path: Path) -> dict[str, str]:
     """data.exclude: relative paths to leave out, one a line ('#' starts a comment), or a CSV with a
     'file' column (label_issues.csv as `inspect --labels` and folded runs write it)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # spreadsheets save CSV with a byte-order mark
     except OSError as err:
         raise DataError(f"data.exclude: cannot read {path} ({err.strerror or err}); give a file of relative "
                         "image paths, one a line, or a CSV with a 'file' column") from None

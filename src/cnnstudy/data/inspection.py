@@ -58,7 +58,7 @@ def check_images(source, items: list[str], workers: int = 4) -> list[ImageCheck]
     if hasattr(source, "arrays"):
         height, width = next(iter(source.arrays.values()))[0].shape[1:3]
         return [ImageCheck(item, None, int(width), int(height)) for item in items]
-    if not isinstance(source, FolderSource):
+    if not isinstance(getattr(source, "base", source), FolderSource):  # a class subset reads its folder's files
         return []
     with ThreadPoolExecutor(workers) as pool:
         return list(pool.map(lambda item: _check(source, item), items))

@@ -75,7 +75,7 @@ class SplitStore:
         digest = record_table(self.study_dir / "splits", files)
         hashes = {check.item: check.sha1 for check in checks or [] if check.sha1}
         record_content(self.study_dir / "splits", digest, files, source, hashes)
-        check = self._check(path, split, source, digest, checks)
+        check = self._check(path, split, source, digest, checks, data.conflicts)
         self.prepared[key] = PreparedData(split, source, files, digest, check)
         return self.prepared[key]
 
@@ -89,7 +89,9 @@ class SplitStore:
         """A new split, and the inspection's decode of every image (hashes read once, for the check too)."""
         data = cfg.data
         items = [item for items in source.items.values() for item, _ in items]
-        unknown = sorted(set(exclude) - set(items))
+        # Judged against the whole dataset: a listed file of a class this run does not use is no typo.
+        everything = {item for items in getattr(source, "base", source).items.values() for item, _ in items}
+        unknown = sorted(set(exclude) - everything)
         if exclude and len(unknown) == len(exclude):
             raise DataError(f"data.exclude: none of its {len(exclude)} file(s) is an image of {source.root} "
                             f"(e.g. {unknown[0]}); give paths relative to the dataset folder, as "
@@ -108,7 +110,8 @@ class SplitStore:
         split.save(path)
         return split, checks
 
-    def _check(self, path: Path, split: Split, source, files_digest: str, checks: list | None) -> dict:
+    def _check(self, path: Path, split: Split, source, files_digest: str, checks: list | None,
+               conflicts: str) -> dict:
         """The split's data check: kept beside it while the split and its files are unchanged (a saved
         split is checked once, by decoding its images then)."""
         check_path = path.with_suffix(".check.json")
@@ -119,7 +122,7 @@ class SplitStore:
         if checks is None:
             checks = check_images(source, split_items(split) + [entry["file"] for entry in split.excluded])
         label_of = {item: label for items in source.items.values() for item, label in items}
-        check = {**split_check(split, checks, label_of), "files_digest": files_digest,
+        check = {**split_check(split, checks, label_of, conflicts), "files_digest": files_digest,
                  "given_folders": source.layout.kind == "split folders"}
         write_json(check_path, check)
         self._say_check(check, path)

@@ -226,11 +226,18 @@ def _folded(source, pools: dict[str, Items], folds: int, rng, together: dict[str
                         "folder's own split, or move test/'s images into train/ to fold over all of them")
     items = sorted(pools.get("all", []) + pools.get("train", []) + pools.get("val", []))
     where = "class folders" if "all" in pools else "train/ + val/"
-    short = [f"{name} ({n})" for name, n in zip(source.classes, np.bincount(
-        [label for _, label in items], minlength=len(source.classes))) if n < folds]
+    counts = np.bincount([label for _, label in items], minlength=len(source.classes))
+    short = [f"{name} ({n})" for name, n in zip(source.classes, counts) if n < folds]
     if short:
         raise DataError(f"data.split.folds {folds}: class(es) {', '.join(short)} of {source.root} have fewer images "
                         "than folds, so some fold would test none of them; lower split.folds or add images")
+    units = _units(items, together)  # a group of copies goes to one fold: it counts once
+    few = [f"{name} ({counts[k]} images, {len(units[k])} distinct)" for k, name in enumerate(source.classes)
+           if len(units[k]) < folds]
+    if few:
+        raise DataError(f"data.split.folds {folds}: class(es) {', '.join(few)} of {source.root} have fewer distinct "
+                        "photos than folds (copies of one photo stay in one fold), so some fold would test or train "
+                        "on none of them; lower split.folds, or add photos to those classes")
     return items, {"train": where}, deal_folds(items, folds, rng, together)
 
 

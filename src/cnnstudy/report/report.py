@@ -13,7 +13,7 @@ import numpy as np
 from . import plots
 from .captions import RUN_PLOTS
 from .compare import CONFIRMATORY, EXPLORATORY, comparisons, phase_compare
-from .datacheck import data_lines, data_section
+from .datacheck import data_lines, data_section, leak_notes
 from ..fileio import atomic_write_text, read_jsonl
 from .findings import answer, calibration_notes, points
 from .groups import Group, group_records
@@ -150,15 +150,17 @@ GROUP_COLUMNS = ["run", "init", "dataset", "repeats", "test acc %", "macro F1 %"
 DIFF_COLUMNS = ["run", "against", "test images", "difference", "CI", "p", "in words", "method"]
 
 
-def group_rows(groups: list[Group]) -> list[dict]:
-    """Every run in one row: its scores (mean ± std over repeats) and its verdict."""
+def group_rows(groups: list[Group], leaks: dict[str, str] | None = None) -> list[dict]:
+    """Every run in one row: its scores (mean ± std over repeats) and its verdict; `leaks`: run id -> its
+    accuracy without test images that have a copy on the training side, shown beside its own."""
     rows = []
     for g in groups:
         verdicts = [m["verdict"]["verdict"] for m in g.metrics]
         counts = ", ".join(f"{v} ×{verdicts.count(v)}" for v in dict.fromkeys(verdicts)) if len(verdicts) > 1 \
             else verdicts[0]
         rows.append({"run": g.run_id, "init": g.first["init"], "dataset": g.dataset_name, "repeats": len(g.records),
-                     "test acc %": g.mean_std_text("test_acc") or "(no test split)",
+                     "test acc %": (g.mean_std_text("test_acc") or "(no test split)")
+                     + (f" ({leaks[g.run_id]})" if g.run_id in (leaks or {}) else ""),
                      "macro F1 %": g.mean_std_text("f1"), "ECE %": g.mean_std_text("ece"),
                      "val acc %": g.mean_std_text("val_acc"), "gap": g.mean_std_text("gap"), "verdict": counts})
     return rows
@@ -185,7 +187,7 @@ def family_note(found: list[dict], family: str) -> str:
 def answer_blocks(study_dir: Path, records: list[RunRecord], groups: list[Group], found: list[dict]) -> Blocks:
     phases, runs = study_phases(study_dir), study_runs(study_dir)
     blocks: Blocks = [("h2", "The answer"), ("ul", answer(groups, found, phases, records, runs)),
-                      ("h3", "Every run"), ("table", (group_rows(groups), GROUP_COLUMNS)),
+                      ("h3", "Every run"), ("table", (group_rows(groups, leak_notes(study_dir, records)), GROUP_COLUMNS)),
                       ("p", "Verdicts are explained, with their numbers, in each run's section (docs/verdict.md).")]
     blocks += [("img", figure) for figure in study_plots(study_dir, groups)]
     if any(c["family"] == CONFIRMATORY for c in found):

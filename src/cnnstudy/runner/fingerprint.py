@@ -46,12 +46,15 @@ def make_fingerprint(cfg: RunConfig, split: Split, inputs: dict[str, dict], data
         config["train"][DECAY_KEY] = "normalization and biases"
     if cfg.data.split.folds is None:  # as before folds existed: a single-split run keeps its fingerprint
         config["data"]["split"].pop("folds")
-    for key, default in DATA_DEFAULTS.items():
-        if config["data"][key] == default:
-            config["data"].pop(key)
-    return {"config": config,
+    return {"config": without_data_defaults(config),
             "split": {"dataset": split.dataset, "digest": split.digest, "data": data},
             "inputs": inputs}
+
+
+def without_data_defaults(config: dict) -> dict:
+    """A dumped config without the data settings at their defaults (DATA_DEFAULTS)."""
+    data = {key: value for key, value in config["data"].items() if DATA_DEFAULTS.get(key, object()) != value}
+    return {**config, "data": data}
 
 
 def fingerprint_digest(fingerprint: dict) -> str:

@@ -21,7 +21,7 @@ from ..fileio import read_json, write_json
 from ..training.calibration import ece, nll, softmax
 from ..training.metrics import classification_metrics
 from .artifacts import add_calibration, save_predictions, write_plots
-from .fingerprint import fingerprint_digest, read_fingerprint, write_fingerprint
+from .fingerprint import fingerprint_digest, read_fingerprint, without_data_defaults, write_fingerprint
 
 
 def pool_runs(plans: list) -> None:
@@ -47,7 +47,7 @@ def pool_folder(folder: Path, plans: list) -> dict:
     """Write the pooled results of `folder`'s folds (plans in fold order); returns its metrics."""
     cfg, k = plans[0].cfg, len(plans)
     folds = [read_fold(plan.run_dir) for plan in plans]
-    fingerprint = {"config": cfg.model_dump(mode="json", exclude={"repeats"}),
+    fingerprint = {"config": without_data_defaults(cfg.model_dump(mode="json", exclude={"repeats"})),
                    "split": {"dataset": plans[0].data.split.dataset,
                              "digest": folds_digest([plan.data.split.digest for plan in plans])},
                    "folds": [fingerprint_digest(read_fingerprint(plan.run_dir) or {}) for plan in plans]}
