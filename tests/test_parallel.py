@@ -55,7 +55,7 @@ def test_two_jobs_give_the_serial_numbers(serial):
     lines = []
     study_dir = run_study(study, out_dir=tmp / "jobs", parallel=Parallel(jobs=2, threads=1), log=lines.append)
     assert_same(numbers(study_dir), expected)
-    assert "local: 2 unit(s) at once, 1 thread(s) each" in lines[1]
+    assert "local: 2 unit(s) at once, 1 thread(s) each" in lines[2]  # after the layout and the data check
     assert (study_dir / "p1" / "reg" / "log.txt").read_text().startswith("== p1/reg: cnn_regularized")
     finished = [line for line in lines if line.startswith("[")]  # one line per unit, as each finished
     assert len(finished) == 4 and all("test acc " in line for line in finished)

@@ -31,11 +31,15 @@ EDGES = """
 
 
 def grey_folder(root, classes=("a", "b", "c"), per_class=8):
-    """Three classes of the very same image: nothing to learn, the best is a constant answer."""
+    """Three classes of one grey with independent noise: nothing to learn, the best is a
+    constant answer. (The noise keeps them from being copies of one photo, which the data check would
+    leave out as label conflicts.)"""
+    rng = np.random.default_rng(0)
     for name in classes:
         (root / name).mkdir(parents=True)
         for i in range(per_class):
-            Image.fromarray(np.full((50, 50, 3), 128, np.uint8)).save(root / name / f"{name}_{i:03d}.png")
+            pixels = 128 + rng.integers(-20, 21, size=(50, 50, 3))
+            Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"{name}_{i:03d}.png")
     return root
 
 

@@ -156,7 +156,8 @@ def format_report(report: dict) -> str:
                 ("ignored (hidden or not an image)", report["ignored"]),
                 ("folders passed over", [f"{f['folder']}/: {f['reason']}" for f in report["ignored_folders"]]),
                 ("images outside a class folder (not used)", report["stray_images"]),
-                ("groups of copies (one photo, kept in one part of any split made)", _copy_lines(report["copies"] or [])),
+                ("groups of copies (a study keeps each in one part and leaves label conflicts out)",
+                 _copy_lines(report["copies"] or [])),
                 (f"smaller than {report['min_size']} px (upscaled)",
                  [f"{s['file']}: {s['size'][0]}x{s['size'][1]}" for s in report["smaller_than_min"]])]
     for below in report.get("below_model_minimum", []):

@@ -311,7 +311,10 @@ def _check_classes(split: Split, source) -> None:
     train_counts = split.counts()["train"]
     empty = [cls for cls, n in zip(split.classes, train_counts) if n == 0]
     if empty:
+        conflicted = sum(entry["reason"].startswith("label conflict") for entry in split.excluded)
+        why = (f" ({conflicted} image(s) were left out as label conflicts, the same photo under two classes: "
+               "data.conflicts: keep keeps them)") if conflicted else ""
         raise DataError(f"class folder(s) {', '.join(empty)} in {source.root} have no readable training "
-                        "images; add images or remove the folder")
+                        f"images{why}; add images or remove the folder")
     if not split.val:
         raise DataError(f"{split.dataset} gives no validation images; add a val/ folder or raise split.val")

@@ -104,6 +104,10 @@ def _sentences(grouped: list[tuple[dict, list]]) -> list[str]:
     return lines
 
 
+def _accuracy(record: RunRecord) -> str:
+    return f"accuracy {record.metrics['test']['accuracy'] * 100:.1f}% on {record.metrics['test']['n']} images"
+
+
 def data_lines(study_dir: Path, records: list[RunRecord]) -> Blocks:
     """The report's first lines: what the data check found, dataset by dataset."""
     grouped, unchecked = _by_check(records, load_checks(study_dir))
@@ -112,8 +116,10 @@ def data_lines(study_dir: Path, records: list[RunRecord]) -> Blocks:
              "cnnstudy checked data; run the study again to check it, nothing retrains)."
              for name, runs in unchecked.items()]
     for record, rows in suspect_lists(records):
-        said.append(f"{len(rows)} likely mislabel(s) in {record.label}'s out-of-fold predictions, shown under "
-                    "Data check." if rows else f"No likely mislabel in {record.label}'s out-of-fold predictions.")
+        said.append(f"{record.label}'s out-of-fold predictions ({_accuracy(record)}) contradict {len(rows)} label(s), "
+                    "shown under Data check; the weaker the model, the more of them are its own mistakes "
+                    f"(`cnnstudy inspect {Path(record.metrics['dataset']).name} --labels` ranks them with a "
+                    "pretrained probe)." if rows else f"{record.label}'s out-of-fold predictions contradict no label.")
     if any(leak_free_accuracy(record, check) for check, runs in grouped for record in runs):
         said.append("Runs whose scored images have a copy on the training side are also scored without them, "
                     "under Data check.")
@@ -171,12 +177,13 @@ def _suspect_blocks(study_dir: Path, record: RunRecord, rows: list[dict]) -> Blo
     if not rows:
         return []
     root, where = Path(record.metrics["dataset"]), record.run_dir.relative_to(study_dir).as_posix()
-    thumbs = [(root / row["file"], f"{row['given_label']} -> {row['suggested_label']} ({row['score']:.2f})")
+    thumbs = [(root / row["file"], f"{row['given_label']} -> {row['suggested_label']} ({row['score']:.2g})")
               for row in rows[:SHOWN_SUSPECTS]]
     lines = [(f"ranks {start + 1}-{start + len(thumbs[start:start + 5])}", thumbs[start:start + 5])
              for start in range(0, len(thumbs), 5)]
     figure = plots.plot_thumbnail_rows(lines, study_dir / "plots" / f"data-labels-{where.replace('/', '-')}.png")
-    return [("h3", f"Likely mislabels: {len(rows)} in {record.label}'s out-of-fold predictions"), ("img", figure),
+    return [("h3", f"Labels {record.label}'s out-of-fold predictions contradict: {len(rows)} ({_accuracy(record)})"),
+            ("img", figure),
             ("p", f"The whole ranked list is {where}/label_issues.csv (file, given_label, suggested_label, score; "
                   "score is the probability given to the label the image has). Look at them; to leave out those "
                   "you find wrong, list them in a file (one path a line, or that CSV with only their rows) and "
