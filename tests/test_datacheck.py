@@ -124,6 +124,7 @@ def test_leaked_test_images_of_given_folders_are_scored_without_them(study):
     report = (study_dir / "report.md").read_text()
     first = report.split("## The answer")[0]
     assert "**Data check.**" in first and "3 scored image(s) have a copy on the training side" in first
+    assert "without the 3 leaked" in report.split("### Every run")[1].split("###")[0]
     assert "| p/given |" in report.split("## Data check")[1].split("## p")[0]
     assert "without copies of training images %" in report
 

@@ -118,11 +118,11 @@ def data_lines(study_dir: Path, records: list[RunRecord]) -> Blocks:
     for record, rows in suspect_lists(records):
         said.append(f"{record.label}'s out-of-fold predictions ({_accuracy(record)}) contradict {len(rows)} label(s), "
                     "shown under Data check; the weaker the model, the more of them are its own mistakes "
-                    f"(`cnnstudy inspect {Path(record.metrics['dataset']).name} --labels` ranks them with a "
+                    f"(`cnnstudy inspect {record.metrics['dataset']} --labels` ranks them with a "
                     "pretrained probe)." if rows else f"{record.label}'s out-of-fold predictions contradict no label.")
     if any(leak_free_accuracy(record, check) for check, runs in grouped for record in runs):
         said.append("Runs whose scored images have a copy on the training side are also scored without them, "
-                    "under Data check.")
+                    "in the Every run table and under Data check.")
     return [("p", "**Data check.** " + " ".join(said))] if said else []
 
 
