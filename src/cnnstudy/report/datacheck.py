@@ -6,6 +6,7 @@ a section of thumbnails: the groups of copies and the likely mislabels of folded
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -60,18 +61,34 @@ def leak_free_accuracy(record: RunRecord, check: dict) -> tuple[float, int, int]
     return float((probs[keep].argmax(1) == targets[keep]).mean()), int(keep.sum()), int((~keep).sum())
 
 
-def leak_notes(study_dir: Path, records: list[RunRecord]) -> dict[str, str]:
+@dataclass
+class StudyCheck:
+    """The data check as the report reads it, gathered once: the finished runs by the check of their
+    split, the datasets of runs without one, each run's leak-free accuracy (by its folder) and the
+    label issues shown."""
+    grouped: list[tuple[dict, list[RunRecord]]]
+    unchecked: dict[str, list[str]]
+    leaks: dict[Path, tuple[float, int, int]]
+    suspects: list[tuple[RunRecord, list[dict]]]
+
+
+def gather(study_dir: Path, records: list[RunRecord]) -> StudyCheck:
+    grouped, unchecked = _by_check(records, load_checks(study_dir))
+    leaks = {record.run_dir: scored for check, runs in grouped for record in runs
+             if (scored := leak_free_accuracy(record, check))}
+    return StudyCheck(grouped, unchecked, leaks, suspect_lists(records))
+
+
+def leak_notes(found: StudyCheck) -> dict[str, str]:
     """run id -> its test accuracy without the leaked test images (the mean over its repeats), for the
     table beside the headline number."""
-    grouped, _ = _by_check(records, load_checks(study_dir))
-    found: dict[str, list[tuple[float, int, int]]] = {}
-    for check, runs in grouped:
+    by_run: dict[str, list[tuple[float, int, int]]] = {}
+    for _, runs in found.grouped:
         for record in runs:
-            scored = leak_free_accuracy(record, check)
-            if scored:
-                found.setdefault(record.run_id, []).append(scored)
+            if record.run_dir in found.leaks:
+                by_run.setdefault(record.run_id, []).append(found.leaks[record.run_dir])
     return {run: f"{np.mean([a for a, _, _ in scores]) * 100:.1f} without the {scores[0][2]} leaked"
-            for run, scores in found.items()}
+            for run, scores in by_run.items()}
 
 
 def suspect_lists(records: list[RunRecord]) -> list[tuple[RunRecord, list[dict]]]:
@@ -108,35 +125,33 @@ def _accuracy(record: RunRecord) -> str:
     return f"accuracy {record.metrics['test']['accuracy'] * 100:.1f}% on {record.metrics['test']['n']} images"
 
 
-def data_lines(study_dir: Path, records: list[RunRecord]) -> Blocks:
+def data_lines(found: StudyCheck) -> Blocks:
     """The report's first lines: what the data check found, dataset by dataset."""
-    grouped, unchecked = _by_check(records, load_checks(study_dir))
-    said = _sentences(grouped)
+    said = _sentences(found.grouped)
     said += [f"{name}: not checked ({', '.join(runs[:3])}{' ...' if len(runs) > 3 else ''} finished before "
              "cnnstudy checked data; run the study again to check it, nothing retrains)."
-             for name, runs in unchecked.items()]
-    for record, rows in suspect_lists(records):
+             for name, runs in found.unchecked.items()]
+    for record, rows in found.suspects:
         said.append(f"{record.label}'s out-of-fold predictions ({_accuracy(record)}) contradict {len(rows)} label(s), "
                     "shown under Data check; the weaker the model, the more of them are its own mistakes "
                     f"(`cnnstudy inspect {record.metrics['dataset']} --labels` ranks them with a "
                     "pretrained probe)." if rows else f"{record.label}'s out-of-fold predictions contradict no label.")
-    if any(leak_free_accuracy(record, check) for check, runs in grouped for record in runs):
+    if found.leaks:
         said.append("Runs whose scored images have a copy on the training side are also scored without them, "
                     "in the Every run table and under Data check.")
     return [("p", "**Data check.** " + " ".join(said))] if said else []
 
 
-def data_section(study_dir: Path, records: list[RunRecord]) -> Blocks:
+def data_section(study_dir: Path, found: StudyCheck) -> Blocks:
     """Copies as thumbnails, the runs scored without leaked images, the likely mislabels."""
-    grouped, _ = _by_check(records, load_checks(study_dir))
     blocks: Blocks = []
     shown = set()
-    for check, runs in grouped:
+    for check, runs in found.grouped:
         if check["dataset"] not in shown:  # the copies of a dataset once, as its first split places them
             shown.add(check["dataset"])
             blocks += _copies_blocks(study_dir, check)
-        blocks += _leak_blocks(check, runs)
-    for record, rows in suspect_lists(records):
+        blocks += _leak_blocks(check, runs, found.leaks)
+    for record, rows in found.suspects:
         blocks += _suspect_blocks(study_dir, record, rows)
     return [("h2", "Data check"), *blocks] if blocks else []
 
@@ -157,12 +172,11 @@ def _copies_blocks(study_dir: Path, check: dict) -> Blocks:
                   f"splits/*.check.json.")]
 
 
-def _leak_blocks(check: dict, runs: list[RunRecord]) -> Blocks:
+def _leak_blocks(check: dict, runs: list[RunRecord], leaks: dict[Path, tuple[float, int, int]]) -> Blocks:
     rows = []
     for record in runs:
-        found = leak_free_accuracy(record, check)
-        if found:
-            accuracy, kept, left = found
+        if record.run_dir in leaks:
+            accuracy, kept, left = leaks[record.run_dir]
             rows.append({"run": record.label, "test acc %": f"{record.metrics['test']['accuracy'] * 100:.1f}",
                          "without copies of training images %": f"{accuracy * 100:.1f}",
                          "images": f"{kept} (of {kept + left})"})

@@ -13,7 +13,7 @@ import numpy as np
 from . import plots
 from .captions import RUN_PLOTS
 from .compare import CONFIRMATORY, EXPLORATORY, comparisons, phase_compare
-from .datacheck import data_lines, data_section, leak_notes
+from .datacheck import data_lines, data_section, gather, leak_notes
 from ..fileio import atomic_write_text, read_jsonl
 from .findings import answer, calibration_notes, points
 from .groups import Group, group_records
@@ -184,10 +184,12 @@ def family_note(found: list[dict], family: str) -> str:
             "excludes zero exactly when its p is below 0.05; the words follow both. comparisons.csv keeps the raw p.")
 
 
-def answer_blocks(study_dir: Path, records: list[RunRecord], groups: list[Group], found: list[dict]) -> Blocks:
+def answer_blocks(study_dir: Path, records: list[RunRecord], groups: list[Group], found: list[dict],
+                  leaks: dict[str, str]) -> Blocks:
+    """`leaks`: run id -> its accuracy without leaked test images (datacheck.leak_notes)."""
     phases, runs = study_phases(study_dir), study_runs(study_dir)
     blocks: Blocks = [("h2", "The answer"), ("ul", answer(groups, found, phases, records, runs)),
-                      ("h3", "Every run"), ("table", (group_rows(groups, leak_notes(study_dir, records)), GROUP_COLUMNS)),
+                      ("h3", "Every run"), ("table", (group_rows(groups, leaks), GROUP_COLUMNS)),
                       ("p", "Verdicts are explained, with their numbers, in each run's section (docs/verdict.md).")]
     blocks += [("img", figure) for figure in study_plots(study_dir, groups)]
     if any(c["family"] == CONFIRMATORY for c in found):
@@ -314,9 +316,10 @@ def build_report(study_dir: str | Path) -> tuple[Path, Path]:
         by_run.setdefault(record.run_id, []).append(record)
     groups = group_records(records)
     found = comparisons(groups, phase_compare(study_phases(study_dir)))
+    checked = gather(study_dir, records)  # the data check's files and predictions read once
     blocks: Blocks = [("h1", f"Study report: {study_dir.name}"), *roles_blocks(study_dir, records),
-                      *data_lines(study_dir, records), *answer_blocks(study_dir, records, groups, found),
-                      *data_section(study_dir, records), *phase_blocks(study_dir, by_run, {g.run_id: g for g in groups}),
+                      *data_lines(checked), *answer_blocks(study_dir, records, groups, found, leak_notes(checked)),
+                      *data_section(study_dir, checked), *phase_blocks(study_dir, by_run, {g.run_id: g for g in groups}),
                       ("h2", "All runs"), ("p", SUMMARY_NOTE), ("table", (summary_rows(records), COLUMNS))]
     atomic_write_text(study_dir / "report.md", to_markdown(blocks, study_dir))
     atomic_write_text(study_dir / "report.html", to_html(blocks, f"cnnstudy: {study_dir.name}"))

@@ -42,16 +42,16 @@ def likely_mislabels(source, report: dict, size: int = 224, seed: int = 0, progr
     group_of = {item: number for number, group in enumerate(report["copies"] or []) for item in group["files"]}
     groups = np.array([group_of.get(item, len(group_of) + i) for i, item in enumerate(files)])
     keep = checkable(labels, len(source.classes))
+    checked = [f for f, k in zip(files, keep) if k]
     found = {"method": f"cleanlab find_label_issues (ranked by self-confidence) on out-of-sample probabilities of a "
                        f"logistic probe on {BACKBONE} ImageNet features at {size} px",
              "images": int(keep.sum()), "not_checked": [f for f, k in zip(files, keep) if not k], "label_issues": []}
     if len(np.unique(labels[keep])) < 2:
         return {**found, "folds": 0, "probe_accuracy": None}
-    features = backbone_features(source, [f for f, k in zip(files, keep) if k], size, progress=progress)
+    features = backbone_features(source, checked, size, progress=progress)
     probs, folds = probe_probabilities(features, labels[keep], groups[keep], seed)
     kept_classes = np.unique(labels[keep])
     full = np.zeros((len(probs), len(source.classes)))
     full[:, kept_classes] = probs  # the probe knows only the classes it saw
-    checked = [f for f, k in zip(files, keep) if k]
     return {**found, "folds": folds, "probe_accuracy": float((full.argmax(1) == labels[keep]).mean()),
             "label_issues": rank_label_issues(full, labels[keep], checked, list(source.classes))}
