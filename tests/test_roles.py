@@ -63,10 +63,15 @@ def test_a_role_error_is_one_line_naming_the_roles(study, tmp_path):
 
 
 def test_a_missing_folder_shared_by_runs_is_said_once(study, tmp_path):
-    with pytest.raises(StudyError) as err:
+    with pytest.raises(StudyError) as err:  # named by the --dataset pair that gave it, and its fix names the pair
         plan_study(study, datasets={"pick": str(tmp_path / "nothere")})
+    assert str(err.value).count("not found") == 1 and f"--dataset pick={tmp_path / 'nothere'}: dataset" in str(err.value)
+    assert "give --dataset pick= an existing folder" in str(err.value)
+    study.write_text(re.sub(r"pick: \{dataset: [^,]+,", f"pick: {{dataset: {tmp_path / 'gone'},", study.read_text()))
+    with pytest.raises(StudyError) as err:  # named in the file: said once for the runs that use it
+        plan_study(study)
     assert str(err.value).count("not found") == 1 and "runs p2/b, p2/c: data.dataset: dataset" in str(err.value)
-    from cnnstudy.runner.plan import merge_by_run
+    from cnnstudy.runner.studyfile import merge_by_run
     assert merge_by_run(["run p/a: twice", "run p/a: twice", "run p/b: twice", "no run: x", "no run: x"]) == \
         ["runs p/a, p/b: twice", "no run: x"]
 
@@ -127,7 +132,7 @@ def test_init_writes_the_seed_study_for_a_folder_and_it_runs(tmp_path, capsys):
     assert f'main: "{food}"' in text  # absolute: the study runs from any folder
     (food / "e").mkdir()
     assert main(["init", str(tmp_path / "e.yaml"), "--dataset", f"main={food}"]) == 2
-    assert "class folder(s) e hold no readable image" in capsys.readouterr().err
+    assert "class folder(s) e in" in capsys.readouterr().err
     (food / "e").rmdir()
     assert main(["init", str(tmp_path / "s.yaml"), "--dataset", f"main={food}", "--dataset", f"transfer={food}"]) == 2
     assert "same folder as main" in capsys.readouterr().err and not (tmp_path / "s.yaml").exists()

@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-import torch
 
 
 def current_umask() -> int:
@@ -136,6 +135,8 @@ def read_jsonl(path: str | Path) -> list[dict]:
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    import torch  # here, not at the top: commands that only check a study file never load torch
+
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getvalue())

@@ -19,6 +19,22 @@ def study_name(path: str) -> str:
         return Path(path).stem
 
 
+def precheck_study(args: argparse.Namespace) -> None:
+    """`run` and `data fetch --study`: the study file, its --set and --dataset pairs, before torch."""
+    from ..runner.precheck import check_study
+    from ..runner.scopes import parse_roles
+
+    if getattr(args, "study", None):
+        check_study(args.study, args.set, parse_roles(args.dataset))
+
+
+def precheck_init(args: argparse.Namespace) -> None:
+    from ..runner.precheck import check_init
+    from ..runner.scopes import parse_roles
+
+    check_init(args.study, parse_roles(args.dataset))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from ..fileio import Terminated
     from ..runner.executors import Parallel
@@ -76,7 +92,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if find_dataset(args.data)[0] is None and args.data in CATALOGUE and not offline_from_env():
         fetch_dataset(args.data)
     source = open_source(args.data)
-    report = inspect_dataset(source, args.min_size, minimums=model_minimums())
+    report = inspect_dataset(source, args.min_size, minimums=model_minimums(),
+                             progress=None if args.json else "inspecting")
     items = [item for items in source.items.values() for item, _ in items]
     report["files_digest"] = table_digest(files_table(source, items))  # what a run's fingerprint records
     if args.labels or args.labels_csv:
@@ -91,6 +108,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
           f"{format_report(report)}\nfiles digest (names, sizes, modification times): {report['files_digest']}")
     if args.out:
         write_json(args.out, report)
+    if report["empty_classes"]:  # what `run` refuses, refused alike (exit 2)
+        from ..data.layout import empty_classes_error
+
+        raise empty_classes_error(report["empty_classes"], report["dataset"])
     if report["unreadable"]:
         print(f"{len(report['unreadable'])} unreadable image(s), listed above; they are left out of any split",
               file=sys.stderr)
@@ -168,7 +189,7 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
         from ..runner.study import plan_study
 
         _, runs = plan_study(args.study, args.set, parse_roles(args.dataset))
-        ensure_inputs(runs, Path(args.study).parent, offline=False)
+        ensure_inputs(runs, Path(args.study).parent, offline=False, study=args.study)
         print(f"every dataset and pretrained weight file {args.study} needs is on this machine")
     for name in args.names:
         print(f"{name}: {fetch_dataset(name)}")
@@ -220,7 +241,7 @@ def add_study_commands(sub) -> None:
     run.add_argument("--ray-address", metavar="ADDRESS",
                      help="with --executor ray: auto, HOST:6379 or ray://HOST:10001 (default: a fresh local "
                           "Ray instance, never one left running)")
-    run.set_defaults(func=cmd_run)
+    run.set_defaults(func=cmd_run, precheck=precheck_study)
     init = sub.add_parser("init", help="write the seed study for your own image folders")
     init.add_argument("study", help="the study file to write, e.g. my_study.yaml (never overwritten)")
     init.add_argument("--dataset", action="append", default=[], metavar="ROLE=PATH", required=True,
@@ -229,7 +250,7 @@ def add_study_commands(sub) -> None:
     init.add_argument("--hours", type=float, metavar="H",
                       help="fit the study into about H hours on this machine (fewer images per class in "
                            "phases 1-3); default: every image")
-    init.set_defaults(func=cmd_init)
+    init.set_defaults(func=cmd_init, precheck=precheck_init, torch_at_start=False)
     report = sub.add_parser("report", help="rebuild report.md/report.html from a study folder")
     report.add_argument("study_dir", help="e.g. runs/quick")
     report.set_defaults(func=cmd_report)
@@ -265,4 +286,4 @@ def add_data_commands(sub) -> None:
     fetch.add_argument("--study", help="fetch every dataset and pretrained weight file this study needs")
     fetch.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as for cnnstudy run")
     fetch.add_argument("--dataset", action="append", default=[], metavar="ROLE=PATH", help="as for cnnstudy run")
-    fetch.set_defaults(func=cmd_data_fetch)
+    fetch.set_defaults(func=cmd_data_fetch, precheck=precheck_study)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
 
 from .copies import copies_summary, copy_groups, image_hash
 from .sources import FolderSource, to_rgb
@@ -29,7 +30,7 @@ class ImageCheck:
     phash: str = ""  # copies.image_hash of the decoded image
 
 
-def _check(source, item: str) -> ImageCheck:
+def _check(source, item: str, copies: bool = True) -> ImageCheck:
     try:
         data = (source.root / item).read_bytes()  # read once: hashed and decoded from memory
         if not data:
@@ -38,7 +39,7 @@ def _check(source, item: str) -> ImageCheck:
             image.load()
             upright = to_rgb(image)
         return ImageCheck(item, None, upright.width, upright.height, hashlib.sha1(data).hexdigest(),
-                          image_hash(upright))
+                          image_hash(upright) if copies else "")
     except Exception as err:  # noqa: BLE001 - any failure to decode makes the file unusable
         return ImageCheck(item, _reason(err))
 
@@ -52,16 +53,21 @@ def _reason(err: Exception) -> str:
     return f"{type(err).__name__}: {text}"
 
 
-def check_images(source, items: list[str], workers: int = 4) -> list[ImageCheck]:
+def check_images(source, items: list[str], workers: int = 4, progress: str | None = None,
+                 copies: bool = True) -> list[ImageCheck]:
     """Decode every item once. Built-in array datasets (Fashion-MNIST) decode by construction: their
-    check is the array's image size (no content hash: an IDX file is one file)."""
+    check is the array's image size (no content hash: an IDX file is one file). `progress`: a bar's
+    label, where one is wanted (on stderr, gone when done); `copies` False: no perceptual hash (half
+    the time), for a look that finds no copies."""
     if hasattr(source, "arrays"):
         height, width = next(iter(source.arrays.values()))[0].shape[1:3]
         return [ImageCheck(item, None, int(width), int(height)) for item in items]
     if not isinstance(getattr(source, "base", source), FolderSource):  # a class subset reads its folder's files
         return []
     with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(lambda item: _check(source, item), items))
+        checks = pool.map(lambda item: _check(source, item, copies), items)
+        return list(tqdm(checks, total=len(items), desc=progress, unit="image", leave=False,
+                         disable=progress is None, mininterval=1.0))
 
 
 def below_minimums(good: list[ImageCheck], minimums: dict[str, int]) -> list[dict]:
@@ -74,32 +80,37 @@ def below_minimums(good: list[ImageCheck], minimums: dict[str, int]) -> list[dic
 
 
 def inspect_dataset(source, min_size: int = 46, checks: list[ImageCheck] | None = None,
-                    minimums: dict[str, int] | None = None) -> dict:
+                    minimums: dict[str, int] | None = None, progress: str | None = None, copies: bool = True) -> dict:
     """The full inspection report of a source, as plain data (the JSON form). `minimums`: each model's
-    smallest input size, to say how many images each would upscale."""
+    smallest input size, to say how many images each would upscale; `progress` and `copies`: as for
+    check_images (without copies, "copies" is None: not searched)."""
     split_of = {item: split for split, items in source.items.items() for item, _ in items}
-    checks = check_images(source, list(split_of)) if checks is None else checks
+    checks = check_images(source, list(split_of), progress=progress, copies=copies) if checks is None else checks
     bad = {c.item for c in checks if c.reason}
     counts = {split: [sum(1 for item, label in items if label == k and item not in bad)
                       for k in range(len(source.classes))] for split, items in source.items.items()}
     totals = np.sum(list(counts.values()), axis=0)
     good = [c for c in checks if c.reason is None]
     label_of = {item: label for items in source.items.values() for item, label in items}
-    copies = None if hasattr(source, "arrays") else copy_groups(checks, label_of, source.classes, split_of)
+    searched = copies and not hasattr(source, "arrays")
+    groups = copy_groups(checks, label_of, source.classes, split_of) if searched else None
     sizes = np.array([[c.width, c.height] for c in good]) if good else np.zeros((0, 2))
     return {
         "dataset": str(source.root),
         "layout": source.layout.as_dict(),
         "classes": source.classes,
         "counts": counts,
-        "imbalance_ratio": float(totals.max() / max(totals.min(), 1)) if len(totals) else None,
+        "empty_classes": [name for name, total in zip(source.classes, totals) if total == 0],
+        # no ratio against an empty class: it would be infinite, and `run` refuses such a folder
+        "imbalance_ratio": float(totals.max() / totals.min()) if len(totals) and totals.min() > 0 else None,
         "unreadable": [{"file": c.item, "reason": c.reason} for c in checks if c.reason],
         "ignored": source.ignored,
         "ignored_folders": source.layout.passed_over,
         "stray_images": source.stray_images,
-        "copies": copies,  # None: not searched (an IDX array dataset)
-        "copies_summary": "not searched (images in an array file)" if copies is None else copies_summary(copies),
-        "duplicates_across_splits": [{"files": g["files"], "splits": g["parts"]} for g in copies or []
+        "copies": groups,  # None: not searched (an IDX array dataset, or asked not to)
+        "copies_summary": copies_summary(groups) if groups is not None else
+        "not searched (images in an array file)" if copies else "not searched",
+        "duplicates_across_splits": [{"files": g["files"], "splits": g["parts"]} for g in groups or []
                                      if len(g["parts"]) > 1],
         "size": _size_stats(sizes),
         "smaller_than_min": [{"file": c.item, "size": [c.width, c.height]} for c in good
@@ -147,7 +158,11 @@ def format_report(report: dict) -> str:
         row = [report["counts"][s][k] for s in splits]
         lines.append(name.ljust(width) + "".join(str(n).rjust(8) for n in row) + str(sum(row)).rjust(8))
     lines.append(f"\ncopies: {report['copies_summary']}")
-    lines.append(f"imbalance ratio (largest / smallest class): {report['imbalance_ratio']:.2f}")
+    if report["imbalance_ratio"] is not None:
+        lines.append(f"imbalance ratio (largest / smallest class): {report['imbalance_ratio']:.2f}")
+    elif report.get("empty_classes"):
+        lines.append(f"imbalance ratio: none, class folder(s) {', '.join(report['empty_classes'])} hold no "
+                     "readable image")
     if report["size"]:
         w, h = report["size"]["width"], report["size"]["height"]
         lines.append(f"image size: width {w['min']}-{w['max']} (median {w['median']:.0f}), "
@@ -157,12 +172,15 @@ def format_report(report: dict) -> str:
                 ("folders passed over", [f"{f['folder']}/: {f['reason']}" for f in report["ignored_folders"]]),
                 ("images outside a class folder (not used)", report["stray_images"]),
                 ("groups of copies (a study keeps each in one part and leaves label conflicts out)",
-                 _copy_lines(report["copies"] or [])),
-                (f"smaller than {report['min_size']} px (upscaled)",
-                 [f"{s['file']}: {s['size'][0]}x{s['size'][1]}" for s in report["smaller_than_min"]])]
-    for below in report.get("below_model_minimum", []):
+                 _copy_lines(report["copies"] or []))]
+    small = [f"{s['file']}: {s['size'][0]}x{s['size'][1]}" for s in report["smaller_than_min"]]
+    minimums = report.get("below_model_minimum", [])
+    for below in minimums:  # --min-size, where it is also a model's minimum, is listed under that model's line
         lines.append(f"\nsmaller than {below['min_size']} px, the minimum of {', '.join(below['models'])} "
                      f"(upscaled for them): {below['count']}")
+        lines += [f"  {entry}" for entry in small[:30]] if below["min_size"] == report["min_size"] else []
+    if report["min_size"] not in [below["min_size"] for below in minimums]:
+        sections.append((f"smaller than {report['min_size']} px (upscaled)", small))
     if "label_check" in report:
         sections.append(_label_section(report["label_check"]))
     for title, entries in sections:

@@ -98,3 +98,9 @@ def check_class_folders(root: Path, layout: Layout, classes: list[str]) -> None:
         raise DataError(f"{root} needs at least 2 class folders to classify; found {found}. Lay it out as "
                         f"{root}/<class>/<image> with one folder per class, or point data.dataset at the "
                         "folder that holds the class folders")
+
+
+def empty_classes_error(empty: list[str], root, why: str = "") -> DataError:
+    """The one message for class folders without a readable image to train on (run, inspect, init)."""
+    return DataError(f"class folder(s) {', '.join(empty)} in {root} have no readable training images{why}; add "
+                     "images or remove the folder")

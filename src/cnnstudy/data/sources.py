@@ -36,15 +36,17 @@ def find_dataset(spec: str, base: Path | None = None) -> tuple[Path | None, list
     return (found.resolve() if found else None), list(dict.fromkeys(candidates))
 
 
-def resolve_dataset(spec: str, base: Path | None = None) -> Path:
+def resolve_dataset(spec: str, base: Path | None = None, key: str = "data.dataset") -> Path:
+    """The folder of dataset `spec`; where there is none, an error whose fix names `key`, the setting
+    that named it (data.dataset, or a command line's --dataset ROLE=)."""
     found, searched = find_dataset(spec, base)
     if found is None and spec in CATALOGUE:
         raise DataError(f"dataset {spec!r} is in the catalogue but not on disk yet (looked in "
                         f"{', '.join(map(str, searched))}); fetch it with: cnnstudy data fetch {spec}")
     if found is None:
-        raise DataError(f"dataset {spec!r} not found (looked in {', '.join(map(str, searched))}); set "
-                        "data.dataset to an existing folder, put it under $CNNSTUDY_DATA, or name a dataset "
-                        "of the catalogue (cnnstudy data list)")
+        fix = f"give {key} an existing folder" if key.startswith("--") else f"set {key} to an existing folder"
+        raise DataError(f"dataset {spec!r} not found (looked in {', '.join(map(str, searched))}); {fix}, put it "
+                        "under $CNNSTUDY_DATA, or name a dataset of the catalogue (cnnstudy data list)")
     return found
 
 
@@ -203,8 +205,9 @@ class FashionMnistSource:
         return {key: value for key, value in self.__dict__.items() if key != "arrays"}
 
 
-def open_source(spec: str, base: Path | None = None) -> FolderSource | FashionMnistSource:
-    path = resolve_dataset(spec, base)
+def open_source(spec: str, base: Path | None = None, key: str = "data.dataset") -> FolderSource | FashionMnistSource:
+    """The dataset `spec` names, opened; `key`: the setting that named it, for the fix of an error."""
+    path = resolve_dataset(spec, base, key)
     if (path / FASHION_MNIST_FILES["train"][0]).exists():
         return FashionMnistSource(path)
     return scan_folder(path)

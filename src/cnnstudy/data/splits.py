@@ -25,6 +25,7 @@ from .errors import DataError
 from .copies import copy_groups
 from .dealing import Items, class_units, deal_folds, limit_per_class, stratified_split
 from .inspection import check_images
+from .layout import empty_classes_error
 
 PARTS = ("train", "val", "test")
 
@@ -243,7 +244,6 @@ def _check_classes(split: Split, source) -> None:
         conflicted = sum(entry["reason"].startswith("label conflict") for entry in split.excluded)
         why = (f" ({conflicted} image(s) were left out as label conflicts, the same photo under two classes: "
                "data.conflicts: keep keeps them)") if conflicted else ""
-        raise DataError(f"class folder(s) {', '.join(empty)} in {source.root} have no readable training "
-                        f"images{why}; add images or remove the folder")
+        raise empty_classes_error(empty, source.root, why)
     if not split.val:
         raise DataError(f"{split.dataset} gives no validation images; add a val/ folder or raise split.val")

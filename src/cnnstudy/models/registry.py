@@ -10,8 +10,6 @@ of guessing.
 """
 from __future__ import annotations
 
-import difflib
-
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +23,7 @@ from . import timm_zoo
 from .checkpoint import CheckpointError, load_checkpoint_file
 from .cnn import FOUR_CONV_MIN_SIZE, FourConvCNN
 from .hub import HubWeights
+from .names import unknown_model_problem
 from ..data.cache import DEFAULT_FILTER, FILTERS
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, Stats
 
@@ -156,13 +155,7 @@ def model_problem(name: str) -> str | None:
     """None for a model this registry can build; else what is wrong, with a close name where there is one."""
     if timm_zoo.is_timm_name(name):
         return timm_zoo.name_problem(name)
-    torchvision_models = torchvision.models.list_models(module=torchvision.models)
-    if name in _REGISTRY or name in torchvision_models:
-        return None
-    close = difflib.get_close_matches(name, [*list_models(), *torchvision_models], n=1)
-    hint = f" (did you mean {close[0]}?)" if close else ""
-    return (f"unknown model {name!r}{hint}; choose one of {', '.join(list_models())}, any torchvision "
-            "classification model (torchvision.models.list_models()) or timm/<model> (cnnstudy models --timm)")
+    return unknown_model_problem(name, list_models(), torchvision.models.list_models(module=torchvision.models))
 
 
 def get_spec(name: str) -> ModelSpec:

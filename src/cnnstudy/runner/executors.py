@@ -13,6 +13,7 @@ import os
 import signal
 import time
 import socket
+import threading
 import uuid
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -21,9 +22,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
+from tqdm import tqdm
 
 from ..config import StudyError
-from ..fileio import stop_on_sigterm
+from ..fileio import Terminated, stop_on_sigterm
 from ..training.runtime import set_allocator, usable_cores
 
 
@@ -99,13 +101,18 @@ def _setup_worker(threads: int, gpus) -> None:
     if gpu is not None:  # before CUDA starts in this process: the worker sees its one GPU as cuda:0
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     os.environ["TQDM_DISABLE"] = "1"
+    # tqdm's default lock is a multiprocessing one (a named semaphore): a worker killed on Ctrl-C
+    # could not release it, and the resource tracker would warn of it at the study's end.
+    tqdm.set_lock(threading.RLock())
     stop_on_sigterm()  # the driver stops workers with SIGTERM: each finishes the write in progress
     in_unit = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, lambda signum, frame: in_unit(signum, frame) if _busy["unit"] else os._exit(143))
     prepare_process(threads)
 
 
-WORKER_GRACE_S = 20.0  # how long an interrupted worker may take to finish its write before it is killed
+# How long a stopped worker may take to finish the write in progress before it is killed. Every
+# file is written atomically, so a kill loses no file; the wait only spares a half-written temporary.
+WORKER_GRACE_S = 1.5
 _busy = {"unit": False}  # a worker between units has nothing to finish: SIGTERM ends it quietly
 
 
@@ -113,6 +120,10 @@ def _worker_call(fn: Callable, *args: Any) -> Any:
     _busy["unit"] = True
     try:
         return fn(*args)
+    except Terminated:
+        # Only the driver stops a worker, and only when the study is interrupted: nobody waits for this
+        # unit's result, and a pool worker that returned it would wait for work that never comes.
+        os._exit(143)
     finally:
         _busy["unit"] = False
 
@@ -146,14 +157,14 @@ class LocalExecutor:
             else:
                 for process in processes:
                     process.terminate()
-            # A worker whose SIGTERM came while it was still unwinding the previous one goes back to
-            # waiting for work, and shutdown would wait for it forever: after a grace period for the
-            # write in progress (writes are atomic, so a kill loses no file), it is killed.
+            # A worker inside a long torch operation hears SIGTERM only when the operation returns: after
+            # the grace period it is killed (atomic writes: nothing is lost).
             deadline = time.monotonic() + WORKER_GRACE_S
             for process in processes:
                 process.join(max(0.0, deadline - time.monotonic()))
                 if process.is_alive():
                     process.kill()
+                    process.join()
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 

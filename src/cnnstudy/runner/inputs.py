@@ -11,6 +11,7 @@ from ..data.catalogue import CATALOGUE, fetch_dataset, manual_instructions
 from ..data.errors import DataError
 from ..data.sources import find_dataset
 from ..models.weights import needed_weights
+from .only import only_without
 
 
 def offline_from_env() -> bool:
@@ -31,26 +32,51 @@ def swept_choices(runs: list[RunConfig]) -> list[RunConfig]:
     return [trial for cfg in runs if cfg.sweep is not None for trial in check_sweep(cfg, f"run {cfg.run_id}")]
 
 
-def ensure_inputs(runs: list[RunConfig], base: Path, offline: bool = False, log=print) -> None:
-    """Fetch what is missing; stop with every problem at once, before anything trains."""
-    problems: list[str] = []
-    for name in missing_datasets(runs, base):
-        if offline:
-            problems += manual_instructions(CATALOGUE[name])
-            continue
-        try:
-            fetch_dataset(name, log=log)
-        except DataError as err:
-            problems.append(f"{name}: {err}")
+def ensure_inputs(runs: list[RunConfig], base: Path, offline: bool = False, log=print, study: str = "STUDY") -> None:
+    """Fetch what is missing; stop with every problem at once, before anything trains. `study`: the
+    study file as the user named it, for the command line the message suggests."""
+    problems, datasets = fetch_datasets(runs, base, offline, log)
+    failed: set[str] = set()
     for item in needed_weights(runs + swept_choices(runs)):
         try:
             if offline and item.local() is None:
                 problems.append(item.instructions())
+                failed.add(item.model)
                 continue
             item.fetch()
         except DataError as err:
             problems.append(f"{item.instructions()}: {err}")
+            failed.add(item.model)
     if problems:
         reason = "and --offline forbids fetching them" if offline else "and some could not be fetched"
         raise StudyError(f"the study needs files that are not on this machine, {reason}; nothing was trained:\n  "
-                         + "\n  ".join(problems))
+                         + "\n  ".join(problems) + ways_round(runs, datasets, failed, study))
+
+
+def fetch_datasets(runs: list[RunConfig], base: Path, offline: bool, log) -> tuple[list[str], list[str]]:
+    """Each missing catalogue dataset fetched (not offline); the problems, and the datasets still missing."""
+    problems, missing = [], []
+    for name in missing_datasets(runs, base):
+        try:
+            if offline:
+                problems += manual_instructions(CATALOGUE[name])
+            else:
+                fetch_dataset(name, log=log)
+                continue
+        except DataError as err:
+            problems.append(f"{name}: {err}")
+        missing.append(name)
+    return problems, missing
+
+
+def ways_round(runs: list[RunConfig], datasets: list[str], models: set[str], study: str) -> str:
+    """The other ways to go on: datasets already on disk elsewhere, or the runs that need no missing weights."""
+    lines = []
+    if datasets:
+        lines.append(f"already on disk elsewhere? Point CNNSTUDY_DATA at the folder that holds "
+                     f"{' and '.join(name + '/' for name in datasets)} (folders separated by ':')")
+    left_out = {cfg.run_id for cfg in runs if cfg.model.pretrained and cfg.model.name in models}
+    rest = only_without(runs, left_out) if left_out and not datasets else None
+    if rest:
+        lines.append(f"or run the rest of the study without those weights: cnnstudy run {study} --only {rest}")
+    return "".join(f"\n{line}" for line in lines)

@@ -34,3 +34,19 @@ def select_runs(runs: list[RunConfig], only: list[str], log: Callable[[str], Non
             wanted.add(source)
             wanted |= {base_name(source)} & set(by_id)
     return [cfg for cfg in runs if cfg.run_id in wanted]
+
+
+def only_without(runs: list[RunConfig], left_out: set[str]) -> str | None:
+    """The --only value that runs everything but the runs `left_out` and those that start from them
+    (a phase kept whole is named as the phase); None where nothing would be left."""
+    out = set(left_out)
+    for cfg in runs:  # a source comes before the runs that start from it
+        if cfg.model.init_from in out or base_name(cfg.run_id) in out:
+            out.add(cfg.run_id)
+    shown = [cfg for cfg in runs if not cfg.run_id.endswith(BASE_SUFFIX)]  # a base comes with its run
+    names: list[str] = []
+    for phase in dict.fromkeys(cfg.phase for cfg in shown):
+        in_phase = [cfg.run_id for cfg in shown if cfg.phase == phase]
+        kept = [run_id for run_id in in_phase if run_id not in out]
+        names += [phase] if kept == in_phase else kept
+    return ",".join(names) or None

@@ -14,17 +14,15 @@ import torch
 
 from ..models.checkpoint import CheckpointError, check_same_split, load_checkpoint_file
 from ..config import RunConfig, StudyError
-from ..data.catalogue import CATALOGUE
-from ..data.errors import DataError
 from ..data.prepare import PreparedData, data_change
-from ..data.sources import resolve_dataset
 from ..fileio import read_json
 from .fingerprint import checkpoint_inputs, differences, make_fingerprint, read_fingerprint
 from ..models.freeze import FreezeError, apply_freeze
 from ..models.registry import check_state_fits, create_model, get_spec, model_state
 from .sweep import STATE_FILE as SWEEP_STATE, TRIALS_DIR, check_sweep, confirmed_config, read_state, \
     trial_config
-from .studyfile import raise_problems
+from .precheck import dataset_problems
+from .studyfile import merge_by_run, raise_problems
 from .repeats import (group_dir, has_results, leftover_layout, repeat_config, repeat_dirs, run_label,
                       source_checkpoint, unit_dirs)
 
@@ -50,9 +48,11 @@ class RunPlan:
         return run_label(self.cfg.run_id, self.repeat, self.fold)
 
 
-def run_problems(runs: list[RunConfig], study_path: Path, unread: set[str] = frozenset()) -> list[str]:
+def run_problems(runs: list[RunConfig], study_path: Path, unread: set[str] = frozenset(),
+                 datasets: dict[str, str] | None = None) -> list[str]:
     """Every config error a run can have on its own, found before anything trains: each run's first.
-    `unread`: runs whose settings did not validate (a run starting from one is not blamed for it)."""
+    `unread`: runs whose settings did not validate (a run starting from one is not blamed for it).
+    `datasets`: the --dataset pairs (a missing folder is named by its pair)."""
     by_id: dict[str, RunConfig] = {}
     problems = []
     for cfg in runs:
@@ -68,21 +68,7 @@ def run_problems(runs: list[RunConfig], study_path: Path, unread: set[str] = fro
         except StudyError as err:
             problems.append(str(err))
         by_id.setdefault(cfg.run_id, cfg)
-    return merge_by_run(problems)
-
-
-def merge_by_run(problems: list[str]) -> list[str]:
-    """"run a: X" and "run b: X" said once, as "runs a, b: X" (a missing folder shared by a phase's runs)."""
-    merged: dict[str, list[str]] = {}
-    for line in problems:
-        head, sep, rest = line.partition(": ")
-        if sep and head.startswith("run ") and " " not in head[4:]:
-            runs = merged.setdefault(rest, [])
-            runs += [] if head[4:] in runs else [head[4:]]
-        else:
-            merged.setdefault(line, [])
-    return [f"run{'s' if len(runs) > 1 else ''} {', '.join(runs)}: {text}" if runs else text
-            for text, runs in merged.items()]
+    return merge_by_run(dataset_problems(runs, study_path, datasets) + problems)
 
 
 def _check_model(cfg: RunConfig, where: str, earlier: dict[str, RunConfig]) -> None:
@@ -133,11 +119,6 @@ def _check_environment(cfg: RunConfig, where: str, study_path: Path) -> None:
         raise StudyError(f"{where}: device {cfg.device!r} but CUDA is not available; use device: auto")
     if cfg.train.precision == "fp16" and not (cfg.device != "cpu" and torch.cuda.is_available()):
         raise StudyError(f"{where}: train.precision fp16 needs a CUDA device; use auto, fp32 or bf16")
-    if cfg.data.dataset not in CATALOGUE:  # a catalogue dataset not on disk yet is fetched before training
-        try:
-            resolve_dataset(cfg.data.dataset, study_path.parent)
-        except DataError as err:
-            raise StudyError(f"{where}: data.dataset: {err}") from None
 
 
 def check_prepared(runs: list[RunConfig], prepared: dict[str, PreparedData], study_path: Path) -> None:

@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
 from ..config import StudyError
 from ..fileio import atomic_write_text
-
-SEED_EPOCHS = {"baseline": 25, "slim": 25, "regularized": 40, "cnn_head": 40, "cnn_last_conv": 30,
-               "cnn_new_head": 30, "resnet50": 10, "mobilenet_v2": 10, "efficientnet_b0": 10}
-ROLES = ("main", "transfer", "transfer3")
+from .budget import estimate, fit_budget, leave_out, measure, outcome_lines
+from .only import only_without
+from .precheck import check_init
 
 
 @dataclass
@@ -40,15 +37,15 @@ class Folder:
 
 def describe(role: str, path: str, base: Path) -> Folder:
     from ..data.inspection import inspect_dataset
+    from ..data.layout import empty_classes_error
     from ..data.sources import open_source
 
-    source = open_source(path, base)
-    report = inspect_dataset(source)
+    source = open_source(path, base, f"--dataset {role}=")
+    report = inspect_dataset(source, progress=f"inspecting {role}", copies=False)  # `run` looks for copies
     per_class = np.sum([counts for counts in report["counts"].values()], axis=0).astype(int).tolist()
     empty = [name for name, count in zip(report["classes"], per_class) if count == 0]
     if empty:
-        raise StudyError(f"--dataset {role}={path}: class folder(s) {', '.join(empty)} hold no readable image; "
-                         "add images or remove the folder(s)")
+        raise StudyError(f"--dataset {role}={path}: {empty_classes_error(empty, source.root)}")
     size = report["size"] or {"width": {"median": 0}, "height": {"median": 0}}
     # A folder is written as an absolute path: the study then runs from any working directory.
     written = str((base / path).resolve()) if (base / path).exists() else path
@@ -66,91 +63,6 @@ def pick_image_size(main: Folder) -> tuple[int, str]:
         size = max(48, int(side) // 16 * 16)
         return size, f"your images' median shorter side is {side:.0f} px: nothing is upscaled beyond it"
     return 48, f"your images are small ({side:.0f} px median shorter side); the seed CNNs need 46 px, so they are upscaled"
-
-
-def step_seconds(model_name: str, classes: int, size: int, batch: int = 16) -> float:
-    """Seconds per training image of `model_name` at `size` px on this machine (two warm-up steps,
-    the best of three timed: the machine's speed, not what else it is doing)."""
-    from ..models.registry import create_model
-
-    model = create_model(model_name, max(classes, 2), image_size=size).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    images, labels = torch.randn(batch, 3, size, size), torch.randint(0, max(classes, 2), (batch,))
-    times = []
-    for _ in range(5):
-        started = time.perf_counter()
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(images), labels).backward()
-        optimizer.step()
-        times.append(time.perf_counter() - started)
-    return float(np.min(times[2:])) / batch
-
-
-def run_seconds(model: str, folder: Folder, size: int, epochs: int, limit: int | None,
-                measured: dict[str, float]) -> float:
-    """A run's estimated wall-clock: training images each epoch, plus a third of that again for its
-    evaluation passes (validation, the verdict's train sample), which run forward only."""
-    if (model, size) not in measured:
-        measured[(model, size)] = step_seconds(model, len(folder.classes), size)
-    images = sum(min(count, limit) if limit else count for count in folder.per_class) * 0.7
-    return epochs * images * measured[(model, size)] * (1 + 1 / 3)
-
-
-def plan_runs(folders: dict[str, Folder]) -> list[tuple[str, str, str]]:
-    """(phase, run, model) of the seed study that these folders allow."""
-    runs = [("phase1", "baseline", "cnn_baseline"), ("phase2", "slim", "cnn_slim"),
-            ("phase3", "regularized", "cnn_regularized")]
-    if "transfer" in folders:
-        runs += [("phase4", "cnn_head", "cnn_regularized"), ("phase4", "cnn_last_conv", "cnn_regularized")]
-    if "transfer3" in folders:
-        runs += [("phase4", "cnn_new_head", "cnn_regularized"), ("phase4", "resnet50", "resnet50"),
-                 ("phase4", "mobilenet_v2", "mobilenet_v2"), ("phase4", "efficientnet_b0", "efficientnet_b0")]
-    return runs
-
-
-def estimate(folders: dict[str, Folder], size: int, limit: int | None, measured: dict[str, float]) -> dict[str, float]:
-    """Seconds per run (the cnn_head sweep: its 16 trials and 3 + 3 confirmation repeats)."""
-    found = {}
-    for phase, name, model in plan_runs(folders):
-        role = "main" if phase != "phase4" else "transfer" if name in ("cnn_head", "cnn_last_conv") else "transfer3"
-        copies = 16 + 6 if name == "cnn_head" else 1
-        found[f"{phase}/{name}"] = copies * run_seconds(model, folders[role], size, SEED_EPOCHS[name],
-                                                        limit if role == "main" else None, measured)
-    return found
-
-
-def fit_limit(folders: dict[str, Folder], size: int, hours: float | None,
-              measured: dict[str, float]) -> tuple[int | None, float, str]:
-    """limit_per_class for phases 1-3, the estimated seconds, and why."""
-    total = sum(estimate(folders, size, None, measured).values())
-    if hours is None or total <= hours * 3600:
-        budget = "" if hours is None else f", within the {hours:g} h asked for"
-        return None, total, f"every image is used{budget}"
-    main_runs = {k: v for k, v in estimate(folders, size, None, measured).items() if not k.startswith("phase4")}
-    room = hours * 3600 - (total - sum(main_runs.values()))
-    largest = max(folders["main"].per_class)
-    limit = max(20, int(largest * max(room, 0) / sum(main_runs.values())))
-    if limit >= largest:  # the floor of 20 limits nothing in a folder this small
-        return None, total, "every image is used (a limit would not cut this folder)"
-    fitted = sum(estimate(folders, size, limit, measured).values())
-    return limit, fitted, (f"at most {limit} images per class in phases 1-3, to fit the {hours:g} h asked for "
-                           f"(with every image: about {total / 3600:.1f} h)")
-
-
-def fit_budget(folders: dict[str, Folder], hours: float | None) -> tuple[int, str, int | None, float, str]:
-    """Image size and limit_per_class (each with why) and the estimated seconds: the photos' own size
-    and every image where that fits `hours`; else fewer images per class, then a smaller size."""
-    size, size_why = pick_image_size(folders["main"])
-    measured: dict = {}
-    for smaller in [size] + [s for s in (160, 128, 96, 64, 48) if s < size]:
-        limit, seconds, limit_why = fit_limit(folders, smaller, hours, measured)
-        if hours is None or seconds <= hours * 3600 or smaller == 48:
-            break
-    if smaller != size:
-        size_why = f"lowered from {size} px to fit the {hours:g} h asked for ({size_why})"
-    if hours is not None and seconds > hours * 3600:
-        limit_why += f"; even so the study takes about {seconds / 3600:.1f} h here: ask for more hours, or a GPU"
-    return smaller, size_why, limit, seconds, limit_why
 
 
 def batch_size(folders: dict[str, Folder], seed: int = 32) -> int:
@@ -226,33 +138,72 @@ def study_text(path: Path, folders: dict[str, Folder], size: int, size_why: str,
     return text
 
 
+def choose_size(folders: dict[str, Folder], hours: float | None, log: Callable[[str], None]
+                ) -> tuple[int, str, int | None, str, dict[str, float]]:
+    """Image size and limit_per_class (each with why) and each run's estimated seconds: the photos'
+    own size and every image where that fits `hours`; else fewer images per class, then a smaller size."""
+    size, size_why = pick_image_size(folders["main"])
+    measured = measure(folders, size, log)
+    fitted, limit, seconds, limit_why = fit_budget(folders, size, hours, measured)
+    if fitted != size:
+        size_why = f"lowered from {size} px to fit the {hours:g} h asked for ({size_why})"
+    if hours is not None and seconds > hours * 3600:
+        limit_why += f"; even so the study takes about {seconds / 3600:.1f} h here: ask for more hours, or a GPU"
+    return fitted, size_why, limit, limit_why, estimate(folders, fitted, limit, measured)
+
+
+def weights_check(path: Path, runs: list) -> tuple[str | None, set[str]]:
+    """Whether the pretrained runs' weights can be had (on disk, or their host answers): a line to
+    say so, and the runs that cannot have them."""
+    from ..data.fetch import unreachable
+    from ..models.weights import WeightsFile, needed_weights
+
+    needed = needed_weights(runs)
+    missing = {item.model: reason for item in needed if isinstance(item, WeightsFile) and item.local() is None
+               and (reason := unreachable(item.remote, "torchvision"))}
+    names = " and ".join(", ".join(item.model for item in needed).rsplit(", ", 1))
+    if not missing:
+        return (f"the ImageNet weights of {names} are fetched before anything trains (about 130 MB); offline, "
+                f"fetch them first: cnnstudy data fetch --study {path}") if needed else None, set()
+    return (f"the ImageNet weights of {', '.join(missing)} cannot be fetched from here "
+            f"({next(iter(missing.values()))}): fetch them where there is internet (cnnstudy data fetch --study "
+            f"{path}), or leave their runs out"), \
+        {cfg.run_id for cfg in runs if cfg.model.pretrained and cfg.model.name in missing}
+
+
+def tell_outcome(path: Path, runs: list, per_run: dict[str, float], hours: float | None, limit: int | None,
+                 size: int, log: Callable[[str], None]) -> None:
+    """The estimate, what --hours came to, the weights that cannot be had and, where runs should be left
+    out, one ready --only line."""
+    weights, no_weights = weights_check(path, runs)
+    within = {run: seconds for run, seconds in per_run.items() if run not in no_weights}
+    left = leave_out(within, hours) if hours is not None else []
+    for line in outcome_lines(per_run, hours, limit, size, left, no_weights) + ([weights] if weights else []):
+        log(line)
+    if left or no_weights:
+        log(f"  cnnstudy run {path} --only {only_without(runs, set(left) | no_weights)}")
+
+
 def init_study(path: Path, given: dict[str, str], hours: float | None, log: Callable[[str], None]) -> Path:
     """Write the seed study for the folders `given` ({role: folder}) to `path`; returns it."""
-    if path.exists():
-        raise StudyError(f"{path} exists; cnnstudy init never overwrites a file: choose another name or move it")
-    unknown = [role for role in given if role not in ROLES]
-    if "main" not in given or unknown:
-        raise StudyError(f"--dataset: give main=FOLDER (phases 1-3), and optionally transfer=FOLDER (4.1) and "
-                         f"transfer3=FOLDER (4.2); {'unknown role ' + ', '.join(unknown) if unknown else 'no main'}")
-    folders = {role: describe(role, folder, Path.cwd()) for role, folder in given.items()}
+    check_init(path, given)
+    folders = {}
+    for role, folder in given.items():
+        folders[role] = describe(role, folder, Path.cwd())
+        log(f"{role}: {folders[role].path}: {folder_comment(folders[role])}")
     same = [role for role in ("transfer", "transfer3") if role in folders and folders[role].path == folders["main"].path]
     if same:
         raise StudyError(f"--dataset {same[0]}: it is the same folder as main; transfer learning needs a new "
                          "dataset (phase 3's model has seen these images): give another folder")
-    for folder in folders.values():
-        log(f"{folder.role}: {folder.path}: {folder_comment(folder)}")
-    size, size_why, limit, seconds, limit_why = fit_budget(folders, hours)
-    text = study_text(path, folders, size, size_why, limit, limit_why, seconds)
-    atomic_write_text(path, text)
+    size, size_why, limit, limit_why, per_run = choose_size(folders, hours, log)
+    atomic_write_text(path, study_text(path, folders, size, size_why, limit, limit_why, sum(per_run.values())))
     try:
         from .study import plan_study
 
-        plan_study(path)  # checked as any study is: a file init writes must run
+        _, runs = plan_study(path)  # checked as any study is: a file init writes must run
     except StudyError:
         path.unlink()
         raise
-    if "transfer3" in folders:
-        log("the ImageNet weights of resnet50, mobilenet_v2 and efficientnet_b0 are fetched before anything "
-            f"trains (about 130 MB); offline, fetch them first: cnnstudy data fetch --study {path}")
-    log(f"wrote {path}: estimated {seconds / 3600:.1f} h on this machine. Run it with: cnnstudy run {path}")
+    tell_outcome(path, runs, per_run, hours, limit, size, log)
+    log(f"wrote {path}. Run it with: cnnstudy run {path}")
     return path

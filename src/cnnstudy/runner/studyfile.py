@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..config import RunConfig, StudyConfig, StudyError, deep_merge
+from ..models.names import unknown_model_problem
 from .scopes import Scoped, apply_role, role_problems, split_overrides, with_roles
 
 
@@ -95,6 +96,20 @@ def raise_problems(source: str, lines: list[str]) -> None:
                          "\n".join(f"  {line}" for line in unique))
 
 
+def merge_by_run(problems: list[str]) -> list[str]:
+    """"run a: X" and "run b: X" said once, as "runs a, b: X" (a missing folder shared by a phase's runs)."""
+    merged: dict[str, list[str]] = {}
+    for line in problems:
+        head, sep, rest = line.partition(": ")
+        if sep and head.startswith("run ") and " " not in head[4:]:
+            runs = merged.setdefault(rest, [])
+            runs += [] if head[4:] in runs else [head[4:]]
+        else:
+            merged.setdefault(line, [])
+    return [f"run{'s' if len(runs) > 1 else ''} {', '.join(runs)}: {text}" if runs else text
+            for text, runs in merged.items()]
+
+
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if path.is_dir():
@@ -135,24 +150,33 @@ def _merged_run(raw: dict, phase: dict, raw_run: dict, scoped: Scoped) -> tuple[
     return merged, {pair.partition("=")[0]: scoped.typed.get(pair, pair) for layer in layers for pair in layer}
 
 
-def _run_problems(merged: dict, typed: dict[str, str], roles: dict[str, dict]) -> tuple[RunConfig | None, list[str]]:
+def _run_problems(merged: dict, typed: dict[str, str], roles: dict[str, dict], deep: bool
+                  ) -> tuple[RunConfig | None, list[str]]:
     """The run's validated settings (None if they do not validate) and its problems; a problem that
-    came with a --set pair names the pair as typed."""
-    from ..models.registry import model_problem
-
+    came with a --set pair names the pair as typed. Not `deep`: no torch, so timm names go unchecked
+    and a timm model's image size is not filled in."""
     found = [problem] if (problem := apply_role(merged, roles)) else []
-    _weights_size(merged)
+    if deep:
+        _weights_size(merged)
     cfg = None
     try:
         cfg = RunConfig.model_validate(merged)
     except ValidationError as err:
         found += problem_lines(err, RunConfig, typed)
     name = (merged.get("model") or {}).get("name") if isinstance(merged.get("model"), dict) else None
-    wrong_model = model_problem(name) if isinstance(name, str) else None
+    wrong_model = _name_problem(name, deep) if isinstance(name, str) else None
     given = typed.get("model") or typed.get("model.name")
     if wrong_model and (cfg is None or given):  # a valid run's own model is checked with the rest (plan.py)
         found.append(f"--set {given}: {wrong_model}" if given else f"model.name: {wrong_model}")
     return (cfg if not found else None), found
+
+
+def _name_problem(name: str, deep: bool) -> str | None:
+    if not deep:
+        return unknown_model_problem(name)
+    from ..models.registry import model_problem
+
+    return model_problem(name)
 
 
 def _weights_size(merged: dict) -> None:
@@ -169,13 +193,13 @@ def _weights_size(merged: dict) -> None:
         data["image_size"] = get_spec(name).input_size
 
 
-def _run_configs(raw: dict, scoped: Scoped, roles: dict[str, dict], lines: list[str]) -> list[RunConfig]:
+def _run_configs(raw: dict, scoped: Scoped, roles: dict[str, dict], lines: list[str], deep: bool) -> list[RunConfig]:
     """Every run's merged settings validated; the problems added to `lines`, each once: a --set pair's
     once for all runs, and a problem every run has (a typo in `defaults`) once, as every run's."""
     runs, per_run = [], []
     for phase in _phases(raw):
         for raw_run in (r for r in phase.get("runs") or [] if isinstance(r, dict)):
-            cfg, found = _run_problems(*_merged_run(raw, phase, raw_run, scoped), roles)
+            cfg, found = _run_problems(*_merged_run(raw, phase, raw_run, scoped), roles, deep)
             runs += [cfg] if cfg is not None else []
             per_run.append((f"phase {phase.get('name', '?')!r}, run {raw_run.get('name', '?')!r}: ", found))
     everywhere = set.intersection(*(set(found) for _, found in per_run)) if len(per_run) > 1 else set()
@@ -192,11 +216,12 @@ def _names(raw: dict) -> tuple[list[str], list[str]]:
     return phases, runs
 
 
-def load_study(path: str | Path, pairs: list[str] | None = None, datasets: dict[str, str] | None = None
-               ) -> tuple[StudyConfig | None, list[RunConfig], list[str], set[str]]:
+def load_study(path: str | Path, pairs: list[str] | None = None, datasets: dict[str, str] | None = None,
+               deep: bool = True) -> tuple[StudyConfig | None, list[RunConfig], list[str], set[str]]:
     """The study, the runs whose settings validate, every problem found (the file's own keys, each
     run's, --set / --dataset pairs naming no phase, run or role of the study) and the ids of the runs
-    that did not validate. `datasets`: roles replaced ({role: folder or name})."""
+    that did not validate. `datasets`: roles replaced ({role: folder or name}). `deep` False: read
+    without importing torch (runner/precheck.py)."""
     raw, lines = read_yaml(path), []
     scoped = split_overrides(pairs or [], *_names(raw))
     lines += scoped.problems
@@ -208,7 +233,7 @@ def load_study(path: str | Path, pairs: list[str] | None = None, datasets: dict[
     raw_roles = study.datasets if study is not None else {}
     lines += role_problems(datasets or {}, raw_roles)
     roles = with_roles({name: role.model_dump() for name, role in raw_roles.items()}, datasets or {})
-    runs = _run_configs(raw, scoped, roles, lines)
+    runs = _run_configs(raw, scoped, roles, lines, deep)
     if study is not None:
         study.use_roles(roles)  # what each role was, for the resolved study.yaml and the report
     return study, runs, lines, set(_names(raw)[1]) - {cfg.run_id for cfg in runs}

@@ -1,0 +1,60 @@
+"""What a command line can be checked for before torch loads (about 7 s on 2 cores): the study
+file's YAML, keys and values, the --set and --dataset pairs, model names and dataset folders. A
+mistake there is answered in about a second; what needs the models themselves (an image size
+below a model's minimum, layers to freeze, a sweep's values) is checked once the file reads
+cleanly, by `plan_study`. Nothing here imports torch (tests/test_precheck.py holds it to that).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import RunConfig, StudyError
+from ..data.catalogue import CATALOGUE
+from ..data.errors import DataError
+from .studyfile import load_study, merge_by_run, raise_problems
+
+
+def dataset_problem(spec: str, base: Path, key: str = "data.dataset") -> str | None:
+    """What is wrong with the dataset `spec` names, if anything (a catalogue dataset not on disk yet
+    is fetched before training: nothing). `key`: the setting that named it."""
+    from ..data.sources import resolve_dataset
+
+    if spec in CATALOGUE:
+        return None
+    try:
+        resolve_dataset(spec, base, key)
+    except DataError as err:
+        return str(err)
+    return None
+
+
+def dataset_problems(runs: list[RunConfig], study_path: Path, datasets: dict[str, str] | None) -> list[str]:
+    """Every dataset that cannot be found: a --dataset pair's named by the pair, a run's own by run."""
+    given, base = datasets or {}, Path(study_path).parent
+    problems = [f"--dataset {role}={value}: {problem}" for role, value in given.items()
+                if (problem := dataset_problem(value, base, f"--dataset {role}="))]
+    return problems + [f"run {cfg.run_id}: data.dataset: {problem}" for cfg in runs
+                       if cfg.data.dataset not in given.values()
+                       and (problem := dataset_problem(cfg.data.dataset, base))]
+
+
+def check_study(path: str | Path, pairs: list[str] | None = None, datasets: dict[str, str] | None = None) -> None:
+    """The study file's own problems, and its datasets', in one message; nothing when it reads cleanly."""
+    _, runs, problems, _ = load_study(path, pairs, datasets, deep=False)
+    raise_problems(str(path), merge_by_run(problems + dataset_problems(runs, Path(path), datasets)))
+
+
+INIT_ROLES = ("main", "transfer", "transfer3")  # the seed study's datasets: phases 1-3, 4.1, 4.2
+
+
+def check_init(study: str | Path, datasets: dict[str, str]) -> None:
+    """`cnnstudy init`'s arguments: a file it may write, known roles, folders that exist."""
+    if Path(study).exists():
+        raise StudyError(f"{study} exists; cnnstudy init never overwrites a file: choose another name or move it")
+    unknown = [role for role in datasets if role not in INIT_ROLES]
+    if "main" not in datasets or unknown:
+        raise StudyError(f"--dataset: give main=FOLDER (phases 1-3), and optionally transfer=FOLDER (4.1) and "
+                         f"transfer3=FOLDER (4.2); {'unknown role ' + ', '.join(unknown) if unknown else 'no main'}")
+    problems = [f"--dataset {role}={value}: {problem}" for role, value in datasets.items()
+                if (problem := dataset_problem(value, Path.cwd(), f"--dataset {role}="))]
+    raise_problems("cnnstudy init", problems)
