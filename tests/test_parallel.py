@@ -113,6 +113,7 @@ def test_sigterm_stops_every_worker_and_the_same_command_continues(serial):
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 143, stderr[-2000:]
     assert "terminated (SIGTERM)" in stderr and "Traceback" not in stderr, stderr[-3000:]  # idle workers go quietly
+    assert "leaked semaphore" not in stderr, stderr[-3000:]  # no worker left tqdm's lock behind
     deadline = time.monotonic() + 30  # the group's last processes (workers, resource tracker) go at once
     while subprocess.run(["pgrep", "-g", str(process.pid)], capture_output=True).stdout:
         assert time.monotonic() < deadline, "a worker outlived the interrupted study"
@@ -120,3 +121,31 @@ def test_sigterm_stops_every_worker_and_the_same_command_continues(serial):
     assert not (out / "tiny" / "p2" / "head" / "metrics.json").exists()
     run_study(study, out_dir=out, parallel=Parallel(threads=1), **QUIET)  # serially: the same numbers again
     assert_same(numbers(out / "tiny"), expected)
+
+
+def busy_unit(flag: str) -> None:
+    """A unit that never ends on its own (a worker's SIGTERM is its only way out)."""
+    import time
+    from pathlib import Path
+
+    Path(flag).touch()
+    while True:
+        time.sleep(0.01)
+
+
+def test_an_interrupted_worker_exits_instead_of_waiting_for_more_work(tmp_path):
+    """A unit that hears SIGTERM unwinds and its worker exits (143); returning to the pool, it would wait for
+    work that never comes, until killed after the grace period (-9)."""
+    import time
+
+    from cnnstudy.runner.executors import LocalExecutor
+
+    executor = LocalExecutor(1, 1)
+    executor.submit(busy_unit, str(tmp_path / "started"))
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "started").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    processes = list(executor.pool._processes.values())
+    executor.close(interrupted=True)
+    assert [process.exitcode for process in processes] == [143]

@@ -163,3 +163,21 @@ def test_the_readme_commands_for_your_own_photos_run(tmp_path, monkeypatch):
         assert main(args + (shrink if args[0] == "run" else [])) == 0, command
     assert yaml.safe_load((tmp_path / "runs" / "seed" / "study.yaml").read_text())["datasets"]["transfer3"] == \
         {"dataset": str(tmp_path / "photos" / "pets"), "classes": None, "replaced": True}
+
+
+def test_the_readme_quickstart_runs_as_written(tmp_path, monkeypatch):
+    """Its cnnstudy lines, on small folders, with the run shrunk; the report lands where the last line opens it."""
+    text = (REPO / "README.md").read_text()
+    block = re.findall(r"```bash\n(.*?)```", text.split("## Quickstart", 1)[1], re.S)[0]
+    lines = [line.split("#")[0].strip() for line in block.splitlines()]
+    assert lines[0] == "make setup" and lines[1] == "source .venv/bin/activate" and len(block.splitlines()) <= 10
+    for name, classes in {"food": ("a", "b", "c"), "bees": ("ants", "bees")}.items():
+        make_image_folder(tmp_path / "photos" / name, classes=classes, per_class=8, size=64)
+    monkeypatch.chdir(tmp_path)
+    shrink = ["--set", "train.epochs=1", "--set", "data.image_size=48", "--set", "train.batch_size=8",
+              "--set", "phase4/cnn_head:sweep.trials=2", "--set", "phase4/cnn_head:sweep.confirm=1"]
+    for command in [line for line in lines if line.startswith("cnnstudy ")]:
+        args = shlex.split(command.replace("/photos", str(tmp_path / "photos")))[1:]
+        assert main(args + (shrink if args[0] == "run" else [])) == 0, command
+    opened = next(line for line in lines if "report.html" in line).split()[-1]
+    assert (tmp_path / opened).is_file()
