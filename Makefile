@@ -14,7 +14,7 @@ endif
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml src/cnnstudy/_version.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -e '.[test,export,tracking,ray]'
 	touch $@

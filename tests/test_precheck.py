@@ -146,16 +146,23 @@ def test_offline_without_weights_gives_the_only_line_that_runs_the_rest(tmp_path
     study = write_study(tmp_path / "s.yaml", make_image_folder(tmp_path / "colors", per_class=2), PHASES)
     with pytest.raises(StudyError) as err:
         run_study(study, out_dir=tmp_path / "runs", offline=True, log=lambda _: None)
-    assert f"cnnstudy run {study} --only p1,p2/head" in str(err.value), str(err.value)
+    assert "the same command with --only p1,p2/head" in str(err.value), str(err.value)
+    with pytest.raises(StudyError) as err:  # asked for part of the study: the value keeps to that part
+        run_study(study, out_dir=tmp_path / "runs", offline=True, only=["p2"], log=lambda _: None)
+    assert "the same command with --only p1,p2/head" in str(err.value), str(err.value)
+    with pytest.raises(StudyError) as err:
+        run_study(study, out_dir=tmp_path / "runs", offline=True, only=["p2/res"], log=lambda _: None)
+    assert "--only" not in str(err.value).split("nothing was trained")[1]  # nothing would be left to run
 
 
 def test_the_version_comes_from_one_place():
-    import re
+    import tomllib
     from importlib.metadata import version
     from pathlib import Path
 
     import cnnstudy
 
-    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
-    assert re.search(r'^dynamic = \["version"\]', pyproject, re.M) and not re.search(r'^version =', pyproject, re.M)
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "cnnstudy._version.__version__"}
     assert version("cnnstudy") == cnnstudy.__version__

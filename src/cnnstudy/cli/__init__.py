@@ -81,7 +81,8 @@ def checked_first(args: argparse.Namespace) -> int | None:
         if getattr(args, "precheck", None) is not None:
             args.precheck(args)
     except StudyError as err:
-        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank checks; rank 0 says it
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or os.environ.get("RANK", "0") == "0":  # under torchrun
+            # every rank checks and rank 0 says it
             print(f"error: {err}", file=sys.stderr)
         return BAD_USAGE
     return None

@@ -28,6 +28,18 @@ def precheck_study(args: argparse.Namespace) -> None:
         check_study(args.study, args.set, parse_roles(args.dataset))
 
 
+def check_study_folder(folder: str) -> None:
+    from ..runner.precheck import check_study_folder as check
+
+    check(folder)
+
+
+def check_dataset_argument(spec: str) -> None:
+    from ..runner.precheck import check_dataset_argument as check
+
+    check(spec)
+
+
 def precheck_init(args: argparse.Namespace) -> None:
     from ..runner.precheck import check_init
     from ..runner.scopes import parse_roles
@@ -58,13 +70,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ..config import StudyError
     from ..report.report import build_report
     from ..report.summary import write_summary
 
     interruptible()
-    if not (Path(args.study_dir) / "study.yaml").exists():
-        raise StudyError(f"{args.study_dir} is not a study folder (no study.yaml); pass runs/<study>")
     write_summary(Path(args.study_dir))  # the tables the report refers to, by the same code
     md, html = build_report(args.study_dir)
     print(f"report: {md} and {html}")
@@ -189,7 +198,7 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
         from ..runner.study import plan_study
 
         _, runs = plan_study(args.study, args.set, parse_roles(args.dataset))
-        ensure_inputs(runs, Path(args.study).parent, offline=False, study=args.study)
+        ensure_inputs(runs, Path(args.study).parent, offline=False)
         print(f"every dataset and pretrained weight file {args.study} needs is on this machine")
     for name in args.names:
         print(f"{name}: {fetch_dataset(name)}")
@@ -201,7 +210,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     from ..runner.scopes import parse_roles
 
     interruptible()
-    init_study(Path(args.study), parse_roles(args.dataset), args.hours, print)
+    init_study(Path(args.study), parse_roles(args.dataset), args.hours, lambda line: print(line, flush=True))
     return DONE
 
 
@@ -253,7 +262,7 @@ def add_study_commands(sub) -> None:
     init.set_defaults(func=cmd_init, precheck=precheck_init, torch_at_start=False)
     report = sub.add_parser("report", help="rebuild report.md/report.html from a study folder")
     report.add_argument("study_dir", help="e.g. runs/quick")
-    report.set_defaults(func=cmd_report)
+    report.set_defaults(func=cmd_report, precheck=lambda args: check_study_folder(args.study_dir))
     inspect = sub.add_parser("inspect", help="check a dataset: layout, counts, unreadable files, copies, sizes "
                                                         "(--labels: likely mislabels)")
     inspect.add_argument("data", help="a dataset folder, or a name (on disk or in the catalogue)")
@@ -267,7 +276,7 @@ def add_study_commands(sub) -> None:
                          "file in data.exclude")
     inspect.add_argument("--json", action="store_true", help="print the report as JSON")
     inspect.add_argument("--out", help="also write the JSON report to this file")
-    inspect.set_defaults(func=cmd_inspect)
+    inspect.set_defaults(func=cmd_inspect, precheck=lambda args: check_dataset_argument(args.data))
     models = sub.add_parser("models", help="list registered models with their parameter counts")
     models.add_argument("--num-classes", type=positive, default=10,
                         help="classes of the head the parameters are counted with (default: 10)")

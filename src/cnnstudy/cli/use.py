@@ -11,6 +11,12 @@ from .exits import DONE, SOME_FAILED, interruptible
 from .study import positive
 
 
+def check_run_folder(args: argparse.Namespace) -> None:
+    """predict, explain, export: the run folder exists, said before torch loads."""
+    from ..runner.precheck import check_run_folder as check
+
+    check(args.run_dir)
+
 def input_files(paths: list[str]) -> list[Path]:
     """Every image file named or found under the folders named; stops (exit 2) when none of them exists."""
     from ..config import StudyError
@@ -151,7 +157,7 @@ def add_run_commands(sub) -> None:
     predict.add_argument("--out", help="write here instead of standard output")
     predict.add_argument("--json", action="store_true", help="JSON instead of CSV")
     predict.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
-    predict.set_defaults(func=cmd_predict)
+    predict.set_defaults(func=cmd_predict, precheck=check_run_folder)
     explain = sub.add_parser("explain", help="Grad-CAM: where a finished run looks, as overlays (and maps)")
     explain.add_argument("run_dir", help="a run folder, or a study folder with --run")
     explain.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
@@ -164,12 +170,12 @@ def add_run_commands(sub) -> None:
                          help="also save each map as .npy: float32 in [0, 1], the image's own height x width")
     explain.add_argument("--batch-size", type=positive, default=16, help="images per batch (default: 16)")
     explain.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
-    explain.set_defaults(func=cmd_explain)
+    explain.set_defaults(func=cmd_explain, precheck=check_run_folder)
     export = sub.add_parser("export", help="export a run's model to ONNX or TorchScript, verified")
     export.add_argument("run_dir", help="a run folder, or a study folder with --run")
     export.add_argument("--format", choices=["onnx", "torchscript"], default="onnx",
                         help="onnx (default; needs pip install 'cnnstudy[export]') or torchscript")
     export.add_argument("--out", help="file to write (default: model.onnx / model.torchscript.pt in the run folder)")
-    export.set_defaults(func=cmd_export)
+    export.set_defaults(func=cmd_export, precheck=check_run_folder)
     for command in (predict, explain, export):
         command.add_argument("--run", help="<phase>/<run> when run_dir is a study folder")

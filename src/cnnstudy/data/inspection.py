@@ -178,7 +178,9 @@ def format_report(report: dict) -> str:
     for below in minimums:  # --min-size, where it is also a model's minimum, is listed under that model's line
         lines.append(f"\nsmaller than {below['min_size']} px, the minimum of {', '.join(below['models'])} "
                      f"(upscaled for them): {below['count']}")
-        lines += [f"  {entry}" for entry in small[:30]] if below["min_size"] == report["min_size"] else []
+        if below["min_size"] == report["min_size"]:
+            lines += [f"  {entry}" for entry in small[:30]] + ([f"  ... and {len(small) - 30} more (see the JSON)"]
+                                                               if len(small) > 30 else [])
     if report["min_size"] not in [below["min_size"] for below in minimums]:
         sections.append((f"smaller than {report['min_size']} px (upscaled)", small))
     if "label_check" in report:

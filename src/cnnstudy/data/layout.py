@@ -85,8 +85,14 @@ def _split_layout(root: Path) -> Layout:
     return Layout("split folders", dict(sorted(folders.items(), key=lambda kv: order[kv[0]])), passed_over)
 
 
-def check_class_folders(root: Path, layout: Layout, classes: list[str]) -> None:
-    """A class named like a split means a layout one level off; fewer than two classes is no task."""
+def fix_for(key: str) -> str:
+    """How a message asks for another folder: a setting is set, a command line's argument is given."""
+    return f"give {key}" if key.startswith("--") or " " in key else f"set {key} to"
+
+
+def check_class_folders(root: Path, layout: Layout, classes: list[str], key: str = "data.dataset") -> None:
+    """A class named like a split means a layout one level off; fewer than two classes is no task.
+    `key`: the setting or argument that named the folder, for the fix."""
     misnamed = [c for c in classes if split_of_folder(c)]
     if misnamed:
         where = "" if layout.kind == "class folders" else " inside a split folder"
@@ -96,8 +102,8 @@ def check_class_folders(root: Path, layout: Layout, classes: list[str]) -> None:
     if len(classes) < 2:
         found = f"only {classes[0]!r}" if classes else "none"
         raise DataError(f"{root} needs at least 2 class folders to classify; found {found}. Lay it out as "
-                        f"{root}/<class>/<image> with one folder per class, or point data.dataset at the "
-                        "folder that holds the class folders")
+                        f"{root}/<class>/<image> with one folder per class, or {fix_for(key)} the folder that "
+                        "holds the class folders")
 
 
 def empty_classes_error(empty: list[str], root, why: str = "") -> DataError:

@@ -15,7 +15,7 @@ from PIL import Image, ImageOps
 
 from .catalogue import CATALOGUE
 from .errors import DataError
-from .layout import IMAGE_EXTENSIONS, Layout, check_class_folders, detect_layout, visible_dirs
+from .layout import IMAGE_EXTENSIONS, Layout, check_class_folders, detect_layout, fix_for, visible_dirs
 from .paths import data_roots
 
 FASHION_MNIST = "fashion-mnist"
@@ -44,9 +44,9 @@ def resolve_dataset(spec: str, base: Path | None = None, key: str = "data.datase
         raise DataError(f"dataset {spec!r} is in the catalogue but not on disk yet (looked in "
                         f"{', '.join(map(str, searched))}); fetch it with: cnnstudy data fetch {spec}")
     if found is None:
-        fix = f"give {key} an existing folder" if key.startswith("--") else f"set {key} to an existing folder"
-        raise DataError(f"dataset {spec!r} not found (looked in {', '.join(map(str, searched))}); {fix}, put it "
-                        "under $CNNSTUDY_DATA, or name a dataset of the catalogue (cnnstudy data list)")
+        raise DataError(f"dataset {spec!r} not found (looked in {', '.join(map(str, searched))}); {fix_for(key)} "
+                        "an existing folder, put it under $CNNSTUDY_DATA, or name a dataset of the catalogue "
+                        "(cnnstudy data list)")
     return found
 
 
@@ -125,14 +125,14 @@ def _walk_class(class_dir: Path, root: Path) -> tuple[list[str], list[str]]:
     return images, ignored
 
 
-def scan_folder(root: Path) -> FolderSource:
+def scan_folder(root: Path, key: str = "data.dataset") -> FolderSource:
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"{root} is not a folder; set data.dataset to a folder of class sub-folders")
+        raise DataError(f"{root} is not a folder; {fix_for(key)} a folder of class sub-folders")
     layout = detect_layout(root)
     split_dirs = {split: root / folder for split, folder in layout.folders.items()}
     classes = sorted({p.name for d in split_dirs.values() for p in visible_dirs(d)})
-    check_class_folders(root, layout, classes)
+    check_class_folders(root, layout, classes, key)
     items: dict[str, list[tuple[str, int]]] = {}
     ignored, stray = _hidden(root, root), []
     for split, folder in split_dirs.items():
@@ -210,7 +210,7 @@ def open_source(spec: str, base: Path | None = None, key: str = "data.dataset") 
     path = resolve_dataset(spec, base, key)
     if (path / FASHION_MNIST_FILES["train"][0]).exists():
         return FashionMnistSource(path)
-    return scan_folder(path)
+    return scan_folder(path, key)
 
 
 class ClassSubset:

@@ -32,9 +32,10 @@ def swept_choices(runs: list[RunConfig]) -> list[RunConfig]:
     return [trial for cfg in runs if cfg.sweep is not None for trial in check_sweep(cfg, f"run {cfg.run_id}")]
 
 
-def ensure_inputs(runs: list[RunConfig], base: Path, offline: bool = False, log=print, study: str = "STUDY") -> None:
-    """Fetch what is missing; stop with every problem at once, before anything trains. `study`: the
-    study file as the user named it, for the command line the message suggests."""
+def ensure_inputs(runs: list[RunConfig], base: Path, offline: bool = False, log=print,
+                  every_run: list[RunConfig] | None = None) -> None:
+    """Fetch what `runs` need; stop with every problem at once, before anything trains. `every_run`:
+    the whole study, where `runs` is the part --only chose (for the --only value the message suggests)."""
     problems, datasets = fetch_datasets(runs, base, offline, log)
     failed: set[str] = set()
     for item in needed_weights(runs + swept_choices(runs)):
@@ -50,7 +51,7 @@ def ensure_inputs(runs: list[RunConfig], base: Path, offline: bool = False, log=
     if problems:
         reason = "and --offline forbids fetching them" if offline else "and some could not be fetched"
         raise StudyError(f"the study needs files that are not on this machine, {reason}; nothing was trained:\n  "
-                         + "\n  ".join(problems) + ways_round(runs, datasets, failed, study))
+                         + "\n  ".join(problems) + ways_round(runs, every_run or runs, datasets, failed))
 
 
 def fetch_datasets(runs: list[RunConfig], base: Path, offline: bool, log) -> tuple[list[str], list[str]]:
@@ -69,14 +70,17 @@ def fetch_datasets(runs: list[RunConfig], base: Path, offline: bool, log) -> tup
     return problems, missing
 
 
-def ways_round(runs: list[RunConfig], datasets: list[str], models: set[str], study: str) -> str:
-    """The other ways to go on: datasets already on disk elsewhere, or the runs that need no missing weights."""
+def ways_round(runs: list[RunConfig], every_run: list[RunConfig], datasets: list[str], models: set[str]) -> str:
+    """The other ways to go on: datasets already on disk elsewhere, or the runs asked for that need none
+    of the missing weights (as an --only value over the whole study)."""
     lines = []
     if datasets:
         lines.append(f"already on disk elsewhere? Point CNNSTUDY_DATA at the folder that holds "
                      f"{' and '.join(name + '/' for name in datasets)} (folders separated by ':')")
     left_out = {cfg.run_id for cfg in runs if cfg.model.pretrained and cfg.model.name in models}
-    rest = only_without(runs, left_out) if left_out and not datasets else None
+    asked = {cfg.run_id for cfg in runs}
+    rest = only_without(every_run, left_out | {cfg.run_id for cfg in every_run if cfg.run_id not in asked}) \
+        if left_out and not datasets else None
     if rest:
-        lines.append(f"or run the rest of the study without those weights: cnnstudy run {study} --only {rest}")
+        lines.append(f"or run the rest without those weights: the same command with --only {rest}")
     return "".join(f"\n{line}" for line in lines)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -181,7 +182,7 @@ def tell_outcome(path: Path, runs: list, per_run: dict[str, float], hours: float
     for line in outcome_lines(per_run, hours, limit, size, left, no_weights) + ([weights] if weights else []):
         log(line)
     if left or no_weights:
-        log(f"  cnnstudy run {path} --only {only_without(runs, set(left) | no_weights)}")
+        log(f"  cnnstudy run {shlex.quote(str(path))} --only {only_without(runs, set(left) | no_weights)}")
 
 
 def init_study(path: Path, given: dict[str, str], hours: float | None, log: Callable[[str], None]) -> Path:

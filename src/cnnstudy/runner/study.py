@@ -48,7 +48,8 @@ def plan_study(study_path: str | Path, overrides: list[str] | None = None,
         runs = expand_sweeps(runs, str(study_path))
     except StudyError as err:
         problems.append(str(err))
-    problems += run_problems(runs, Path(study_path), unread, datasets)  # every run's checks, with the file's
+    known = {role: value for role, value in (datasets or {}).items() if study is not None and role in study.datasets}
+    problems += run_problems(runs, Path(study_path), unread, known)  # every run's checks, with the file's
     raise_problems(str(study_path), problems)
     check_tracking(study.tracking)
     return study, runs
@@ -123,7 +124,7 @@ def prepare_study(study: StudyConfig, runs: list[RunConfig], every_run: list[Run
     """Inputs fetched, splits made, everything checked and every run's action planned; a forced start
     recorded and its runs cleared. Nothing has trained when this returns."""
     base = Path(study_path).parent
-    dist.on_main(lambda: ensure_inputs(runs, base, offline or offline_from_env(), log, str(study_path)))
+    dist.on_main(lambda: ensure_inputs(runs, base, offline or offline_from_env(), log, every_run))
     store = SplitStore(study_dir, base, lambda cfg: get_spec(cfg.model.name).min_size, log)
     prepared = dist.main_first(lambda: prepare_splits(runs, store))
     check_prepared(runs, prepared, Path(study_path))
