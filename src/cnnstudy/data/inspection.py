@@ -148,6 +148,22 @@ def _size_stats(sizes: np.ndarray) -> dict | None:
             for axis, col in (("width", sizes[:, 0]), ("height", sizes[:, 1]))}
 
 
+def _minimum_lines(report: dict, sections: list) -> list[str]:
+    """A line per model minimum; the images below --min-size listed under the line of the same size,
+    or as a section of their own (appended to `sections`) where no model has that minimum."""
+    small = [f"{s['file']}: {s['size'][0]}x{s['size'][1]}" for s in report["smaller_than_min"]]
+    minimums, lines = report.get("below_model_minimum", []), []
+    for below in minimums:
+        lines.append(f"\nsmaller than {below['min_size']} px, the minimum of {', '.join(below['models'])} "
+                     f"(upscaled for them): {below['count']}")
+        if below["min_size"] == report["min_size"]:
+            lines += [f"  {entry}" for entry in small[:30]]
+            lines += [f"  ... and {len(small) - 30} more (see the JSON)"] if len(small) > 30 else []
+    if report["min_size"] not in [below["min_size"] for below in minimums]:
+        sections.append((f"smaller than {report['min_size']} px (upscaled)", small))
+    return lines
+
+
 def format_report(report: dict) -> str:
     """A readable table of an inspection report."""
     splits = list(report["counts"])
@@ -173,16 +189,7 @@ def format_report(report: dict) -> str:
                 ("images outside a class folder (not used)", report["stray_images"]),
                 ("groups of copies (a study keeps each in one part and leaves label conflicts out)",
                  _copy_lines(report["copies"] or []))]
-    small = [f"{s['file']}: {s['size'][0]}x{s['size'][1]}" for s in report["smaller_than_min"]]
-    minimums = report.get("below_model_minimum", [])
-    for below in minimums:  # --min-size, where it is also a model's minimum, is listed under that model's line
-        lines.append(f"\nsmaller than {below['min_size']} px, the minimum of {', '.join(below['models'])} "
-                     f"(upscaled for them): {below['count']}")
-        if below["min_size"] == report["min_size"]:
-            lines += [f"  {entry}" for entry in small[:30]] + ([f"  ... and {len(small) - 30} more (see the JSON)"]
-                                                               if len(small) > 30 else [])
-    if report["min_size"] not in [below["min_size"] for below in minimums]:
-        sections.append((f"smaller than {report['min_size']} px (upscaled)", small))
+    lines += _minimum_lines(report, sections)
     if "label_check" in report:
         sections.append(_label_section(report["label_check"]))
     for title, entries in sections:
