@@ -66,7 +66,7 @@ def test_ray_gives_the_serial_numbers_and_checks_the_shared_folder(serial):
         pytest.skip("Ray is not installed (pip install 'cnnstudy[ray]')")
     import ray
 
-    from cnnstudy.runner.executors import check_shared_storage
+    from cnnstudy.runner.ray_executor import check_shared_storage
 
     study, expected, tmp = serial
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="warning")

@@ -46,6 +46,13 @@ def tune_runtime(processes_per_machine: int = 1) -> None:
     torch.set_num_threads(max(1, usable_cores() // processes_per_machine))
 
 
+def prepare_process(threads: int) -> None:
+    """What every process that trains sets first, whoever started it."""
+    set_allocator(True)
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 def cpu_flags(wanted: tuple[str, ...] = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")) -> str:
     """The CPU features that decide kernel speed and native bf16, for benchmark headers."""
     try:
