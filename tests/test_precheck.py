@@ -140,7 +140,7 @@ def test_offline_with_a_missing_catalogue_dataset_names_cnnstudy_data(tmp_path, 
 
 
 def test_offline_without_weights_gives_the_only_line_that_runs_the_rest(tmp_path, monkeypatch):
-    from cnnstudy.runner.study import run_study
+    from cnnstudy.runner.study import plan_study, run_study
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no cached ImageNet weights
     study = write_study(tmp_path / "s.yaml", make_image_folder(tmp_path / "colors", per_class=2), PHASES)
@@ -153,15 +153,20 @@ def test_offline_without_weights_gives_the_only_line_that_runs_the_rest(tmp_path
     with pytest.raises(StudyError) as err:
         run_study(study, out_dir=tmp_path / "runs", offline=True, only=["p2/res"], log=lambda _: None)
     assert "--only" not in str(err.value).split("nothing was trained")[1]  # nothing would be left to run
+    from cnnstudy.runner.inputs import ensure_inputs
+    _, runs = plan_study(study)
+    with pytest.raises(StudyError) as err:  # `data fetch --study` has no --only: it names `cnnstudy run`
+        ensure_inputs(runs, tmp_path, offline=True, log=lambda _: None, rerun="cnnstudy run s.yaml --only {}")
+    assert "cnnstudy run s.yaml --only p1,p2/head" in str(err.value)
 
 
 def test_the_version_comes_from_one_place():
-    import tomllib
     from importlib.metadata import version
     from pathlib import Path
 
     import cnnstudy
 
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
     assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "cnnstudy._version.__version__"}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import textwrap
 from pathlib import Path
@@ -198,7 +199,8 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
         from ..runner.study import plan_study
 
         _, runs = plan_study(args.study, args.set, parse_roles(args.dataset))
-        ensure_inputs(runs, Path(args.study).parent, offline=False)
+        ensure_inputs(runs, Path(args.study).parent, offline=False,  # data fetch has no --only: run has
+                      rerun=f"cnnstudy run {shlex.quote(args.study)} --only {{}} (with the same --set and --dataset)")
         print(f"every dataset and pretrained weight file {args.study} needs is on this machine")
     for name in args.names:
         print(f"{name}: {fetch_dataset(name)}")

@@ -17,6 +17,7 @@ def check_run_folder(args: argparse.Namespace) -> None:
 
     check(args.run_dir)
 
+
 def input_files(paths: list[str]) -> list[Path]:
     """Every image file named or found under the folders named; stops (exit 2) when none of them exists."""
     from ..config import StudyError

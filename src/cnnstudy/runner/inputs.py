@@ -33,9 +33,10 @@ def swept_choices(runs: list[RunConfig]) -> list[RunConfig]:
 
 
 def ensure_inputs(runs: list[RunConfig], base: Path, offline: bool = False, log=print,
-                  every_run: list[RunConfig] | None = None) -> None:
+                  every_run: list[RunConfig] | None = None, rerun: str = "the same command with --only {}") -> None:
     """Fetch what `runs` need; stop with every problem at once, before anything trains. `every_run`:
-    the whole study, where `runs` is the part --only chose (for the --only value the message suggests)."""
+    the whole study, where `runs` is the part --only chose (for the --only value the message suggests);
+    `rerun`: the command that message suggests, `{}` standing for the --only value."""
     problems, datasets = fetch_datasets(runs, base, offline, log)
     failed: set[str] = set()
     for item in needed_weights(runs + swept_choices(runs)):
@@ -51,7 +52,7 @@ def ensure_inputs(runs: list[RunConfig], base: Path, offline: bool = False, log=
     if problems:
         reason = "and --offline forbids fetching them" if offline else "and some could not be fetched"
         raise StudyError(f"the study needs files that are not on this machine, {reason}; nothing was trained:\n  "
-                         + "\n  ".join(problems) + ways_round(runs, every_run or runs, datasets, failed))
+                         + "\n  ".join(problems) + ways_round(runs, every_run or runs, datasets, failed, rerun))
 
 
 def fetch_datasets(runs: list[RunConfig], base: Path, offline: bool, log) -> tuple[list[str], list[str]]:
@@ -70,7 +71,8 @@ def fetch_datasets(runs: list[RunConfig], base: Path, offline: bool, log) -> tup
     return problems, missing
 
 
-def ways_round(runs: list[RunConfig], every_run: list[RunConfig], datasets: list[str], models: set[str]) -> str:
+def ways_round(runs: list[RunConfig], every_run: list[RunConfig], datasets: list[str], models: set[str],
+               rerun: str = "the same command with --only {}") -> str:
     """The other ways to go on: datasets already on disk elsewhere, or the runs asked for that need none
     of the missing weights (as an --only value over the whole study)."""
     lines = []
@@ -82,5 +84,5 @@ def ways_round(runs: list[RunConfig], every_run: list[RunConfig], datasets: list
     rest = only_without(every_run, left_out | {cfg.run_id for cfg in every_run if cfg.run_id not in asked}) \
         if left_out and not datasets else None
     if rest:
-        lines.append(f"or run the rest without those weights: the same command with --only {rest}")
+        lines.append(f"or run the rest without those weights: {rerun.format(rest)}")
     return "".join(f"\n{line}" for line in lines)
