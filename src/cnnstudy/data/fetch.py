@@ -62,12 +62,9 @@ def source_url(remote: RemoteFile, group: str) -> str:
     return f"{mirror.rstrip('/')}/{group}/{remote.name}"
 
 
-def unreachable(remote: RemoteFile, group: str, seconds: float = 3.0) -> str | None:
-    """Why `remote` cannot be fetched from here (its host, or the mirror's, does not answer within
-    `seconds`), or None where it can: any HTTP answer, even an error, means the host is reachable."""
-    url = source_url(remote, group)
-    if url.startswith("file:"):
-        return None if Path(urllib.request.url2pathname(url[5:])).is_file() else f"not in the mirror: {url}"
+def head_error(url: str, seconds: float) -> str | None:
+    """Why `url`'s host does not answer a HEAD request within `seconds`, or None where it answers: any
+    HTTP answer, even an error, means the host is reachable."""
     try:
         urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=seconds).close()
     except urllib.error.HTTPError:
@@ -75,6 +72,15 @@ def unreachable(remote: RemoteFile, group: str, seconds: float = 3.0) -> str | N
     except (urllib.error.URLError, OSError, ValueError) as err:
         return str(getattr(err, "reason", err))
     return None
+
+
+def unreachable(remote: RemoteFile, group: str, seconds: float = 3.0) -> str | None:
+    """Why `remote` cannot be fetched from here (its host, or the mirror's, does not answer within
+    `seconds`, or the mirror folder lacks it), or None where it can."""
+    url = source_url(remote, group)
+    if url.startswith("file:"):
+        return None if Path(urllib.request.url2pathname(url[5:])).is_file() else f"not in the mirror: {url}"
+    return head_error(url, seconds)
 
 
 def verify(path: Path, remote: RemoteFile) -> None:

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import os
 import re
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data.fetch import FetchError, RemoteFile, download
+from ..data.fetch import FetchError, RemoteFile, download, head_error
 from ..fileio import file_digest
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -97,13 +95,7 @@ def probe(url: str) -> None:
     backoff, over a minute per file); any HTTP answer, even an error, means it can."""
     endpoint = hub_endpoint()
     if endpoint not in _unreachable:
-        try:
-            urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=PROBE_TIMEOUT_S).close()
-            _unreachable[endpoint] = ""
-        except urllib.error.HTTPError:
-            _unreachable[endpoint] = ""
-        except (urllib.error.URLError, OSError, ValueError) as err:
-            _unreachable[endpoint] = str(getattr(err, "reason", err))
+        _unreachable[endpoint] = head_error(url, PROBE_TIMEOUT_S) or ""
     if _unreachable[endpoint]:
         raise FetchError(f"cannot reach {endpoint} ({_unreachable[endpoint]})")
 

@@ -59,15 +59,15 @@ def fetch_datasets(runs: list[RunConfig], base: Path, offline: bool, log) -> tup
     """Each missing catalogue dataset fetched (not offline); the problems, and the datasets still missing."""
     problems, missing = [], []
     for name in missing_datasets(runs, base):
+        if offline:
+            problems += manual_instructions(CATALOGUE[name])
+            missing.append(name)
+            continue
         try:
-            if offline:
-                problems += manual_instructions(CATALOGUE[name])
-            else:
-                fetch_dataset(name, log=log)
-                continue
+            fetch_dataset(name, log=log)
         except DataError as err:
             problems.append(f"{name}: {err}")
-        missing.append(name)
+            missing.append(name)
     return problems, missing
 
 

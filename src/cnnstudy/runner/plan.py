@@ -68,7 +68,8 @@ def run_problems(runs: list[RunConfig], study_path: Path, unread: set[str] = fro
         except StudyError as err:
             problems.append(str(err))
         by_id.setdefault(cfg.run_id, cfg)
-    return merge_by_run(dataset_problems(runs, study_path, datasets) + problems)
+    # found, not opened: the split store opens each dataset next (and the command line's quick check did)
+    return merge_by_run(dataset_problems(runs, study_path, datasets, opened=False) + problems)
 
 
 def _check_model(cfg: RunConfig, where: str, earlier: dict[str, RunConfig]) -> None:

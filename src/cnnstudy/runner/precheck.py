@@ -14,32 +14,34 @@ from ..data.errors import DataError
 from .studyfile import load_study, merge_by_run, raise_problems
 
 
-def dataset_problem(spec: str, base: Path, key: str = "data.dataset") -> str | None:
-    """What is wrong with the dataset `spec` names, if anything: no such folder, or no class folders
-    in it (a catalogue dataset not on disk yet is fetched before training: nothing). `key`: the
-    setting or argument that named it, for the fix."""
-    from ..data.sources import find_dataset, open_source
+def dataset_problem(spec: str, base: Path, key: str = "data.dataset", opened: bool = True) -> str | None:
+    """What is wrong with the dataset `spec` names, if anything: no such folder, or (`opened`) no class
+    folders in it (a catalogue dataset not on disk yet is fetched before training: nothing). `key`:
+    the setting or argument that named it, for the fix."""
+    from ..data.sources import find_dataset, open_source, resolve_dataset
 
     if spec in CATALOGUE and find_dataset(spec, base)[0] is None:
         return None
     try:
-        open_source(spec, base, key)
+        open_source(spec, base, key) if opened else resolve_dataset(spec, base, key)
     except DataError as err:
         return str(err)
     return None
 
 
 def dataset_problems(runs: list[RunConfig], study_path: Path, datasets: dict[str, str] | None,
-                     roles: set[str] | None = None) -> list[str]:
+                     roles: set[str] | None = None, opened: bool = True) -> list[str]:
     """Every dataset that cannot be used: a --dataset pair's named by the pair (pairs naming no role
-    of the study, `roles`, are reported as such elsewhere), a run's own by run."""
+    of the study, `roles`, are reported as such elsewhere), a run's own by run. `opened` False: only
+    found, not opened (where the split store opens each dataset next)."""
     given, base = datasets or {}, Path(study_path).parent
     problems = [f"--dataset {role}={value}: {problem}" for role, value in given.items()
-                if (roles is None or role in roles) and (problem := dataset_problem(value, base, f"--dataset {role}="))]
+                if (roles is None or role in roles)
+                and (problem := dataset_problem(value, base, f"--dataset {role}=", opened))]
     found: dict[str, str | None] = {}  # each dataset opened once, however many runs use it
     for cfg in runs:
         if cfg.data.dataset not in given.values() and cfg.data.dataset not in found:
-            found[cfg.data.dataset] = dataset_problem(cfg.data.dataset, base)
+            found[cfg.data.dataset] = dataset_problem(cfg.data.dataset, base, opened=opened)
     return problems + [f"run {cfg.run_id}: data.dataset: {found[cfg.data.dataset]}" for cfg in runs
                        if found.get(cfg.data.dataset)]
 
