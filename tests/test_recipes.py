@@ -294,3 +294,34 @@ def test_recipe_keys_and_augment_parts_can_be_swept():
     with pytest.raises(StudyError, match="sweep.params.train.momentum value 0.8: train: momentum does nothing with "
                                          "optimizer adam"):
         check_sweep(wrong, "run p/r")
+
+
+def test_weight_decay_spares_what_a_timm_model_lists_as_timm_does():
+    """timm's `param_groups_weight_decay` (with the model's no_weight_decay() names) is the reference."""
+    timm = pytest.importorskip("timm")
+    from timm.optim import param_groups_weight_decay
+
+    model = timm.create_model("vit_tiny_patch16_224", img_size=32, num_classes=3)
+    assert {"pos_embed", "cls_token"} <= set(model.no_weight_decay())
+    ours = parameter_groups(model, 0.05)
+    theirs = param_groups_weight_decay(model, 0.05, no_weight_decay_list=model.no_weight_decay())
+    by_decay = {group["weight_decay"]: {id(p) for p in group["params"]} for group in ours}
+    assert by_decay == {group["weight_decay"]: {id(p) for p in group["params"]} for group in theirs}
+    assert id(model.pos_embed) in by_decay[0.0] and id(model.cls_token) in by_decay[0.0]
+
+
+def test_weight_decay_reads_no_weight_decay_patterns():
+    class Listed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.table = nn.Parameter(torch.zeros(2, 2))
+            self.relative_bias_table = nn.Parameter(torch.zeros(2, 2))  # a name ending in "bias_table" decays
+            self.proj = nn.Linear(2, 2)
+
+        def no_weight_decay(self):
+            return {"tab*"}
+
+    model = Listed()
+    decay, spared = parameter_groups(model, 0.1)
+    assert [id(p) for p in decay["params"]] == [id(model.relative_bias_table), id(model.proj.weight)]
+    assert [id(p) for p in spared["params"]] == [id(model.table), id(model.proj.bias)]

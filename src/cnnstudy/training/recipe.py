@@ -9,6 +9,7 @@ epoch k (their state is in last.pt) continues with the very learning rate an uni
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 from typing import Any
 
 import torch
@@ -68,17 +69,22 @@ def setting(train: TrainConfig, key: str) -> Any:
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Trainable parameters: without weight decay one group in the model's order (the order a
-    last.pt's optimizer state is stored in); with it, weights in one group and normalization
-    layers' parameters and biases, which do not decay, in another."""
+    last.pt's optimizer state is stored in); with it, weights in one group and, in another, what does
+    not decay: normalization layers' parameters, biases and every 1-d parameter, and the names (or
+    fnmatch patterns) a timm model lists in `no_weight_decay()` (a ViT's position embeddings and class
+    token), as timm's `param_groups_weight_decay` spares them."""
     if weight_decay == 0:
         return [{"params": [p for p in model.parameters() if p.requires_grad]}]
-    decay, spared, seen = [], [], set()
-    for module in model.modules():
-        is_norm = isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm))
-        for name, param in module.named_parameters(recurse=False):
-            if param.requires_grad and id(param) not in seen:
-                seen.add(id(param))
-                (spared if is_norm or name == "bias" or param.ndim <= 1 else decay).append(param)
+    listed = model.no_weight_decay() if callable(getattr(model, "no_weight_decay", None)) else ()
+    norms = {id(p) for module in model.modules()
+             if isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm))
+             for p in module.parameters(recurse=False)}
+    decay, spared = [], []
+    for name, param in model.named_parameters():  # each shared parameter once, as named first
+        if param.requires_grad:
+            keep = id(param) in norms or param.ndim <= 1 or name.rpartition(".")[2] == "bias" or \
+                any(fnmatch(name, pattern) for pattern in listed)
+            (spared if keep else decay).append(param)
     return [group for group in ({"params": decay, "weight_decay": weight_decay},
                                 {"params": spared, "weight_decay": 0.0}) if group["params"]]
 
