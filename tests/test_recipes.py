@@ -16,7 +16,7 @@ from cnnstudy.fileio import read_json, read_jsonl
 from cnnstudy.models.checkpoint import load_checkpoint_file
 from cnnstudy.runner.fingerprint import differences
 from cnnstudy.runner.study import run_study
-from cnnstudy.training.recipe import (build_schedule, build_optimizer, class_weight_tensor, early_stop_epoch,
+from cnnstudy.training.recipe import (build_schedule, build_optimizer, class_weight_tensor, make_recipe, track,
                                       parameter_groups, step_schedule)
 
 from helpers import make_image_folder, run_quiet_study, write_study
@@ -111,10 +111,42 @@ def test_warmup_then_cosine_follows_its_formula_and_steps_once_per_epoch():
 def test_early_stopping_counts_patience_after_the_best_epoch():
     from cnnstudy.config import EarlyStopping
     rows = [{"epoch": e, "val_loss": loss, "val_acc": 0.5} for e, loss in enumerate([1.0, 0.8, 0.81, 0.79, 0.9, 0.95], 1)]
-    assert early_stop_epoch(rows, EarlyStopping(patience=2)) == 6
-    assert early_stop_epoch(rows, EarlyStopping(patience=2, min_delta=0.05)) == 4  # 0.79 is no real gain on 0.8
-    assert early_stop_epoch(rows, EarlyStopping(patience=5)) is None
-    assert early_stop_epoch(rows, None) is None
+    assert track(rows, "val_loss", EarlyStopping(patience=2)).stop_epoch == 6
+    assert track(rows, "val_loss", EarlyStopping(patience=2, min_delta=0.05)).stop_epoch == 4  # 0.79: no real gain
+    assert track(rows, "val_loss", EarlyStopping(patience=5)).stop_epoch is None
+    assert track(rows, "val_loss").stop_epoch is None
+
+
+def test_min_delta_decides_the_best_epoch_as_it_decides_stopping():
+    """Keras' EarlyStopping(min_delta, restore_best_weights): the restored epoch is the last one the
+    rule counted as an improvement, not the lowest value."""
+    from cnnstudy.config import EarlyStopping
+    rows = [{"epoch": e, "val_loss": loss, "val_acc": 0.5} for e, loss in enumerate([1.0, 0.998, 0.996, 0.994], 1)]
+    assert track(rows, "val_loss", EarlyStopping(metric="val_loss", patience=3, min_delta=0.01)) == (1, 4)
+    assert track(rows, "val_loss", EarlyStopping(metric="val_loss", patience=3)) == (4, None)
+    ties = [{"epoch": e, "val_acc": acc} for e, acc in enumerate([0.5, 0.7, 0.7, 0.6], 1)]
+    assert track(ties).best_epoch == 2  # the first of equal epochs
+
+
+def test_fit_keeps_the_epoch_the_stopping_rule_counts_as_best(tmp_path, monkeypatch):
+    from cnnstudy.training import engine
+
+    losses = iter([1.0, 0.998, 0.996, 0.994, 0.992])
+    monkeypatch.setattr(engine, "_measure", lambda model, loaders, loop: {"val_loss": next(losses), "val_acc": 0.5})
+
+    class Batches(list):
+        def set_epoch(self, epoch):
+            pass
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 2))
+    train = TrainConfig(epochs=5, precision="fp32", early_stopping={"metric": "val_loss", "patience": 3,
+                                                                    "min_delta": 0.01})
+    optimizer, recipe = make_recipe(train, model, [0, 1], 2, torch.device("cpu"))
+    loaders = {"train": Batches([(torch.rand(2, 3, 4, 4), torch.tensor([0, 1]), torch.tensor([0, 1]))])}
+    loop = engine.Loop(torch.device("cpu"), 5, log=lambda _: None, progress=False)
+    state = engine.fit(model, optimizer, loaders, tmp_path, {"class_names": ["a", "b"]}, loop, recipe)
+    assert (state.epoch, state.best_epoch, state.stopped["epoch"], state.stopped["best_epoch"]) == (4, 1, 4, 1)
+    assert load_checkpoint_file(tmp_path / "best.pt")["epoch"] == 1
 
 
 def test_adamw_decays_nothing_unless_asked():

@@ -25,7 +25,7 @@ from .distributed import SINGLE, Dist
 from ..fileio import read_jsonl
 from ..models.freeze import set_train_mode
 from .metrics import epoch_line
-from .recipe import PLAIN, Recipe, early_stop_epoch, monitored, step_schedule
+from .recipe import PLAIN, Recipe, step_schedule, track
 from ..seeds import derive_seed
 
 
@@ -178,7 +178,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, loaders: dict, run_d
     state = resume_state(run_dir, unwrap(model), optimizer, scaler, meta, write=dist.main, extras=recipe.stateful())
     if state.epoch:
         loop.log(f"resuming {run_dir} after epoch {state.epoch}/{loop.epochs}")
-    stopped_at = early_stop_epoch(state.history, recipe.early_stopping)  # a run resumed after it stopped
+    stopped_at = track(state.history, recipe.metric, recipe.early_stopping).stop_epoch  # resumed after it stopped
     for epoch in range(state.epoch + 1, loop.epochs + 1):
         if stopped_at is not None:
             break
@@ -195,12 +195,12 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, loaders: dict, run_d
         row.update(_measure(evaluated, loaders, loop))
         row["seconds"] = time.perf_counter() - row.pop("started")
         state.history.append(row)
-        stopped_at = early_stop_epoch(state.history, recipe.early_stopping)
+        progress = track(state.history, recipe.metric, recipe.early_stopping)
+        stopped_at = progress.stop_epoch
         if stopped_at is not None:
             row["stopped"] = "early_stopping"
         state.epoch = epoch
-        improved = state.best_epoch == 0 or monitored(row, recipe.metric) > monitored(
-            state.history[state.best_epoch - 1], recipe.metric)
+        improved = progress.best_epoch == epoch
         if improved:
             state.best_val_acc, state.best_epoch = row["val_acc"], epoch
         # Stepped before last.pt is written, which so holds the next epoch's learning rate.

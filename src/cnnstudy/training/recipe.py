@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -184,21 +184,28 @@ def monitored(row: dict, metric: str) -> float:
     return row[metric] if metric == "val_acc" else -row[metric]
 
 
-def early_stop_epoch(history: list[dict], rule: EarlyStopping | None) -> int | None:
-    """The epoch at which `rule` stops training (None: go on): `patience` epochs in a row without
-    an improvement of more than min_delta over the best value so far (Keras' EarlyStopping)."""
-    if rule is None:
-        return None
-    best, waited = None, 0
+class Progress(NamedTuple):
+    """What the history says so far: the epoch best.pt holds, and the epoch training stops at (None: go on)."""
+    best_epoch: int | None
+    stop_epoch: int | None
+
+
+def track(history: list[dict], metric: str = "val_acc", rule: EarlyStopping | None = None) -> Progress:
+    """One tracker for both best.pt and early stopping, as Keras' EarlyStopping with
+    restore_best_weights: an epoch improves when `metric` beats the best value so far by more than
+    the rule's min_delta (by anything without a rule, the first of equal epochs staying best); the
+    rule stops training after `patience` epochs in a row without an improvement."""
+    min_delta = rule.min_delta if rule is not None else 0.0
+    best, best_epoch, waited = None, None, 0
     for row in history:
-        value = monitored(row, rule.metric)
-        if best is None or value > best + rule.min_delta:
-            best, waited = value, 0
-        else:
-            waited += 1
-            if waited >= rule.patience:
-                return row["epoch"]
-    return None
+        value = monitored(row, metric)
+        if best is None or value > best + min_delta:
+            best, best_epoch, waited = value, row["epoch"], 0
+            continue
+        waited += 1
+        if rule is not None and waited >= rule.patience:
+            return Progress(best_epoch, row["epoch"])
+    return Progress(best_epoch, None)
 
 
 def recipe_line(train: TrainConfig, augment: Any) -> str:
