@@ -357,3 +357,23 @@ def test_weight_decay_reads_no_weight_decay_patterns():
     decay, spared = parameter_groups(model, 0.1)
     assert [id(p) for p in decay["params"]] == [id(model.relative_bias_table), id(model.proj.weight)]
     assert [id(p) for p in spared["params"]] == [id(model.table), id(model.proj.bias)]
+
+
+@pytest.mark.parametrize("train, judged", [({"early_stopping": {"metric": "val_loss", "patience": 3}}, 2),
+                                           ({"ema": 0.9}, 2), ({}, 5)])
+def test_the_verdict_reads_the_epoch_a_run_is_scored_on(train, judged):
+    """Early stopping waits out its patience past the best epoch and an EMA run hands on best.pt's
+    average: both are judged where they are scored. A plain run is judged at its last epoch."""
+    from types import SimpleNamespace
+
+    from cnnstudy.runner.artifacts import run_metrics
+
+    rows = [{"epoch": e, "train_loss": 0.5, "train_acc": t, "train_eval_acc": t, "val_acc": v, "val_loss": loss, "seconds": 1.0}
+            for e, (t, v, loss) in enumerate([(0.80, 0.78, 0.60), (0.86, 0.84, 0.45), (0.93, 0.80, 0.55),
+                                              (0.97, 0.79, 0.62), (0.99, 0.78, 0.70)], 1)]
+    split = SimpleNamespace(dataset="d", digest="x", origin="made", skipped=[], classes=["a", "b"],
+                            train=[("i", 0), ("j", 1)], val=[], test=[])
+    metrics = run_metrics(_run(epochs=5, **train), rows, {}, split, {}, best_epoch=2)
+    assert metrics["verdict"]["epoch"] == judged
+    assert metrics["verdict"]["verdict"] == ("fits well" if judged == 2 else "overfit")
+    assert metrics["verdict"]["explanation"].endswith("(at epoch 2, the scored one)") == (judged == 2)

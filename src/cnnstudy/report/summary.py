@@ -78,12 +78,13 @@ def _csv(rows: list[dict], columns: list[str]) -> str:
 
 SUMMARY_NOTE = ("Accuracies in %. train_acc, val_acc and the scores are the best epoch's (by validation "
                 "accuracy; train_acc measured while training, with augmentation and Dropout); train_eval_acc "
-                "is the last epoch's train accuracy in eval mode on un-augmented images, the side gap compares "
-                "with the last epoch's validation accuracy. Precision/recall/F1/AUC are macro "
+                "is the judged epoch's train accuracy in eval mode on un-augmented images (the last epoch; "
+                "the scored one with early stopping or EMA), the side gap compares with that epoch's "
+                "validation accuracy. Precision/recall/F1/AUC are macro "
                 "averages on the split named in scored_on: the held-out test split, or, where a run has "
                 f"none, \"{NOT_HELD_OUT}\": the validation images that chose its checkpoint, so those "
                 "scores are optimistic. ece = expected calibration error (15 bins, top label) on that split. "
-                "gap = train_eval_acc - the last epoch's validation accuracy.")
+                "gap = train_eval_acc - the judged epoch's validation accuracy.")
 
 
 def write_summary(study_dir: Path) -> list[dict]:

@@ -51,12 +51,24 @@ def run_metrics(cfg: RunConfig, history: list[dict], outputs: dict, split: Split
                "best_train_acc": best["train_acc"], "best_val_acc": best["val_acc"],
                "final_epoch_line": epoch_line(history[-1], cfg.train.epochs),
                "seconds_per_epoch": float(np.mean([row["seconds"] for row in history])),
-               "verdict": overfitting_verdict(history, **cfg.verdict.model_dump(), chance=chance_level(
-                   [label for _, label in split.train], len(split.classes))),
+               "verdict": overfitting_verdict(judged_history(cfg, history, best["epoch"]), **cfg.verdict.model_dump(),
+                                              chance=chance_level([label for _, label in split.train],
+                                                                  len(split.classes))),
                "skipped_images": split.skipped, "cnnstudy_version": __version__}
+    if metrics["verdict"]["epoch"] < len(history):
+        metrics["verdict"]["explanation"] += f" (at epoch {best['epoch']}, the scored one)"
     for name, out in outputs.items():
         metrics[name] = classification_metrics(out["probs"], out["targets"], split.classes)
     return metrics
+
+
+def judged_history(cfg: RunConfig, history: list[dict], best_epoch: int) -> list[dict]:
+    """The epochs the verdict reads: up to the scored one (best.pt) for a run with early stopping or
+    EMA, whose scored weights are the point of the recipe; every epoch otherwise, where the verdict
+    judges how training went (phase 1's "did it overfit" needs the epochs after the best one)."""
+    if cfg.train.early_stopping is not None or cfg.train.ema is not None:
+        return history[:best_epoch]
+    return history
 
 
 def add_calibration(metrics: dict, outputs: dict, fit: bool) -> None:

@@ -83,7 +83,8 @@ def rejudged(metrics: dict, run_dir: Path, config: dict) -> dict:
     split = Split.load(run_dir / "split.json")
     chance = chance_level([label for _, label in split.train], len(split.classes))
     thresholds = {key: value for key, value in (config or {}).get("verdict", {}).items()}
-    again = overfitting_verdict(read_jsonl(run_dir / "history.jsonl"), **thresholds, chance=chance)
+    history = read_jsonl(run_dir / "history.jsonl")
+    again = overfitting_verdict(history[:verdict.get("epoch", len(history))], **thresholds, chance=chance)
     return {**metrics, "verdict": again if again["verdict"] == "did not learn" else {**verdict, "chance": chance}}
 
 

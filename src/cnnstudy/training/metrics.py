@@ -104,7 +104,7 @@ def overfitting_verdict(history: list[dict], max_gap: float = 0.10, val_loss_ris
         reasons = [f"{train_words} is below {min_train_acc * 100:.0f}%: the model has not learned the training set"]
     else:
         verdict, reasons = "fits well", [compared, loss_words]
-    return {"verdict": verdict, "gap": gap, "train_acc_used": train_acc,
+    return {"verdict": verdict, "epoch": last["epoch"], "gap": gap, "train_acc_used": train_acc,
             "train_measured": "eval" if "train_eval_acc" in last else "training",
             "val_loss_min_epoch": history[best]["epoch"], "val_loss_rise": rise, "val_loss_rise_abs": rise_abs,
             "final_train_acc": last["train_acc"], "final_val_acc": last["val_acc"],
@@ -114,7 +114,8 @@ def overfitting_verdict(history: list[dict], max_gap: float = 0.10, val_loss_ris
 def _not_learned(history: list[dict], train_acc: float, train_words: str, chance: float, min_learned: float) -> dict:
     last = history[-1]
     limit = chance + min_learned * (1 - chance)
-    return {"verdict": "did not learn", "gap": train_acc - last["val_acc"], "train_acc_used": train_acc,
+    return {"verdict": "did not learn", "epoch": last["epoch"], "gap": train_acc - last["val_acc"],
+            "train_acc_used": train_acc,
             "train_measured": "eval" if "train_eval_acc" in last else "training", "chance": chance,
             "final_train_acc": last["train_acc"], "final_val_acc": last["val_acc"],
             "explanation": f"{train_words} is near chance ({chance * 100:.1f}%, the commonest class; below "
