@@ -171,3 +171,25 @@ def test_a_model_at_chance_did_not_learn_and_is_never_called_overfit():
     assert overfitting_verdict(stuck)["verdict"] == "overfit"  # what it was called without the chance level
     learning = history([0.5, 0.6], [0.45, 0.5], [1.0, 0.9])  # 3 classes, 60 %: learned something, underfit
     assert overfitting_verdict(learning, chance=1 / 3)["verdict"] == "underfit"
+
+
+def test_a_tied_verdict_reads_the_same_in_the_words_and_the_gap_sentence():
+    """Two repeats, one "overfit" and one "fits well": the run's verdict (the first on a tie) is what
+    both the run's sentence and the "closes the gap" logic read."""
+    from pathlib import Path
+
+    from cnnstudy.report.findings import gap_words, state
+    from cnnstudy.report.groups import Group, overfits
+    from cnnstudy.runner.records import RunRecord
+
+    def group(run_id, verdicts, gap):
+        metrics = [{"verdict": {"verdict": v, "gap": gap, "train_acc_used": 0.9}, "scored_on": "val",
+                    "best_val_acc": 0.8, "dataset": "d", "split": {"digest": "x"}, "val": {"accuracy": 0.8}}
+                   for v in verdicts]
+        return Group(run_id, "p", [RunRecord(run_id, k, Path("."), {}, m, None) for k, m in enumerate(metrics)])
+
+    tied, fixed = group("p/plain", ["overfit", "fits well"], 0.15), group("p/reg", ["fits well", "fits well"], 0.02)
+    assert overfits(tied) and tied.verdict == "overfit"
+    assert state(tied).startswith("plain overfits in 1 of 2 repeats (")
+    assert gap_words(fixed, tied) == "; the overfitting is gone (gap 2.0 vs 15.0 points)"
+    assert "repeats" not in state(fixed)

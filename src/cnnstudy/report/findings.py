@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 from .compare import CONFIRMATORY
-from .groups import VERDICT_WORDS, Group, best_by_validation, by_test_set, overfits
+from .groups import VERDICT_WORDS, Group, best_by_validation, by_test_set, overfits, verdict_share
 from .pairs import BEST_KIND, GAP_KIND, INIT_WORDS, SCRATCH_KIND, SWEEP_KIND
 from .stats import format_p
 from .sweeps import sweep_setting_words
@@ -61,7 +61,8 @@ def state(group: Group) -> str:
         if train is not None else f"gap {_gap(group)} points"
     where = f" on {group.test_images} {group.dataset_name} images{folded_words(group)}" if group.test_key \
         else " (no held-out test split)"
-    return f"{group.name} {VERDICT_WORDS.get(group.verdict, group.verdict)} ({detail}); test accuracy {_acc(group)}{where}"
+    return (f"{group.name} {VERDICT_WORDS.get(group.verdict, group.verdict)}{verdict_share(group)} ({detail}); "
+            f"test accuracy {_acc(group)}{where}")
 
 
 def gap_words(a: Group, b: Group) -> str:

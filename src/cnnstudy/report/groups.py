@@ -143,4 +143,13 @@ def by_test_set(groups: list[Group]) -> dict[tuple, list[Group]]:
 
 
 def overfits(group: Group) -> bool:
-    return sum(m["verdict"]["verdict"] == "overfit" for m in group.metrics) * 2 > len(group.records)
+    """The run's verdict (its repeats' majority, the first on a tie) is "overfit": the one rule the
+    answer's words and the gap comparisons both read."""
+    return group.verdict == "overfit"
+
+
+def verdict_share(group: Group) -> str:
+    """" in 1 of 2 repeats" where the repeats do not all share the run's verdict, else ""."""
+    verdicts = [m["verdict"]["verdict"] for m in group.metrics]
+    agreeing = verdicts.count(group.verdict)
+    return "" if agreeing == len(verdicts) else f" in {agreeing} of {len(verdicts)} repeats"
