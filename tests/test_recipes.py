@@ -377,3 +377,23 @@ def test_the_verdict_reads_the_epoch_a_run_is_scored_on(train, judged):
     assert metrics["verdict"]["epoch"] == judged
     assert metrics["verdict"]["verdict"] == ("fits well" if judged == 2 else "overfit")
     assert metrics["verdict"]["explanation"].endswith("(at epoch 2, the scored one)") == (judged == 2)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_class_weights_give_one_hot_probabilities_the_loss_of_their_labels(smoothing):
+    """Mixup/cutmix hand the loss probabilities: one-hot rows must cost what their labels cost."""
+    from cnnstudy.training.recipe import build_criterion
+
+    train = TrainConfig(class_weights=[1.0, 2.0, 4.0], label_smoothing=smoothing)
+    criterion = build_criterion(train, [0, 1, 2], 3, torch.device("cpu"))
+    logits = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 0, 0, 1, 2, 2])
+    hard, soft = criterion(logits, labels), criterion(logits, nn.functional.one_hot(labels, 3).float())
+    assert soft.item() == pytest.approx(hard.item(), rel=1e-6)
+    mixed = 0.3 * nn.functional.one_hot(labels, 3).float() + 0.7 * nn.functional.one_hot(labels.flip(0), 3).float()
+    weights = torch.tensor([1.0, 2.0, 4.0])
+    expected = (0.3 * nn.functional.cross_entropy(logits, labels, weight=weights, reduction="sum",
+                                                  label_smoothing=smoothing)
+                + 0.7 * nn.functional.cross_entropy(logits, labels.flip(0), weight=weights, reduction="sum",
+                                                    label_smoothing=smoothing)) / (mixed @ weights).sum()
+    assert criterion(logits, mixed).item() == pytest.approx(expected.item(), rel=1e-6)
