@@ -184,3 +184,22 @@ def test_torchvision_augmentation_does_not_depend_on_the_workers_or_global_seed(
     assert all(torch.equal(a, b) for a, b in zip(first, second))
     dataset.epoch = 1
     assert not all(torch.equal(a, dataset[i][0]) for i, a in enumerate(first))
+
+
+def test_random_resized_crop_boxes_are_drawn_as_torchvision_draws_them():
+    """torchvision's RandomResizedCrop.get_params: up to 10 tries, then the centre crop (the whole
+    of a square image). Clipping oversized boxes instead gave a mean area of 0.533 against 0.478."""
+    from torchvision import transforms as T
+
+    from cnnstudy.data.policies import draw_epoch
+
+    size, count = 64, 20000
+    crop = draw_epoch(AugmentConfig(policy="none", crop="random-resized"), 0, 1, count, size, 1)["crop"]
+    ours = crop["width"] * crop["height"]
+    torch.manual_seed(0)
+    image = torch.zeros(3, size, size)
+    boxes = [T.RandomResizedCrop.get_params(image, [0.08, 1.0], [3 / 4, 4 / 3]) for _ in range(count)]
+    theirs = np.array([h * w for _, _, h, w in boxes]) / size**2
+    assert abs(ours.mean() - theirs.mean()) < 0.01, (ours.mean(), theirs.mean())
+    assert abs((ours == 1).mean() - (theirs == 1).mean()) < 0.01  # the share that fell back to the whole image
+    assert np.all(crop["width"] <= 1) and np.all(crop["height"] <= 1)

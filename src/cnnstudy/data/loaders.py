@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, We
 from ..config import AugmentConfig, RunConfig, StudyError, augment_settings
 from ..seeds import derive_seed, seeded_generator
 from .cache import cached_images
-from .policies import augment_pixels, draw_epoch, erase, mix
+from .policies import augment_pixels, draw_epoch, erase, mix, mix_draws
 from .splits import PARTS, Items, Split
 from .transforms import Stats, eval_transform, normalizer, train_transform
 
@@ -156,7 +156,7 @@ class TorchvisionLoader:
         return self._mixed()
 
     def _mixed(self):
-        draws = draw_epoch(self.mixing, self.seed, self.epoch, len(self.dataset), 0, len(self))["mix"]
+        draws = mix_draws(self.mixing, self.seed, self.epoch, len(self))
         for batch, (images, labels, index) in enumerate(self.loader):
             yield *mix(images, labels, draws, batch, self.num_classes), index
 

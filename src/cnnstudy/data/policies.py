@@ -70,12 +70,26 @@ def _policy_draws(policy: str, size: int, count: int, rng: np.random.Generator) 
     return {"op": ops, "magnitude": mags, "active": np.ones((count, slots), bool), "names": names}
 
 
-def _box_draws(count: int, rng: np.random.Generator, scale: tuple[float, float], ratio: tuple[float, float]):
-    """Per image: a box's width and height as fractions of the side (area fraction in `scale`,
-    aspect ratio in `ratio`, log-uniform as torchvision's), clamped to the image."""
-    area = rng.uniform(*scale, size=count)
-    aspect = np.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1]), size=count))
-    return np.minimum(np.sqrt(area * aspect), 1.0), np.minimum(np.sqrt(area / aspect), 1.0)
+TRIES = 10  # torchvision's RandomResizedCrop and RandomErasing draw up to 10 boxes before giving up
+
+
+def _box_draws(count: int, rng: np.random.Generator, scale: tuple[float, float], ratio: tuple[float, float],
+               size: int, inside: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per image of side `size`: a box's width and height as fractions of the side and whether one was
+    found, drawn as torchvision's get_params do: up to 10 tries of an area fraction in `scale` and a
+    log-uniform aspect ratio in `ratio`, rounded to pixels, the first that fits kept. `inside`: fits
+    within the image (RandomResizedCrop; without a fit, the whole image, its centre crop for a
+    square); else strictly smaller than it (RandomErasing; without a fit, no box)."""
+    area = rng.uniform(*scale, size=(count, TRIES))
+    aspect = np.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1]), size=(count, TRIES)))
+    width, height = np.round(size * np.sqrt(area * aspect)), np.round(size * np.sqrt(area / aspect))
+    fits = (width > 0) & (height > 0) & ((width <= size) & (height <= size) if inside else
+                                         (width < size) & (height < size))
+    first, found = fits.argmax(1), fits.any(1)
+    rows = np.arange(count)
+    width = np.where(found, width[rows, first], size) / size
+    height = np.where(found, height[rows, first], size) / size
+    return width, height, found
 
 
 def draw_epoch(settings: AugmentConfig, seed: int, epoch: int, count: int, size: int, batches: int) -> dict:
@@ -91,20 +105,25 @@ def draw_epoch(settings: AugmentConfig, seed: int, epoch: int, count: int, size:
         draws["policy"] = _policy_draws(settings.policy, size, count, rng("policy"))
     if settings.crop != "none" or settings.flips:
         crop = rng("crop")
-        width, height = _box_draws(count, crop, (0.08, 1.0), (3 / 4, 4 / 3)) if settings.crop != "none" else \
-            (np.ones(count), np.ones(count))
+        width, height, _ = _box_draws(count, crop, (0.08, 1.0), (3 / 4, 4 / 3), size) if settings.crop != "none" \
+            else (np.ones(count), np.ones(count), None)
         draws["crop"] = {"width": width, "height": height, "x": crop.uniform(-1, 1, count), "y": crop.uniform(-1, 1, count),
                          "flip": crop.random(count) < 0.5 if settings.flips else np.zeros(count, bool)}
     if settings.color:
         draws["color"] = rng("color").uniform(1 - settings.color, 1 + settings.color, size=(count, 3))
     if settings.erase:
         erase = rng("erase")
-        width, height = _box_draws(count, erase, (0.02, 0.33), (0.3, 3.3))
-        draws["erase"] = {"on": erase.random(count) < settings.erase, "width": width, "height": height,
+        width, height, found = _box_draws(count, erase, (0.02, 0.33), (0.3, 3.3), size, inside=False)
+        draws["erase"] = {"on": (erase.random(count) < settings.erase) & found, "width": width, "height": height,
                           "x": erase.random(count), "y": erase.random(count)}
     if settings.mixes:
-        draws["mix"] = _mix_draws(settings, batches, rng("mix"))
+        draws["mix"] = mix_draws(settings, seed, epoch, batches)
     return draws
+
+
+def mix_draws(settings: AugmentConfig, seed: int, epoch: int, batches: int) -> dict:
+    """The epoch's mixup/cutmix draws alone (the torchvision loader's, whose other parts are torchvision's)."""
+    return _mix_draws(settings, batches, np.random.default_rng(derive_seed(seed, "augment", epoch, PART_KEYS["mix"])))
 
 
 def _mix_draws(settings: AugmentConfig, batches: int, rng: np.random.Generator) -> dict:
