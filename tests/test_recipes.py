@@ -397,3 +397,19 @@ def test_class_weights_give_one_hot_probabilities_the_loss_of_their_labels(smoot
                 + 0.7 * nn.functional.cross_entropy(logits, labels.flip(0), weight=weights, reduction="sum",
                                                     label_smoothing=smoothing)) / (mixed @ weights).sum()
     assert criterion(logits, mixed).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_a_run_made_before_the_reference_fixes_is_not_reused():
+    """A recipe whose training changed (EMA warmup, torchvision's crop boxes, ...) marks its fingerprint:
+    the same config made before the change differs, and says why; a recipe using none keeps its own."""
+    from cnnstudy.runner.fingerprint import make_fingerprint
+
+    class FakeSplit:
+        dataset, digest = "d", "x"
+    ema = make_fingerprint(_run(ema=0.999), FakeSplit, {}, None)
+    assert ema["config"]["train"]["follows"] == ["ema warmup"]
+    before = {**ema, "config": {**ema["config"], "train": {k: v for k, v in ema["config"]["train"].items()
+                                                          if k != "follows"}}}
+    (line,) = differences(before, ema)
+    assert "ema warmup" in line and "made before" in line
+    assert "follows" not in make_fingerprint(_run(), FakeSplit, {}, None)["config"]["train"]

@@ -263,3 +263,44 @@ def test_weights_can_be_a_safetensors_file_as_timm_users_have_them(tmp_path):
     (tmp_path / "bad.safetensors").write_bytes((tmp_path / "w.safetensors").read_bytes()[:3000])
     with pytest.raises(CheckpointError, match="not a readable safetensors file"):
         load_checkpoint_file(tmp_path / "bad.safetensors")
+
+
+@pytest.mark.parametrize("shape", [(50, 40), (40, 50), (64, 64), (97, 31)])
+def test_evaluation_pixels_are_timms_eval_transform(shape):
+    """timm's create_transform(is_training=False) from a pretrained_cfg (crop_pct 0.875, bicubic) is the
+    reference: the cache, the torchvision loader and predict give the very same pixels."""
+    import numpy as np
+    from PIL import Image
+    from timm.data import create_transform, resolve_data_config
+    from torchvision import transforms as T
+
+    from cnnstudy.data.cache import resized_pixels
+    from cnnstudy.data.transforms import eval_transform
+
+    cfg = resolve_data_config({"input_size": (3, 32, 32), "crop_pct": 0.875, "interpolation": "bicubic"})
+    theirs = create_transform(**cfg, is_training=False)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (shape[1], shape[0], 3), dtype=np.uint8))
+    pil_steps = T.Compose([t for t in theirs.transforms if isinstance(t, (T.Resize, T.CenterCrop))])
+    assert len(pil_steps.transforms) == 2
+    expected = np.asarray(pil_steps(image))
+    assert np.array_equal(resized_pixels(image, 32, "bicubic", 0.875), expected)
+    ours = eval_transform(32, ((0.0,) * 3, (1.0,) * 3), "bicubic", 0.875)(image)
+    assert np.array_equal(np.round(ours.permute(1, 2, 0).numpy() * 255).astype(np.uint8), expected)
+
+
+def test_a_timm_run_evaluates_with_its_crop_and_keeps_the_old_cache_key(tmp_path):
+    from cnnstudy.data.cache import cache_key
+    from cnnstudy.models.registry import eval_crop
+
+    class Source:
+        root = tmp_path
+
+        @staticmethod
+        def fingerprint(item):
+            return (1, 2)
+    assert cache_key(Source, ["a"], 32, resample="bicubic") == cache_key(Source, ["a"], 32, resample="bicubic",
+                                                                           crop_pct=None)
+    assert cache_key(Source, ["a"], 32, resample="bicubic", crop_pct=0.875) != cache_key(Source, ["a"], 32,
+                                                                                           resample="bicubic")
+    assert eval_crop("timm/resnet18.a1_in1k", True) == 0.95  # its pretrained_cfg's
+    assert eval_crop("timm/resnet18.a1_in1k", False) is None and eval_crop("resnet18", True) is None

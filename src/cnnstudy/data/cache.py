@@ -8,6 +8,7 @@ the array it claims is rebuilt.
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -37,29 +38,45 @@ FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Imag
 DEFAULT_FILTER = "bilinear"
 
 
-def cache_key(source, items: list[str], size: int, known: dict | None = None, resample: str = DEFAULT_FILTER) -> str:
+def cache_key(source, items: list[str], size: int, known: dict | None = None, resample: str = DEFAULT_FILTER,
+              crop_pct: float | None = None) -> str:
     """`known`: each item's (size, mtime) where already read (the split's files table), else stat."""
     dataset = str(source.root)
     fingerprints = [(item, *(known[item] if known else source.fingerprint(item))) for item in items]
-    # Bilinear keeps the key it always had, so caches built before filters existed stay valid.
+    # Bilinear without a crop keeps the key it always had, so caches built before filters and crops stay valid.
     sized = [size] if resample == DEFAULT_FILTER else [size, resample]
+    sized += [] if crop_pct is None else [f"crop_pct {crop_pct:g}"]
     return hashlib.sha1(json.dumps([dataset, *sized, fingerprints]).encode()).hexdigest()
 
 
-def resized_pixels(image: Image.Image, size: int, resample: str = DEFAULT_FILTER) -> np.ndarray:
+def resized_pixels(image: Image.Image, size: int, resample: str = DEFAULT_FILTER,
+                   crop_pct: float | None = None) -> np.ndarray:
     """An RGB image as the cache stores it: (size, size, 3) uint8, resized with the PIL filter that
     torchvision's Resize((size, size), interpolation) applies, so the cached and the classic
-    pipelines (and predict) see identical pixels."""
-    return np.asarray(image.resize((size, size), FILTERS[resample]), dtype=np.uint8)
+    pipelines (and predict) see identical pixels. With `crop_pct` (a timm model's evaluation), as
+    timm's eval transform: the shorter side resized to floor(size / crop_pct), then the centre crop."""
+    if crop_pct is None:
+        return np.asarray(image.resize((size, size), FILTERS[resample]), dtype=np.uint8)
+    width, height = image.size
+    scaled = (crop_scale(size, crop_pct), int(crop_scale(size, crop_pct) * max(width, height) / min(width, height)))
+    resized = image.resize(scaled if width <= height else scaled[::-1], FILTERS[resample])
+    left, top = (int(round((side - size) / 2.0)) for side in resized.size)  # torchvision's center_crop
+    return np.asarray(resized.crop((left, top, left + size, top + size)), dtype=np.uint8)
 
 
-def decode_resized(source, item: str, size: int, resample: str = DEFAULT_FILTER) -> np.ndarray:
+def crop_scale(size: int, crop_pct: float) -> int:
+    """The shorter side before the centre crop, as timm's transforms_imagenet_eval computes it."""
+    return math.floor(size / crop_pct)
+
+
+def decode_resized(source, item: str, size: int, resample: str = DEFAULT_FILTER,
+                   crop_pct: float | None = None) -> np.ndarray:
     try:
         image = source.open(item)
     except Exception as err:  # noqa: BLE001 - name the file, whatever PIL raised
         raise DataError(f"cannot decode {source.root / item} ({err}); it changed after the "
                         "split was made: fix or delete it, then delete the study's splits/ folder") from err
-    return resized_pixels(image, size, resample)
+    return resized_pixels(image, size, resample, crop_pct)
 
 
 def _load_valid(path: Path, count: int, size: int) -> np.ndarray | None:
@@ -73,8 +90,9 @@ def _load_valid(path: Path, count: int, size: int) -> np.ndarray | None:
 
 
 def cache_path(source, items: list[str], size: int, root: Path | None = None, known: dict | None = None,
-               resample: str = DEFAULT_FILTER) -> Path:
-    return (root or cache_root()) / f"{source.name}-{size}px-{cache_key(source, items, size, known, resample)[:20]}.npy"
+               resample: str = DEFAULT_FILTER, crop_pct: float | None = None) -> Path:
+    key = cache_key(source, items, size, known, resample, crop_pct)[:20]
+    return (root or cache_root()) / f"{source.name}-{size}px-{key}.npy"
 
 
 @contextmanager
@@ -93,10 +111,10 @@ def builder_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def cached_images(source, items: list[str], size: int, workers: int | None = None,
-                  root: Path | None = None, progress: bool = True, resample: str = DEFAULT_FILTER) -> np.ndarray:
+def cached_images(source, items: list[str], size: int, workers: int | None = None, root: Path | None = None,
+                  progress: bool = True, resample: str = DEFAULT_FILTER, crop_pct: float | None = None) -> np.ndarray:
     """A read-only (N, size, size, 3) uint8 array of `items`, built on first use (by one process at a time)."""
-    path = cache_path(source, items, size, root, resample=resample)
+    path = cache_path(source, items, size, root, resample=resample, crop_pct=crop_pct)
     array = _load_valid(path, len(items), size) if path.exists() else None
     if array is not None:
         return array
@@ -106,7 +124,7 @@ def cached_images(source, items: list[str], size: int, workers: int | None = Non
             return array
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         try:
-            _fill(tmp, source, items, size, workers, progress, resample)
+            _fill(tmp, source, items, size, workers, progress, resample, crop_pct)
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)  # an interrupted build leaves nothing behind
@@ -114,13 +132,13 @@ def cached_images(source, items: list[str], size: int, workers: int | None = Non
 
 
 def _fill(tmp: Path, source, items: list[str], size: int, workers: int | None, progress: bool,
-          resample: str) -> None:
+          resample: str, crop_pct: float | None = None) -> None:
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(items), size, size, 3))
     if hasattr(os, "posix_fallocate"):  # claim the space now: a full disk is an error here, not a SIGBUS later
         with open(tmp, "rb+") as handle:
             os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
     with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
-        decoded = pool.map(lambda item: decode_resized(source, item, size, resample), items)
+        decoded = pool.map(lambda item: decode_resized(source, item, size, resample, crop_pct), items)
         for i, pixels in enumerate(tqdm(decoded, total=len(items), desc=f"caching {source.name} at {size}px",
                                         leave=False, dynamic_ncols=True, disable=not progress)):
             out[i] = pixels

@@ -170,34 +170,38 @@ def train_eval_rows(train_count: int, val_count: int, seed: int) -> torch.Tensor
 
 def build_loaders(cfg: RunConfig, split: Split, source, device: torch.device, stats: Stats,
                   rank: int = 0, world: int = 1, parts: tuple[str, ...] = PARTS, progress: bool = True,
-                  resample: str = "bilinear") -> dict:
+                  resample: str = "bilinear", crop_pct: float | None = None) -> dict:
     """Loaders of train (shuffled, augmented as configured), of val/test where the split has them,
     and "train_eval": un-augmented training images in a fixed order, for the verdict. With
     `world` > 1, each rank's share (train.batch_size stays the global batch). `parts`: which of
     train/val/test to load (a sweep's trials never load the test split); `progress`: a bar while
-    the cache is built (off in parallel workers); `resample`: the resize filter the model expects."""
+    the cache is built (off in parallel workers); `resample`: the resize filter the model expects;
+    `crop_pct`: evaluation's centre crop (a timm model's), for val, test and train_eval."""
     size, batch, classes = cfg.data.image_size, cfg.train.batch_size, len(split.classes)
     parts = {name: getattr(split, name) for name in PARTS if name in parts and getattr(split, name)}
     settings = augment_settings(cfg.augment)
     balanced = cfg.train.sampler == "balanced"
     sample = train_eval_rows(len(split.train), len(split.val), cfg.seed)
     if cfg.data.loader == "cached":
-        arrays = {name: cached_images(source, [item for item, _ in items], size, progress=progress,
-                                     resample=resample)
-                  for name, items in parts.items()}
+        def cached(items: list, crop: float | None):
+            return cached_images(source, [item for item, _ in items], size, progress=progress, resample=resample,
+                                 crop_pct=crop)
+        arrays = {name: cached(items, None if name == "train" else crop_pct) for name, items in parts.items()}
         loaders = {name: CachedLoader(arrays[name], [label for _, label in items], batch, stats, device,
                                       shuffle=name == "train", augment=settings if name == "train" else None,
                                       seed=cfg.seed, rank=rank, world=world, balanced=balanced and name == "train",
                                       num_classes=classes)
                    for name, items in parts.items()}
-        loaders["train_eval"] = CachedLoader(arrays["train"], [label for _, label in split.train], batch,
+        seen = arrays["train"] if crop_pct is None else cached(split.train, crop_pct)  # evaluated as val is
+        loaders["train_eval"] = CachedLoader(seen, [label for _, label in split.train], batch,
                                              stats, device, subset=sample, rank=rank, world=world, num_classes=classes)
         return loaders
     parts["train_eval"] = [split.train[i] for i in sample.tolist()]
     augmented = settings.changes_pixels
     return {name: TorchvisionLoader(
                 ImageListDataset(items, source, train_transform(size, cfg.augment, stats, resample) if name == "train"
-                                 else eval_transform(size, stats, resample), cfg.seed if name == "train" and augmented else None),
+                                 else eval_transform(size, stats, resample, crop_pct),
+                                 cfg.seed if name == "train" and augmented else None),
                 batch, name == "train", cfg.data.num_workers, cfg.seed, device.type == "cuda", rank, world,
                 balanced=balanced and name == "train", mixing=settings if name == "train" and settings.mixes else None,
                 num_classes=classes)

@@ -50,8 +50,12 @@ def train_transform(size: int, augment: "str | AugmentConfig", stats: Stats, res
     return T.Compose(steps)
 
 
-def eval_transform(size: int, stats: Stats, resample: str = "bilinear") -> T.Compose:
-    return T.Compose([resize(size, resample), T.ToTensor(), T.Normalize(*stats)])
+def eval_transform(size: int, stats: Stats, resample: str = "bilinear", crop_pct: float | None = None) -> T.Compose:
+    """Resize((size, size)); with `crop_pct` (a timm model's), timm's eval transform instead: the
+    shorter side to floor(size / crop_pct), then CenterCrop(size)."""
+    steps = [resize(size, resample)] if crop_pct is None else \
+        [T.Resize(math.floor(size / crop_pct), interpolation=T.InterpolationMode(resample)), T.CenterCrop(size)]
+    return T.Compose([*steps, T.ToTensor(), T.Normalize(*stats)])
 
 
 def sample_params(batch: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:

@@ -44,6 +44,7 @@ class ModelSpec:
     classifier: tuple[str, ...] = ()  # the fully connected head; () = the trailing Linear layers
     cam_layer: str | None = None  # the module Grad-CAM explains (dotted; -1: the last child); None: none declared
     interpolation: str = "bilinear"  # the resize filter the pretrained weights were trained with
+    crop_pct: float | None = None  # evaluation's centre crop (timm's pretrained_cfg); None: resize only
     input_size: int | None = None  # the image size the pretrained weights were trained at, where known
     license: str | None = None  # of the pretrained weights, where stated
     hub: tuple[str, str] | None = None  # (repo, file) of the weights on the Hugging Face Hub
@@ -143,6 +144,7 @@ def _timm_spec(name: str) -> ModelSpec:
                      tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD)),
                      (cfg["classifier"],) if isinstance(cfg.get("classifier"), str) else tuple(cfg.get("classifier", ())),
                      interpolation=cfg.get("interpolation") if cfg.get("interpolation") in FILTERS else DEFAULT_FILTER,
+                     crop_pct=cfg.get("crop_pct") if cfg.get("crop_mode", "center") == "center" else None,
                      input_size=cfg["input_size"][-1] if cfg.get("input_size") else None,
                      license=cfg.get("license"), hub=hub)
 
@@ -190,6 +192,11 @@ def normalization(name: str, pretrained: bool) -> Stats:
 def resize_filter(name: str, pretrained: bool) -> str:
     """The resize filter the model expects: its weights' own when pretrained, bilinear otherwise."""
     return get_spec(name).interpolation if pretrained else "bilinear"
+
+
+def eval_crop(name: str, pretrained: bool) -> float | None:
+    """The centre crop evaluation takes (a timm pretrained_cfg's crop_pct, centre mode) when pretrained."""
+    return get_spec(name).crop_pct if pretrained else None
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

@@ -153,7 +153,8 @@ def grid_rows(count: int) -> list[int]:
 
 
 def write_explanations(run_dir: Path, model, cfg: RunConfig, metrics: dict, outputs: dict, split: Split, source,
-                       stats, device, precision: str, resample: str = "bilinear") -> None:
+                       stats, device, precision: str, resample: str = "bilinear",
+                       crop_pct: float | None = None) -> None:
     """Grad-CAM maps (for the predicted class) of a row of the grid's images and of the most confident mistakes:
     explanations.npz (file ids, pixels, maps, targets, predictions) and plots/gradcam.png, why_wrong.png.
     A model that declares no target layer gets none."""
@@ -165,7 +166,7 @@ def write_explanations(run_dir: Path, model, cfg: RunConfig, metrics: dict, outp
     wrong = [int(i) for i in np.argsort(-confidence, kind="stable") if preds[i] != out["targets"][i]][:WRONG_SHOWN]
     rows = grid_rows(len(items))[::2] + wrong  # a row of the grid's images (every other one), then mistakes
     ids = [items[out["indices"][i]][0] for i in rows]
-    pixels = np.stack([resized_pixels(source.open(item), cfg.data.image_size, resample) for item in ids])
+    pixels = np.stack([resized_pixels(source.open(item), cfg.data.image_size, resample, crop_pct) for item in ids])
     try:
         maps = class_activation_maps(model, cfg.model.name, normalize(torch.from_numpy(pixels).permute(0, 3, 1, 2)
                                                                       .float(), stats), preds[rows].tolist(), device,

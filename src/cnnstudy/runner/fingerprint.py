@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import RunConfig, TrainConfig
+from ..config import RunConfig, TrainConfig, augment_settings
 from ..data.splits import Split
 from ..fileio import read_json, file_digest, write_json
 from ..models.weights import pretrained_input
@@ -34,6 +34,10 @@ OMITTED = {**{f"train.{key}": value for key, value in RECIPE_DEFAULTS.items()},
            **{f"data.{key}": value for key, value in DATA_DEFAULTS.items()}}
 # Since 0.5 weight decay spares normalization layers and biases; before, it decayed every parameter.
 DECAY_KEY = "decay_spares"
+# Behaviour that 0.6 brought in line with the references, marked in the fingerprint of a run that uses
+# it: a run made before has no mark, so it is trained again rather than reused with numbers the
+# config no longer makes (runner/fingerprint.behaviour_marks).
+BEHAVIOUR_KEY = "follows"
 
 
 def make_fingerprint(cfg: RunConfig, split: Split, inputs: dict[str, dict], data: str | None) -> dict[str, Any]:
@@ -44,11 +48,26 @@ def make_fingerprint(cfg: RunConfig, split: Split, inputs: dict[str, dict], data
                        if key not in RECIPE_DEFAULTS or value != RECIPE_DEFAULTS[key]}
     if cfg.train.weight_decay > 0:
         config["train"][DECAY_KEY] = "normalization and biases"
+    if marks := behaviour_marks(cfg):
+        config["train"][BEHAVIOUR_KEY] = marks
     if cfg.data.split.folds is None:  # as before folds existed: a single-split run keeps its fingerprint
         config["data"]["split"].pop("folds")
     return {"config": without_data_defaults(config),
             "split": {"dataset": split.dataset, "digest": split.digest, "data": data},
             "inputs": inputs}
+
+
+def behaviour_marks(cfg: RunConfig) -> list[str]:
+    """The 0.6 behaviours this run's recipe uses: timm's no_weight_decay() names spared, the EMA's
+    warmup, min_delta choosing best.pt, class weights normalised over soft targets, crop and erase
+    boxes drawn as torchvision's get_params."""
+    train, augment = cfg.train, augment_settings(cfg.augment)
+    uses = {"timm no_weight_decay": train.weight_decay > 0 and cfg.model.name.startswith("timm/"),
+            "ema warmup": train.ema is not None,
+            "min_delta best": train.early_stopping is not None and train.early_stopping.min_delta > 0,
+            "soft class weights": train.class_weights != "none" and augment.mixes,
+            "torchvision boxes": augment.crop != "none" or augment.erase > 0}
+    return [mark for mark, used in uses.items() if used]
 
 
 def without_data_defaults(config: dict) -> dict:
@@ -110,7 +129,11 @@ def differences(old: dict | None, new: dict, data_change: Callable[[str | None],
     before = {**ADDED_KEYS, **OMITTED, **flatten(old.get("config", {}))}
     after = {**OMITTED, **flatten(new["config"])}
     for key in sorted(set(before) | set(after)):
-        if before.get(key) != after.get(key):
+        if key == f"train.{BEHAVIOUR_KEY}" and before.get(key) != after.get(key):
+            changed = sorted(set(after.get(key) or []) - set(before.get(key) or [])) or before.get(key)
+            lines.append(f"cnnstudy 0.6 trains this recipe as the references do ({', '.join(changed)}; "
+                         "docs/references.md), and this run was made before")
+        elif before.get(key) != after.get(key):
             lines.append(f"{key}: {before.get(key, '(unset)')!r} -> {after.get(key, '(unset)')!r}")
     old_split, new_split = old.get("split", {}), new["split"]
     if old_split.get("dataset") != new_split["dataset"]:

@@ -95,7 +95,7 @@ def pooled_metrics(fold_metrics: list[dict], predictions: list[dict | None], fin
                 "test_n": [m["test"]["n"] if m.get("test") else 0 for m in fold_metrics],
                 "verdicts": [m["verdict"]["verdict"] for m in fold_metrics]}
     keep = ("run", "model", "total_params", "trainable_params", "device", "precision", "repeat", "seed",
-            "processes", "resample", "weights", "classes", "init", "dataset", "skipped_images", "cnnstudy_version",
+            "processes", "resample", "crop_pct", "weights", "classes", "init", "dataset", "skipped_images", "cnnstudy_version",
             "recipe")
     metrics = {key: first[key] for key in keep if key in first}
     metrics.update(fingerprint=fingerprint_digest(fingerprint), folds=per_fold, verdict=pooled_verdict(fold_metrics),

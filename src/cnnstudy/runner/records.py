@@ -71,11 +71,14 @@ def changed_folds(run_dir: Path, fingerprint: dict) -> list[str]:
 
 
 def rejudged(metrics: dict, run_dir: Path, config: dict) -> dict:
-    """A run judged before 0.4 knew no "did not learn": its verdict judged again, as 0.4 judges, from
-    its own history, config and split (all in its folder), so that a run at chance is never read as
-    "overfit". Its metrics.json is left as written."""
-    verdict = metrics["verdict"]
-    if "chance" in verdict or verdict["verdict"] == "diverged" or not (run_dir / "split.json").exists():
+    """A verdict that an older cnnstudy judged otherwise than this one, judged again from the run's
+    own history, config and split (all in its folder); its metrics.json is left as written. Before
+    0.4 a run at chance could read "overfit" (no "did not learn"); before 0.6 an early-stopped or EMA
+    run was judged at its last epoch, not at the one it is scored on."""
+    verdict, train = metrics["verdict"], (config or {}).get("train", {})
+    no_chance = "chance" not in verdict
+    last_epoch = "epoch" not in verdict and (train.get("early_stopping") or train.get("ema")) is not None
+    if not (no_chance or last_epoch) or verdict["verdict"] == "diverged" or not (run_dir / "split.json").exists():
         return metrics
     from ..data.splits import Split
     from ..training.metrics import chance_level, overfitting_verdict
@@ -84,8 +87,11 @@ def rejudged(metrics: dict, run_dir: Path, config: dict) -> dict:
     chance = chance_level([label for _, label in split.train], len(split.classes))
     thresholds = {key: value for key, value in (config or {}).get("verdict", {}).items()}
     history = read_jsonl(run_dir / "history.jsonl")
-    again = overfitting_verdict(history[:verdict.get("epoch", len(history))], **thresholds, chance=chance)
-    return {**metrics, "verdict": again if again["verdict"] == "did not learn" else {**verdict, "chance": chance}}
+    judged = metrics.get("best_epoch") if last_epoch else verdict.get("epoch")
+    again = overfitting_verdict(history[:judged or len(history)], **thresholds, chance=chance)
+    if last_epoch or again["verdict"] == "did not learn":
+        return {**metrics, "verdict": again}
+    return {**metrics, "verdict": {**verdict, "chance": chance}}
 
 
 def run_records(study_dir: Path, phase: dict, run: dict) -> list[RunRecord]:

@@ -26,7 +26,7 @@ from .fingerprint import checkpoint_inputs, differences, fingerprint_digest, mak
     read_fingerprint, write_fingerprint
 from ..models.freeze import apply_freeze
 from ..models.registry import count_parameters, create_model, load_matching_state, model_state, normalization, \
-    resize_filter
+    eval_crop, resize_filter
 from ..models.weights import weights_facts
 from .force import MARK
 from .plan import RunPlan, check_removable
@@ -72,21 +72,22 @@ def start_checkpoints(cfg: RunConfig, source_ckpt: Path | None) -> list[tuple[di
 
 
 def build_model(cfg: RunConfig, split: Split, source_ckpt: Path | None = None
-                ) -> tuple[torch.nn.Module, list[str], Stats, str]:
-    """The run's model, its trainable parameter names, and the input normalization and resize filter
-    it expects."""
+                ) -> tuple[torch.nn.Module, list[str], Stats, dict]:
+    """The run's model, its trainable parameter names, and the input normalization and resizing it
+    expects ({"resample": filter, "crop_pct": evaluation's centre crop or None})."""
     torch.manual_seed(derive_seed(cfg.seed, "init"))
     model = create_model(cfg.model.name, len(split.classes), pretrained=cfg.model.pretrained,
                          image_size=cfg.data.image_size)
     stats = normalization(cfg.model.name, cfg.model.pretrained)
-    resample = resize_filter(cfg.model.name, cfg.model.pretrained)
+    resizing = {"resample": resize_filter(cfg.model.name, cfg.model.pretrained),
+                "crop_pct": eval_crop(cfg.model.name, cfg.model.pretrained)}
     for ckpt, source in start_checkpoints(cfg, source_ckpt):
         check_same_split(ckpt, split.dataset, split.digest, source)
         load_matching_state(model, model_state(ckpt), source=source)
         if "normalization" in ckpt:  # a carried model keeps the inputs it was trained on
             stats = tuple(map(tuple, ckpt["normalization"]))
-            resample = ckpt.get("resample", "bilinear")
-    return model, apply_freeze(model, cfg.model.freeze), stats, resample
+            resizing = {"resample": ckpt.get("resample", "bilinear"), "crop_pct": ckpt.get("crop_pct")}
+    return model, apply_freeze(model, cfg.model.freeze), stats, resizing
 
 
 def execute_run(plan: RunPlan, study_dir: Path, log=print, tracking: Tracking | None = None,
@@ -108,12 +109,12 @@ def execute_run(plan: RunPlan, study_dir: Path, log=print, tracking: Tracking | 
     device = dist.device(cfg.device)
     loop = Loop(device, cfg.train.epochs, choose_precision(device, cfg.train.precision), cfg.seed, dist, log,
                 progress=progress)
-    model, trainable, stats, resample = build_model(cfg, split, source_ckpt)
+    model, trainable, stats, resizing = build_model(cfg, split, source_ckpt)
     model = model.to(device).to(memory_format=torch.channels_last)
     facts = {"total_params": count_parameters(model), "trainable_params": count_parameters(model, True),
              "trainable_names": trainable, "device": str(device), "precision": loop.precision,
              "fingerprint": fingerprint_digest(fingerprint), "repeat": plan.repeat, "seed": cfg.seed,
-             "processes": dist.world, "resample": resample, "fold": plan.fold}
+             "processes": dist.world, **resizing, "fold": plan.fold}
     if weights_facts(cfg):
         facts["weights"] = weights_facts(cfg)
     dist.on_main(lambda: atomic_write_text(plan.run_dir / "model.txt", f"{model}\n"))
@@ -121,10 +122,10 @@ def execute_run(plan: RunPlan, study_dir: Path, log=print, tracking: Tracking | 
     # Rank 0 fills the decode-once cache; the others then read it.
     loaders = dist.main_first(lambda: build_loaders(cfg, split, plan.data.source, device, stats, dist.rank,
                                                     dist.world, parts=("train", *plan.scored), progress=progress,
-                                                    resample=resample))
+                                                    **resizing))
     optimizer, recipe = make_recipe(cfg.train, model, [label for _, label in split.train], len(split.classes), device)
     meta = {"model_name": cfg.model.name, "class_names": split.classes, "config": cfg.model_dump(mode="json"),
-            "trainable_names": trainable, "normalization": [list(stats[0]), list(stats[1])], "resample": resample,
+            "trainable_names": trainable, "normalization": [list(stats[0]), list(stats[1])], **resizing,
             "dataset": split.dataset, "split_digest": split.digest, "fingerprint": facts["fingerprint"]}
     trackers = tracking.open(plan.run_dir, plan.label, meta["config"]) if tracking else None
     loop.on_epoch = chain(trackers.epoch if trackers else None, watch)
@@ -189,7 +190,7 @@ def finish_run(plan: RunPlan, model, loaders: dict, loop: Loop, facts: dict, sta
     if plan.trial is None:  # a sweep's trials are compared by their metric only
         loop.dist.on_main(lambda: write_explanations(plan.run_dir, model, cfg, metrics, outputs, split,
                                                      plan.data.source, stats, loop.device, loop.precision,
-                                                     facts["resample"]))
+                                                     facts["resample"], facts["crop_pct"]))
         if metrics.get("explanations"):
             loop.log(f"note: {plan.label}: no Grad-CAM maps: {metrics['explanations'][6:]}")
     if diverged is not None:

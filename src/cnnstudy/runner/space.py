@@ -14,7 +14,7 @@ from ..data.cache import cache_path, cache_root
 from ..data.splits import PARTS
 from ..fileio import existing_parent, free_bytes
 from ..models.freeze import apply_freeze
-from ..models.registry import count_parameters, create_model, resize_filter
+from ..models.registry import count_parameters, create_model, eval_crop, resize_filter
 from .plan import Job, RunPlan, SweepPlan
 from .sweep import sweep_units
 
@@ -44,8 +44,10 @@ def cache_bytes(jobs: list[Job]) -> int:
             for part in PARTS:
                 items = [item for item, _ in getattr(job.data.split, part)]
                 if items:
+                    crop = eval_crop(job.cfg.model.name, job.cfg.model.pretrained) if part != "train" else None
                     path = cache_path(job.data.source, items, job.cfg.data.image_size, known=job.data.files,
-                                      resample=resize_filter(job.cfg.model.name, job.cfg.model.pretrained))
+                                      resample=resize_filter(job.cfg.model.name, job.cfg.model.pretrained),
+                                      crop_pct=crop)
                     wanted[path] = len(items) * job.cfg.data.image_size ** 2 * 3
     return sum(size for path, size in wanted.items() if not path.exists())
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
 from torch import nn
 from torch.optim import lr_scheduler
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from ..config import EarlyStopping, TrainConfig
 
@@ -186,11 +186,35 @@ def build_criterion(train: TrainConfig, labels: list[int], num_classes: int, dev
     return CrossEntropy(weight=None if weight is None else weight.to(device), label_smoothing=train.label_smoothing)
 
 
+EMA_WARMUP_POWER = 2 / 3  # timm's ModelEmaV3 warmup (warmup_gamma 1, warmup_power 2/3)
+
+
+def ema_decay(decay: float, updates: int) -> float:
+    """The decay of the EMA's update after `updates` earlier ones, as timm's ModelEmaV3 with warmup:
+    min(decay, 1 - (1 + updates) ** -2/3). Without the warmup, decay 0.999 over 30 epochs of 9 steps
+    leaves 76 % of the average at the first steps' weights; with it the average forgets its start
+    (0.37 after one update, 0.95 after 100, 0.99 after 1,000)."""
+    return min(decay, 1 - (1 + updates) ** -EMA_WARMUP_POWER)
+
+
+def ema_update_fn(decay: float) -> Callable:
+    """AveragedModel's multi_avg_fn for `decay` with timm's warmup (its n_averaged counts the updates)."""
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], updates: torch.Tensor) -> None:
+        step = ema_decay(decay, int(updates))
+        if torch.is_floating_point(averaged[0]) or torch.is_complex(averaged[0]):
+            torch._foreach_lerp_(averaged, current, 1 - step)
+        else:  # integer buffers (BatchNorm's num_batches_tracked), as torch's own EMA treats them
+            for mean, value in zip(averaged, current, strict=True):
+                mean.copy_(mean * step + value * (1 - step))
+    return update
+
+
 def build_ema(model: nn.Module, decay: float | None) -> AveragedModel | None:
-    """The weights' exponential moving average, buffers (BatchNorm statistics) included."""
+    """The weights' exponential moving average, buffers (BatchNorm statistics) included, with timm's warmup."""
     if decay is None:
         return None
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    return AveragedModel(model, multi_avg_fn=ema_update_fn(decay), use_buffers=True)
 
 
 def monitored(row: dict, metric: str) -> float:

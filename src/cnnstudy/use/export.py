@@ -141,9 +141,16 @@ def export_run(run: LoadedRun, fmt: str, out: Path | None = None) -> Path:
     return path
 
 
+def resized_words(run: LoadedRun) -> str:
+    if run.crop_pct is None:
+        return "resized to image_size x image_size"
+    return (f"with its shorter side resized to floor(image_size / {run.crop_pct:g}), then centre-cropped to "
+            "image_size x image_size")
+
+
 def sidecar(run: LoadedRun, fmt: str, worst: float) -> dict:
     return {"format": fmt, "classes": run.classes, "image_size": run.image_size,
-            "input": f"float32 NCHW, RGB resized to image_size x image_size ({run.resample}), scaled to [0, 1], "
+            "input": f"float32 NCHW, RGB {resized_words(run)} ({run.resample}), scaled to [0, 1], "
                      "then (x - mean) / std per channel; dynamic batch dimension",
             "mean": list(run.stats[0]), "std": list(run.stats[1]),
             "output": "logits, one per class" + ("" if run.temperature == 1.0 else

@@ -98,6 +98,7 @@ class LoadedRun:
         self.stats = tuple(map(tuple, checkpoint["normalization"]))
         self.image_size: int = self.config["data"]["image_size"]
         self.resample: str = checkpoint.get("resample", "bilinear")  # the filter it was trained with
+        self.crop_pct: float | None = checkpoint.get("crop_pct")  # evaluation's centre crop (a timm model's)
         self.device = resolve_device(device)
         # The run's own precision where it evaluated on this kind of device (the same numbers), else fp32.
         trained_on = torch.device(self.metrics.get("device", "cpu")).type
@@ -110,7 +111,7 @@ class LoadedRun:
 
     def pixels(self, image: Image.Image) -> np.ndarray:
         """One image as the cache stores it (uint8 HWC at the run's image size)."""
-        return resized_pixels(to_rgb(image), self.image_size, self.resample)
+        return resized_pixels(to_rgb(image), self.image_size, self.resample, self.crop_pct)
 
     def inputs(self, batch: np.ndarray) -> torch.Tensor:
         """A (N, H, W, 3) uint8 batch as the model's normalized float NCHW input, on the run's device."""
