@@ -413,3 +413,39 @@ def test_a_run_made_before_the_reference_fixes_is_not_reused():
     (line,) = differences(before, ema)
     assert "ema warmup" in line and "made before" in line
     assert "follows" not in make_fingerprint(_run(), FakeSplit, {}, None)["config"]["train"]
+
+
+def test_the_ema_warms_up_as_timms_model_ema_v3():
+    """timm's ModelEmaV3(use_warmup=True), updated with the 1-based step count, is the reference: the
+    same weights after every update, so that 80 updates at decay 0.999 no longer keep 92 % of the start."""
+    timm = pytest.importorskip("timm")
+    from cnnstudy.training.recipe import build_ema
+
+    model = nn.Linear(3, 2)
+    ours = build_ema(model, 0.999)
+    theirs = timm.utils.ModelEmaV3(model, decay=0.999, use_warmup=True, stochastic_rounding=False)
+    start = model.weight.detach().clone()
+    for step in range(1, 81):
+        with torch.no_grad():
+            model.weight.add_(1.0)
+        ours.update_parameters(model)
+        theirs.update(model, step=step)
+        assert torch.allclose(ours.module.weight, theirs.module.weight, atol=1e-5), step
+    left = (model.weight - ours.module.weight) / (model.weight - start)  # the share still at the start
+    assert float(left.mean()) < 0.2
+
+
+def test_an_early_stopped_run_judged_by_an_older_cnnstudy_is_judged_again_at_its_scored_epoch(tmp_path):
+    from cnnstudy.data.splits import Split
+    from cnnstudy.runner.records import rejudged
+
+    rows = [{"epoch": e, "train_loss": 0.5, "train_acc": t, "train_eval_acc": t, "val_acc": v, "val_loss": loss}
+            for e, (t, v, loss) in enumerate([(0.80, 0.78, 0.60), (0.86, 0.84, 0.45), (0.97, 0.79, 0.62),
+                                              (0.99, 0.78, 0.70)], 1)]
+    (tmp_path / "history.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    Split("d", ["a", "b"], [("i", 0), ("j", 1)], [], []).save(tmp_path / "split.json")
+    old = {"best_epoch": 2, "verdict": {"verdict": "overfit", "chance": 0.5, "gap": 0.21, "explanation": "..."}}
+    config = {"train": {"early_stopping": {"metric": "val_loss", "patience": 2}}}
+    again = rejudged(old, tmp_path, config)["verdict"]
+    assert (again["verdict"], again["epoch"]) == ("fits well", 2)
+    assert rejudged(old, tmp_path, {"train": {}}) is old  # a plain run was judged at its last epoch, as now

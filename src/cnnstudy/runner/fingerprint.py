@@ -60,13 +60,14 @@ def make_fingerprint(cfg: RunConfig, split: Split, inputs: dict[str, dict], data
 def behaviour_marks(cfg: RunConfig) -> list[str]:
     """The 0.6 behaviours this run's recipe uses: timm's no_weight_decay() names spared, the EMA's
     warmup, min_delta choosing best.pt, class weights normalised over soft targets, crop and erase
-    boxes drawn as torchvision's get_params."""
+    boxes drawn as torchvision's get_params, a pretrained timm model evaluated with its crop_pct."""
     train, augment = cfg.train, augment_settings(cfg.augment)
     uses = {"timm no_weight_decay": train.weight_decay > 0 and cfg.model.name.startswith("timm/"),
             "ema warmup": train.ema is not None,
             "min_delta best": train.early_stopping is not None and train.early_stopping.min_delta > 0,
             "soft class weights": train.class_weights != "none" and augment.mixes,
-            "torchvision boxes": augment.crop != "none" or augment.erase > 0}
+            "torchvision boxes": augment.crop != "none" or augment.erase > 0,
+            "timm eval crop": cfg.model.pretrained and cfg.model.name.startswith("timm/")}
     return [mark for mark, used in uses.items() if used]
 
 
