@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import signal
 import sys
 
@@ -47,6 +48,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
 def console() -> None:
     """The `cnnstudy` command (and `python -m cnnstudy`): `main`, then a quick exit."""
     code = main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # a torchrun rank: no interpreter teardown (end_rank)
+        from ..training.distributed import end_rank
+
+        end_rank(code)
     # The interpreter's last collections walk every object torch, torchvision and torchmetrics made
     # (about 2 s on 2 cores); frozen, they are skipped, while atexit handlers and finalizers still run.
     gc.freeze()
@@ -73,8 +78,6 @@ def main(argv: list[str] | None = None) -> int:
 def checked_first(args: argparse.Namespace) -> int | None:
     """The command's own quick check (its `precheck`), before torch loads: a mistake in a study file
     or a path is answered in about a second. BAD_USAGE if it failed, else None."""
-    import os
-
     from ..config import StudyError
 
     try:

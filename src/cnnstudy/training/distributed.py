@@ -10,7 +10,9 @@ every rank stops with the same message instead of hanging.
 """
 from __future__ import annotations
 
+import gc
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
@@ -113,13 +115,29 @@ def init_from_env() -> Dist:
 
 def leave_together(dist: Dist) -> None:
     """After a command that went well on every rank: wait for the others (rank 0 writes the report
-    while the rest are done) before the process group goes. A rank that destroyed its group and exited
-    while rank 0 still held it was seen to abort in gloo's teardown ("terminate called without an
-    active exception", exit -6) about one time in six, failing the whole torchrun job."""
+    while the rest are done) before the process group goes."""
     if dist.enabled and torch_dist.is_initialized():
         torch_dist.barrier()
 
 
 def shutdown(dist: Dist) -> None:
+    """The process group destroyed, and what still held it (a DistributedDataParallel model in a
+    reference cycle keeps its ProcessGroupGloo) collected while the interpreter is whole."""
     if dist.enabled and torch_dist.is_initialized():
         torch_dist.destroy_process_group()
+        gc.collect()
+
+
+def end_rank(code: int) -> None:
+    """How a torchrun rank ends: its output flushed, then os._exit. A gloo process group still alive
+    when the interpreter is torn down has worker threads holding tensors; destroying them then, or
+    C++ destructors racing the other rank's closed sockets at exit(), aborts the rank with
+    "terminate called without an active exception" (SIGABRT), which fails the whole torchrun job
+    after every file was written (pytorch/pytorch#190489, #179291). Every file is written and
+    closed by now, so there is nothing for that teardown to do."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing left to say
+            pass
+    os._exit(code)
