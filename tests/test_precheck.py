@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from cnnstudy.config import StudyError
-from cnnstudy.runner.budget import duration, leave_out, outcome_lines
+from cnnstudy.use.budget import duration, leave_out, outcome_lines
 from cnnstudy.runner.only import only_without
 from cnnstudy.runner.studyfile import load_study
 

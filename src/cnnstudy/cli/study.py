@@ -208,7 +208,7 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from ..runner.scaffold import init_study
+    from ..use.scaffold import init_study
     from ..runner.scopes import parse_roles
 
     interruptible()

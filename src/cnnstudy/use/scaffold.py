@@ -20,8 +20,8 @@ import numpy as np
 from ..config import StudyError
 from ..fileio import atomic_write_text
 from .budget import estimate, fit_budget, leave_out, measure, outcome_lines
-from .only import only_without
-from .precheck import check_init
+from ..runner.only import only_without
+from ..runner.precheck import check_init
 
 
 @dataclass
@@ -199,7 +199,7 @@ def init_study(path: Path, given: dict[str, str], hours: float | None, log: Call
     size, size_why, limit, limit_why, per_run = choose_size(folders, hours, log)
     atomic_write_text(path, study_text(path, folders, size, size_why, limit, limit_why, sum(per_run.values())))
     try:
-        from .study import plan_study
+        from ..runner.study import plan_study
 
         _, runs = plan_study(path)  # checked as any study is: a file init writes must run
     except StudyError:
