@@ -448,4 +448,5 @@ def test_an_early_stopped_run_judged_by_an_older_cnnstudy_is_judged_again_at_its
     config = {"train": {"early_stopping": {"metric": "val_loss", "patience": 2}}}
     again = rejudged(old, tmp_path, config)["verdict"]
     assert (again["verdict"], again["epoch"]) == ("fits well", 2)
+    assert again["explanation"].endswith("(at epoch 2, the scored one)")
     assert rejudged(old, tmp_path, {"train": {}}) is old  # a plain run was judged at its last epoch, as now

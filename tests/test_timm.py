@@ -265,8 +265,9 @@ def test_weights_can_be_a_safetensors_file_as_timm_users_have_them(tmp_path):
         load_checkpoint_file(tmp_path / "bad.safetensors")
 
 
-@pytest.mark.parametrize("shape", [(50, 40), (40, 50), (64, 64), (97, 31)])
-def test_evaluation_pixels_are_timms_eval_transform(shape):
+@pytest.mark.parametrize("crop_pct", [0.875, 1.15])  # 1.15: VOLO's, whose crop pads
+@pytest.mark.parametrize("shape", [(50, 40), (40, 50), (64, 64), (97, 31), (21, 20)])
+def test_evaluation_pixels_are_timms_eval_transform(shape, crop_pct):
     """timm's create_transform(is_training=False) from a pretrained_cfg (crop_pct 0.875, bicubic) is the
     reference: the cache, the torchvision loader and predict give the very same pixels."""
     import numpy as np
@@ -277,14 +278,14 @@ def test_evaluation_pixels_are_timms_eval_transform(shape):
     from cnnstudy.data.cache import resized_pixels
     from cnnstudy.data.transforms import eval_transform
 
-    cfg = resolve_data_config({"input_size": (3, 32, 32), "crop_pct": 0.875, "interpolation": "bicubic"})
+    cfg = resolve_data_config({"input_size": (3, 32, 32), "crop_pct": crop_pct, "interpolation": "bicubic"})
     theirs = create_transform(**cfg, is_training=False)
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (shape[1], shape[0], 3), dtype=np.uint8))
     pil_steps = T.Compose([t for t in theirs.transforms if isinstance(t, (T.Resize, T.CenterCrop))])
     assert len(pil_steps.transforms) == 2
     expected = np.asarray(pil_steps(image))
-    assert np.array_equal(resized_pixels(image, 32, "bicubic", 0.875), expected)
-    ours = eval_transform(32, ((0.0,) * 3, (1.0,) * 3), "bicubic", 0.875)(image)
+    assert np.array_equal(resized_pixels(image, 32, "bicubic", crop_pct), expected)
+    ours = eval_transform(32, ((0.0,) * 3, (1.0,) * 3), "bicubic", crop_pct)(image)
     assert np.array_equal(np.round(ours.permute(1, 2, 0).numpy() * 255).astype(np.uint8), expected)
 
 
@@ -304,3 +305,27 @@ def test_a_timm_run_evaluates_with_its_crop_and_keeps_the_old_cache_key(tmp_path
                                                                                            resample="bicubic")
     assert eval_crop("timm/resnet18.a1_in1k", True) == 0.95  # its pretrained_cfg's
     assert eval_crop("timm/resnet18.a1_in1k", False) is None and eval_crop("resnet18", True) is None
+
+
+def test_an_explanation_lies_on_the_crop_the_model_saw():
+    """A 400 x 300 image evaluated at 224 with crop_pct 0.875 sees its middle: a map hot on the
+    input's left 20 columns lies on the image columns those inputs came from, not on its left edge."""
+    import numpy as np
+    from PIL import Image
+
+    from cnnstudy.data.cache import crop_window, resized_pixels
+    from cnnstudy.use.explain import on_image
+
+    pixels = np.zeros((300, 400, 3), np.uint8)
+    pixels[:, :100] = 255
+    image = Image.fromarray(pixels)
+    x0, y0, x1, y1 = crop_window(400, 300, 224, 0.875)
+    scale = (x1 - x0) / 224
+    seen = resized_pixels(image, 224, "bilinear", 0.875)
+    assert abs((seen[112, :, 0] > 127).sum() - (100 - x0) / scale) <= 1  # the white columns the model saw
+    cam = np.zeros((224, 224), np.float32)
+    cam[:, :20] = 1.0
+    placed = on_image(cam, 300, 400, (x0, y0, x1, y1))
+    hot = np.flatnonzero(placed[150] > 0.5)
+    assert abs(hot[0] - x0) <= 1 and abs(hot[-1] + 1 - (x0 + 20 * scale)) <= 1
+    assert placed[:, :int(x0) - 1].max() == 0

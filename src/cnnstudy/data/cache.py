@@ -57,16 +57,35 @@ def resized_pixels(image: Image.Image, size: int, resample: str = DEFAULT_FILTER
     timm's eval transform: the shorter side resized to floor(size / crop_pct), then the centre crop."""
     if crop_pct is None:
         return np.asarray(image.resize((size, size), FILTERS[resample]), dtype=np.uint8)
-    width, height = image.size
-    scaled = (crop_scale(size, crop_pct), int(crop_scale(size, crop_pct) * max(width, height) / min(width, height)))
-    resized = image.resize(scaled if width <= height else scaled[::-1], FILTERS[resample])
-    left, top = (int(round((side - size) / 2.0)) for side in resized.size)  # torchvision's center_crop
-    return np.asarray(resized.crop((left, top, left + size, top + size)), dtype=np.uint8)
+    resized = np.asarray(image.resize(scaled_size(*image.size, size, crop_pct), FILTERS[resample]), dtype=np.uint8)
+    (pad_top, pad_bottom), (pad_left, pad_right), top, left = _crop_geometry(*resized.shape[:2], size)
+    padded = np.pad(resized, ((pad_top, pad_bottom), (pad_left, pad_right), (0, 0)))
+    return padded[top:top + size, left:left + size]
 
 
-def crop_scale(size: int, crop_pct: float) -> int:
-    """The shorter side before the centre crop, as timm's transforms_imagenet_eval computes it."""
-    return math.floor(size / crop_pct)
+def scaled_size(width: int, height: int, size: int, crop_pct: float) -> tuple[int, int]:
+    """(width, height) before the centre crop: the shorter side floor(size / crop_pct), as timm's
+    transforms_imagenet_eval, the longer in proportion, as torchvision's Resize(int)."""
+    short = math.floor(size / crop_pct)
+    long = int(short * max(width, height) / min(width, height))
+    return (short, long) if width <= height else (long, short)
+
+
+def _crop_geometry(height: int, width: int, size: int) -> tuple[tuple[int, int], tuple[int, int], int, int]:
+    """torchvision's center_crop: zero padding (top/bottom, left/right) where a side is shorter than
+    `size`, then the crop's top and left in the padded image."""
+    pads = [(max(size - side, 0) // 2, (max(size - side, 0) + 1) // 2) for side in (height, width)]
+    top, left = (int(round((side + sum(pad) - size) / 2.0)) for side, pad in zip((height, width), pads))
+    return pads[0], pads[1], top, left
+
+
+def crop_window(width: int, height: int, size: int, crop_pct: float) -> tuple[float, float, float, float]:
+    """Where the model's size x size input lies on the original image: (left, top, right, bottom) in its
+    pixels (beyond its edges where the crop was padded)."""
+    scaled_w, scaled_h = scaled_size(width, height, size, crop_pct)
+    (pad_top, _), (pad_left, _), top, left = _crop_geometry(scaled_h, scaled_w, size)
+    x0, y0 = (left - pad_left) * width / scaled_w, (top - pad_top) * height / scaled_h
+    return x0, y0, x0 + size * width / scaled_w, y0 + size * height / scaled_h
 
 
 def decode_resized(source, item: str, size: int, resample: str = DEFAULT_FILTER,

@@ -168,6 +168,11 @@ def train_eval_rows(train_count: int, val_count: int, seed: int) -> torch.Tensor
     return torch.randperm(train_count, generator=seeded_generator(seed, "train_sample"))[:size].sort().values
 
 
+def train_eval_items(split: Split, seed: int) -> list:
+    """The training images the verdict measures train accuracy on, as (item, label)."""
+    return [split.train[i] for i in train_eval_rows(len(split.train), len(split.val), seed).tolist()]
+
+
 def build_loaders(cfg: RunConfig, split: Split, source, device: torch.device, stats: Stats,
                   rank: int = 0, world: int = 1, parts: tuple[str, ...] = PARTS, progress: bool = True,
                   resample: str = "bilinear", crop_pct: float | None = None) -> dict:
@@ -192,11 +197,15 @@ def build_loaders(cfg: RunConfig, split: Split, source, device: torch.device, st
                                       seed=cfg.seed, rank=rank, world=world, balanced=balanced and name == "train",
                                       num_classes=classes)
                    for name, items in parts.items()}
-        seen = arrays["train"] if crop_pct is None else cached(split.train, crop_pct)  # evaluated as val is
-        loaders["train_eval"] = CachedLoader(seen, [label for _, label in split.train], batch,
-                                             stats, device, subset=sample, rank=rank, world=world, num_classes=classes)
+        if crop_pct is None:
+            loaders["train_eval"] = CachedLoader(arrays["train"], [label for _, label in split.train], batch, stats,
+                                                 device, subset=sample, rank=rank, world=world, num_classes=classes)
+        else:  # the sample alone, at evaluation's crop, as val is seen
+            sampled = train_eval_items(split, cfg.seed)
+            loaders["train_eval"] = CachedLoader(cached(sampled, crop_pct), [label for _, label in sampled], batch,
+                                                 stats, device, rank=rank, world=world, num_classes=classes)
         return loaders
-    parts["train_eval"] = [split.train[i] for i in sample.tolist()]
+    parts["train_eval"] = train_eval_items(split, cfg.seed)
     augmented = settings.changes_pixels
     return {name: TorchvisionLoader(
                 ImageListDataset(items, source, train_transform(size, cfg.augment, stats, resample) if name == "train"

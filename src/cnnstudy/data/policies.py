@@ -113,7 +113,8 @@ def draw_epoch(settings: AugmentConfig, seed: int, epoch: int, count: int, size:
         draws["color"] = rng("color").uniform(1 - settings.color, 1 + settings.color, size=(count, 3))
     if settings.erase:
         erase = rng("erase")
-        width, height, found = _box_draws(count, erase, (0.02, 0.33), (0.3, 3.3), size, inside=False)
+        # RandomErasing's ratio is height / width, RandomResizedCrop's width / height
+        height, width, found = _box_draws(count, erase, (0.02, 0.33), (0.3, 3.3), size, inside=False)
         draws["erase"] = {"on": (erase.random(count) < settings.erase) & found, "width": width, "height": height,
                           "x": erase.random(count), "y": erase.random(count)}
     if settings.mixes:

@@ -20,7 +20,7 @@ from ..data.splits import PARTS, Split
 from ..fileio import atomic_write_bytes, atomic_write_text, write_json
 from ..training.calibration import calibration_report, reliability_bins, softmax
 from ..training.engine import diverged_words
-from ..training.metrics import chance_level, classification_metrics, epoch_line, overfitting_verdict, roc_curves
+from ..training.metrics import chance_level, classification_metrics, epoch_line, judged_at, roc_curves
 
 GRID_SIZE = 16
 WRONG_SHOWN = 8  # the most confident mistakes, with their maps
@@ -51,24 +51,21 @@ def run_metrics(cfg: RunConfig, history: list[dict], outputs: dict, split: Split
                "best_train_acc": best["train_acc"], "best_val_acc": best["val_acc"],
                "final_epoch_line": epoch_line(history[-1], cfg.train.epochs),
                "seconds_per_epoch": float(np.mean([row["seconds"] for row in history])),
-               "verdict": overfitting_verdict(judged_history(cfg, history, best["epoch"]), **cfg.verdict.model_dump(),
-                                              chance=chance_level([label for _, label in split.train],
-                                                                  len(split.classes))),
+               "verdict": judged_at(history, judged_epoch(cfg, history, best["epoch"]), **cfg.verdict.model_dump(),
+                                    chance=chance_level([label for _, label in split.train], len(split.classes))),
                "skipped_images": split.skipped, "cnnstudy_version": __version__}
-    if metrics["verdict"]["epoch"] < len(history):
-        metrics["verdict"]["explanation"] += f" (at epoch {best['epoch']}, the scored one)"
     for name, out in outputs.items():
         metrics[name] = classification_metrics(out["probs"], out["targets"], split.classes)
     return metrics
 
 
-def judged_history(cfg: RunConfig, history: list[dict], best_epoch: int) -> list[dict]:
-    """The epochs the verdict reads: up to the scored one (best.pt) for a run with early stopping or
-    EMA, whose scored weights are the point of the recipe; every epoch otherwise, where the verdict
+def judged_epoch(cfg: RunConfig, history: list[dict], best_epoch: int) -> int:
+    """The epoch the verdict reads up to: the scored one (best.pt) for a run with early stopping or
+    EMA, whose scored weights are the point of the recipe; the last otherwise, where the verdict
     judges how training went (phase 1's "did it overfit" needs the epochs after the best one)."""
     if cfg.train.early_stopping is not None or cfg.train.ema is not None:
-        return history[:best_epoch]
-    return history
+        return best_epoch
+    return len(history)
 
 
 def add_calibration(metrics: dict, outputs: dict, fit: bool) -> None:

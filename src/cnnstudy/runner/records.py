@@ -74,24 +74,35 @@ def rejudged(metrics: dict, run_dir: Path, config: dict) -> dict:
     """A verdict that an older cnnstudy judged otherwise than this one, judged again from the run's
     own history, config and split (all in its folder); its metrics.json is left as written. Before
     0.4 a run at chance could read "overfit" (no "did not learn"); before 0.6 an early-stopped or EMA
-    run was judged at its last epoch, not at the one it is scored on."""
+    run was judged at its last epoch, not at the one it is scored on (a pooled k-fold run: its folds)."""
     verdict, train = metrics["verdict"], (config or {}).get("train", {})
-    no_chance = "chance" not in verdict
     last_epoch = "epoch" not in verdict and (train.get("early_stopping") or train.get("ema")) is not None
-    if not (no_chance or last_epoch) or verdict["verdict"] == "diverged" or not (run_dir / "split.json").exists():
+    if verdict["verdict"] == "diverged" or not ("chance" not in verdict or last_epoch):
         return metrics
+    if not (run_dir / "split.json").exists():
+        return _pooled_again(metrics, run_dir, config) if last_epoch and "folds" in metrics else metrics
     from ..data.splits import Split
-    from ..training.metrics import chance_level, overfitting_verdict
+    from ..training.metrics import chance_level, judged_at
 
     split = Split.load(run_dir / "split.json")
     chance = chance_level([label for _, label in split.train], len(split.classes))
     thresholds = {key: value for key, value in (config or {}).get("verdict", {}).items()}
     history = read_jsonl(run_dir / "history.jsonl")
-    judged = metrics.get("best_epoch") if last_epoch else verdict.get("epoch")
-    again = overfitting_verdict(history[:judged or len(history)], **thresholds, chance=chance)
+    epoch = metrics.get("best_epoch") if last_epoch else verdict.get("epoch")
+    again = judged_at(history, epoch or len(history), **thresholds, chance=chance)
     if last_epoch or again["verdict"] == "did not learn":
         return {**metrics, "verdict": again}
     return {**metrics, "verdict": {**verdict, "chance": chance}}
+
+
+def _pooled_again(metrics: dict, run_dir: Path, config: dict) -> dict:
+    """A pooled k-fold run's verdict pooled again from its folds, each judged again."""
+    from .folds import pooled_verdict
+
+    folds = sorted((f for f in run_dir.glob("f[0-9]*") if (f / "metrics.json").exists()), key=lambda f: int(f.name[1:]))
+    if not folds:
+        return metrics
+    return {**metrics, "verdict": pooled_verdict([rejudged(read_json(f / "metrics.json"), f, config) for f in folds])}
 
 
 def run_records(study_dir: Path, phase: dict, run: dict) -> list[RunRecord]:

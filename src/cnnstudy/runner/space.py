@@ -11,6 +11,7 @@ import torch
 
 from ..config import RunConfig, StudyError
 from ..data.cache import cache_path, cache_root
+from ..data.loaders import train_eval_items
 from ..data.splits import PARTS
 from ..fileio import existing_parent, free_bytes
 from ..models.freeze import apply_freeze
@@ -41,15 +42,23 @@ def cache_bytes(jobs: list[Job]) -> int:
     wanted = {}
     for job in jobs:
         if units(job) and job.cfg.data.loader == "cached":
-            for part in PARTS:
-                items = [item for item, _ in getattr(job.data.split, part)]
-                if items:
-                    crop = eval_crop(job.cfg.model.name, job.cfg.model.pretrained) if part != "train" else None
-                    path = cache_path(job.data.source, items, job.cfg.data.image_size, known=job.data.files,
-                                      resample=resize_filter(job.cfg.model.name, job.cfg.model.pretrained),
-                                      crop_pct=crop)
-                    wanted[path] = len(items) * job.cfg.data.image_size ** 2 * 3
+            resample = resize_filter(job.cfg.model.name, job.cfg.model.pretrained)
+            for items, crop_pct in cached_arrays(job):
+                path = cache_path(job.data.source, items, job.cfg.data.image_size, known=job.data.files,
+                                  resample=resample, crop_pct=crop_pct)
+                wanted[path] = len(items) * job.cfg.data.image_size ** 2 * 3
     return sum(size for path, size in wanted.items() if not path.exists())
+
+
+def cached_arrays(job: Job) -> list[tuple[list[str], float | None]]:
+    """The arrays a run's cached loader builds, as (items, evaluation crop): each part of its split,
+    val and test at the crop, and, with a crop, the verdict's training sample at it too."""
+    crop = eval_crop(job.cfg.model.name, job.cfg.model.pretrained)
+    arrays = [([item for item, _ in getattr(job.data.split, part)], None if part == "train" else crop)
+              for part in PARTS]
+    if crop is not None:
+        arrays.append(([item for item, _ in train_eval_items(job.data.split, job.cfg.seed)], crop))
+    return [(items, crop_pct) for items, crop_pct in arrays if items]
 
 
 def check_free_space(jobs: list[Job], study_dir: Path) -> None:

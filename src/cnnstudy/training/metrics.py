@@ -111,6 +111,15 @@ def overfitting_verdict(history: list[dict], max_gap: float = 0.10, val_loss_ris
             "explanation": "; ".join(reasons)}
 
 
+def judged_at(history: list[dict], epoch: int, **settings) -> dict:
+    """overfitting_verdict of the epochs up to `epoch` (`settings`: its thresholds and chance); the
+    explanation says so where that epoch is not the last."""
+    verdict = overfitting_verdict(history[:epoch], **settings)
+    if epoch < len(history):
+        verdict["explanation"] += f" (at epoch {epoch}, the scored one)"
+    return verdict
+
+
 def _not_learned(history: list[dict], train_acc: float, train_words: str, chance: float, min_learned: float) -> dict:
     last = history[-1]
     limit = chance + min_learned * (1 - chance)

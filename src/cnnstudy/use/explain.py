@@ -3,8 +3,8 @@ pytorch-grad-cam) of a finished run's model, on the layer its spec declares (`ca
 
 The model explains itself exactly as it predicts: eval mode (BatchNorm statistics, no Dropout), the
 run's own resize and normalization, its precision. Maps come out at the model's input size with
-values in [0, 1] and are resized (bilinear) to each image's own height x width, so that they lie on
-the file's pixels. Images are explained in batches; an unreadable file gets an error in its row.
+values in [0, 1] and are resized (bilinear) onto each image's own pixels: the whole image, or the
+centre crop a timm model evaluates, so that they lie where the model looked. Images are explained in batches; an unreadable file gets an error in its row.
 """
 from __future__ import annotations
 
@@ -37,11 +37,22 @@ def cam_maps(run: LoadedRun, batch: np.ndarray, targets: list[int], method: str 
         raise StudyError(f"Grad-CAM is not supported for {run.metrics['model']}: {type(err).__name__}: {err}") from None
 
 
-def on_image(cam_map: np.ndarray, height: int, width: int) -> np.ndarray:
-    """A map resized (bilinear) to an image's own height x width, still float32 in [0, 1]."""
-    resized = torch.nn.functional.interpolate(torch.from_numpy(cam_map)[None, None], size=(height, width),
-                                              mode="bilinear", align_corners=False)[0, 0]
-    return resized.clamp(0, 1).numpy().astype(np.float32)
+def on_image(cam_map: np.ndarray, height: int, width: int,
+             window: tuple[float, float, float, float] | None = None) -> np.ndarray:
+    """A map on an image's own height x width (bilinear), still float32 in [0, 1]: over the whole image,
+    or, for a run that evaluates a centre crop, over the crop's `window` (left, top, right, bottom in
+    the image's pixels), zero outside it."""
+    if window is None:
+        window = (0, 0, width, height)
+    left, top = round(window[0]), round(window[1])
+    size = (max(1, round(window[3]) - top), max(1, round(window[2]) - left))
+    resized = torch.nn.functional.interpolate(torch.from_numpy(cam_map)[None, None], size=size,
+                                              mode="bilinear", align_corners=False)[0, 0].clamp(0, 1).numpy()
+    canvas = np.zeros((height, width), np.float32)
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + size[0], height), min(left + size[1], width)
+    canvas[y0:y1, x0:x1] = resized[y0 - top:y1 - top, x0 - left:x1 - left]
+    return canvas
 
 
 def inputs_with_outputs(paths: Iterable[str | Path]) -> list[tuple[Path, Path]]:
@@ -109,7 +120,8 @@ def _explain_batch(run: LoadedRun, jobs: list[tuple[Path, Path]], out: Path, met
     maps = cam_maps(run, pixels, wanted, method)
     for (row, file, rel, image, _), p, k, cam_map in zip(ready, probs, wanted, maps):
         if row["error"] is None:
-            _write_outputs(row, run, image, out / rel, p, k, on_image(cam_map, image.height, image.width), save_maps)
+            _write_outputs(row, run, image, out / rel, p, k,
+                           on_image(cam_map, image.height, image.width, run.crop_window(image)), save_maps)
     return rows
 
 

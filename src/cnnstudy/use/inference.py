@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from ..models.checkpoint import load_checkpoint_file
 from ..config import StudyError
-from ..data.cache import resized_pixels
+from ..data.cache import crop_window, resized_pixels
 from ..data.layout import IMAGE_EXTENSIONS
 from ..data.sources import open_image_file, to_rgb
 from ..data.transforms import normalize
@@ -112,6 +112,11 @@ class LoadedRun:
     def pixels(self, image: Image.Image) -> np.ndarray:
         """One image as the cache stores it (uint8 HWC at the run's image size)."""
         return resized_pixels(to_rgb(image), self.image_size, self.resample, self.crop_pct)
+
+    def crop_window(self, image: Image.Image) -> tuple[float, float, float, float] | None:
+        """Where the model's input lies on `image` (left, top, right, bottom), for a run that evaluates
+        a centre crop; None where it sees the whole image."""
+        return None if self.crop_pct is None else crop_window(*image.size, self.image_size, self.crop_pct)
 
     def inputs(self, batch: np.ndarray) -> torch.Tensor:
         """A (N, H, W, 3) uint8 batch as the model's normalized float NCHW input, on the run's device."""
