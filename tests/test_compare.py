@@ -6,7 +6,7 @@ from cnnstudy.report.compare import comparisons, compare_pair
 from cnnstudy.report.findings import answer, calibration_notes
 from cnnstudy.report.groups import Group
 from cnnstudy.training.metrics import overfitting_verdict
-from cnnstudy.runner.records import RunRecord
+from cnnstudy.runner.results.records import RunRecord
 from cnnstudy.report.stats import words
 
 PREVIOUS = {"p1": ["previous"], "p2": ["previous"], "p3": ["previous"], "p4": ["previous"]}
@@ -180,7 +180,7 @@ def test_a_tied_verdict_reads_the_same_in_the_words_and_the_gap_sentence():
 
     from cnnstudy.report.findings import gap_words, state
     from cnnstudy.report.groups import Group, overfits
-    from cnnstudy.runner.records import RunRecord
+    from cnnstudy.runner.results.records import RunRecord
 
     def group(run_id, verdicts, gap):
         metrics = [{"verdict": {"verdict": v, "gap": gap, "train_acc_used": 0.9}, "scored_on": "val",

@@ -6,7 +6,7 @@ import pytest
 
 from cnnstudy.config import StudyError
 from cnnstudy.fileio import read_json, read_jsonl
-from cnnstudy.runner.executors import Parallel
+from cnnstudy.runner.execution.executors import Parallel
 from cnnstudy.runner.study import run_study
 
 from helpers import make_image_folder, write_study
@@ -66,7 +66,7 @@ def test_ray_gives_the_serial_numbers_and_checks_the_shared_folder(serial):
         pytest.skip("Ray is not installed (pip install 'cnnstudy[ray]')")
     import ray
 
-    from cnnstudy.runner.ray_executor import check_shared_storage
+    from cnnstudy.runner.execution.ray_executor import check_shared_storage
 
     study, expected, tmp = serial
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="warning")
@@ -138,7 +138,7 @@ def test_an_interrupted_worker_exits_instead_of_waiting_for_more_work(tmp_path):
     work that never comes, until killed after the grace period (-9)."""
     import time
 
-    from cnnstudy.runner.executors import LocalExecutor
+    from cnnstudy.runner.execution.executors import LocalExecutor
 
     executor = LocalExecutor(1, 1)
     executor.submit(busy_unit, str(tmp_path / "started"))

@@ -8,8 +8,8 @@ import pytest
 
 from cnnstudy.config import StudyError
 from cnnstudy.use.budget import duration, leave_out, outcome_lines
-from cnnstudy.runner.only import only_without
-from cnnstudy.runner.studyfile import load_study
+from cnnstudy.runner.planning.only import only_without
+from cnnstudy.runner.planning.studyfile import load_study
 
 from helpers import make_image_folder, write_study
 
@@ -74,7 +74,7 @@ def test_a_timm_name_is_left_to_the_deep_check():
 
 def test_load_study_without_depth_imports_no_torch(tmp_path):
     study = write_study(tmp_path / "s.yaml", make_image_folder(tmp_path / "colors", per_class=2), PHASES)
-    code = ("import sys; from cnnstudy.runner.precheck import check_study; check_study(sys.argv[1]); "
+    code = ("import sys; from cnnstudy.runner.planning.precheck import check_study; check_study(sys.argv[1]); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     done = subprocess.run([sys.executable, "-c", code, str(study)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -153,7 +153,7 @@ def test_offline_without_weights_gives_the_only_line_that_runs_the_rest(tmp_path
     with pytest.raises(StudyError) as err:
         run_study(study, out_dir=tmp_path / "runs", offline=True, only=["p2/res"], log=lambda _: None)
     assert "--only" not in str(err.value).split("nothing was trained")[1]  # nothing would be left to run
-    from cnnstudy.runner.inputs import ensure_inputs
+    from cnnstudy.runner.planning.inputs import ensure_inputs
     _, runs = plan_study(study)
     with pytest.raises(StudyError) as err:  # `data fetch --study` has no --only: it names `cnnstudy run`
         ensure_inputs(runs, tmp_path, offline=True, log=lambda _: None, rerun="cnnstudy run s.yaml --only {}")

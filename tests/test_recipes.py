@@ -14,7 +14,7 @@ from cnnstudy.config import AugmentConfig, RunConfig, StudyError, TrainConfig
 from cnnstudy.data.policies import apply_policy, draw_epoch, erase, mix
 from cnnstudy.fileio import read_json, read_jsonl
 from cnnstudy.models.checkpoint import load_checkpoint_file
-from cnnstudy.runner.fingerprint import differences
+from cnnstudy.runner.planning.fingerprint import differences
 from cnnstudy.runner.study import run_study
 from cnnstudy.training.recipe import (build_schedule, build_optimizer, class_weight_tensor, make_recipe, track,
                                       parameter_groups, step_schedule)
@@ -68,7 +68,7 @@ def test_bad_recipes_are_refused_naming_the_key(train, words):
 
 
 def test_bad_augment_and_class_weights_are_named(tmp_path):
-    from cnnstudy.runner.studyfile import problem_lines
+    from cnnstudy.runner.planning.studyfile import problem_lines
     from pydantic import ValidationError
     with pytest.raises(ValidationError) as err:
         RunConfig(name="r", phase="p", model="cnn_baseline", data={"dataset": "x"}, augment={"polcy": "rand"})
@@ -293,7 +293,7 @@ def test_early_stopping_ends_the_run_and_scores_the_restored_best_epoch(tmp_path
 
 def test_a_recipe_key_changes_the_fingerprint_and_says_which():
     base = _run()
-    from cnnstudy.runner.fingerprint import make_fingerprint
+    from cnnstudy.runner.planning.fingerprint import make_fingerprint
 
     class FakeSplit:
         dataset, digest = "d", "x"
@@ -308,7 +308,7 @@ def test_a_recipe_key_changes_the_fingerprint_and_says_which():
 
 
 def test_recipe_keys_and_augment_parts_can_be_swept():
-    from cnnstudy.runner.sweep import check_sweep, trial_config
+    from cnnstudy.runner.search.sweep import check_sweep, trial_config
     cfg = RunConfig(name="r", phase="p", model="cnn_baseline", data={"dataset": "x"}, augment="seed",
                     sweep={"params": {"train.optimizer": ["adam", "adamw"], "train.schedule": ["constant", "cosine"],
                                       "augment.policy": ["seed", "trivialaugment"], "train.label_smoothing":
@@ -366,7 +366,7 @@ def test_the_verdict_reads_the_epoch_a_run_is_scored_on(train, judged):
     average: both are judged where they are scored. A plain run is judged at its last epoch."""
     from types import SimpleNamespace
 
-    from cnnstudy.runner.artifacts import run_metrics
+    from cnnstudy.runner.results.artifacts import run_metrics
 
     rows = [{"epoch": e, "train_loss": 0.5, "train_acc": t, "train_eval_acc": t, "val_acc": v, "val_loss": loss, "seconds": 1.0}
             for e, (t, v, loss) in enumerate([(0.80, 0.78, 0.60), (0.86, 0.84, 0.45), (0.93, 0.80, 0.55),
@@ -402,7 +402,7 @@ def test_class_weights_give_one_hot_probabilities_the_loss_of_their_labels(smoot
 def test_a_run_made_before_the_reference_fixes_is_not_reused():
     """A recipe whose training changed (EMA warmup, torchvision's crop boxes, ...) marks its fingerprint:
     the same config made before the change differs, and says why; a recipe using none keeps its own."""
-    from cnnstudy.runner.fingerprint import make_fingerprint
+    from cnnstudy.runner.planning.fingerprint import make_fingerprint
 
     class FakeSplit:
         dataset, digest = "d", "x"
@@ -437,7 +437,7 @@ def test_the_ema_warms_up_as_timms_model_ema_v3():
 
 def test_an_early_stopped_run_judged_by_an_older_cnnstudy_is_judged_again_at_its_scored_epoch(tmp_path):
     from cnnstudy.data.splits import Split
-    from cnnstudy.runner.records import rejudged
+    from cnnstudy.runner.results.records import rejudged
 
     rows = [{"epoch": e, "train_loss": 0.5, "train_acc": t, "train_eval_acc": t, "val_acc": v, "val_loss": loss}
             for e, (t, v, loss) in enumerate([(0.80, 0.78, 0.60), (0.86, 0.84, 0.45), (0.97, 0.79, 0.62),

@@ -71,7 +71,7 @@ def test_a_missing_folder_shared_by_runs_is_said_once(study, tmp_path):
     with pytest.raises(StudyError) as err:  # named in the file: said once for the runs that use it
         plan_study(study)
     assert str(err.value).count("not found") == 1 and "runs p2/b, p2/c: data.dataset: dataset" in str(err.value)
-    from cnnstudy.runner.studyfile import merge_by_run
+    from cnnstudy.runner.planning.studyfile import merge_by_run
     assert merge_by_run(["run p/a: twice", "run p/a: twice", "run p/b: twice", "no run: x", "no run: x"]) == \
         ["runs p/a, p/b: twice", "no run: x"]
 

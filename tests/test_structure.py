@@ -4,7 +4,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "cnnstudy"
-LOWER = {"cnnstudy.config", "cnnstudy.fileio", "cnnstudy.seeds"}
+LOWER = ("cnnstudy.config", "cnnstudy.fileio", "cnnstudy.seeds")  # and their modules
 
 
 def module_name(path: Path) -> str:
@@ -54,7 +54,7 @@ def test_no_import_circles():
 def test_the_data_side_imports_nothing_above_it():
     for name, targets in graph().items():
         if name.startswith("cnnstudy.data"):
-            above = {t for t in targets if not t.startswith("cnnstudy.data") and t not in LOWER}
+            above = {t for t in targets if not t.startswith(("cnnstudy.data", *LOWER))}
             assert not above, f"{name} imports {above}"
 
 
@@ -65,17 +65,35 @@ def test_checkpoint_does_not_import_models():
 def test_the_search_the_schedule_and_the_executors_stay_apart():
     """An executor runs any unit anywhere, a sweep only says what to try next: neither knows the other."""
     edges = graph()
-    searching = {"cnnstudy.runner.sweep", "cnnstudy.runner.search"}
-    assert not (searching | {"cnnstudy.runner.schedule"}) & edges["cnnstudy.runner.executors"]
+    searching = {"cnnstudy.runner.search.sweep", "cnnstudy.runner.search.trials"}
+    assert not (searching | {"cnnstudy.runner.execution.schedule"}) & edges["cnnstudy.runner.execution.executors"]
     for name in searching:
-        assert not {"cnnstudy.runner.executors", "cnnstudy.runner.schedule"} & edges[name]
+        assert not {"cnnstudy.runner.execution.executors", "cnnstudy.runner.execution.schedule"} & edges[name]
 
 
 def test_the_top_level_holds_only_the_faces_and_the_ground_floor():
     top = sorted(p.stem for p in PACKAGE.glob("*.py"))
-    assert top == ["__init__", "__main__", "_version", "config", "fileio", "seeds"]
+    assert top == ["__init__", "__main__", "_version", "fileio", "seeds"]
     packages = sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py"))
-    assert packages == ["cli", "data", "models", "report", "runner", "training", "use"]
+    assert packages == ["cli", "config", "data", "models", "report", "runner", "training", "use"]
+
+
+def test_the_runner_has_a_room_for_each_part_and_run_study_walks_through_few():
+    """runner/: planning, execution, results, search; run_study's own module enters at most five
+    packages (its rooms) and climbs out of the runner to at most two (the training and report sides)."""
+    runner = sorted(p.parent.name for p in (PACKAGE / "runner").glob("*/__init__.py"))
+    assert runner == ["execution", "planning", "results", "search"]
+    assert sorted(p.stem for p in (PACKAGE / "runner").glob("*.py")) == ["__init__", "study"]
+    targets = graph()["cnnstudy.runner.study"]
+    rooms = {t.rsplit(".", 1)[0] for t in targets}
+    assert len(rooms) <= 5, rooms
+    assert len({room for room in rooms if not room.startswith("cnnstudy.runner")}) <= 2, rooms
+
+
+def test_no_module_is_over_about_300_lines():
+    long = {p.relative_to(PACKAGE).as_posix(): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 320}
+    assert not long, long
 
 
 def test_the_command_line_starts_without_torch():

@@ -13,9 +13,9 @@ import pytest
 from cnnstudy.config import RunConfig, StudyError
 from cnnstudy.fileio import read_json
 from cnnstudy.report.report import build_report
-from cnnstudy.runner.search import PruneWatch, Sweep
+from cnnstudy.runner.search.trials import PruneWatch, Sweep
 from cnnstudy.runner.study import run_study
-from cnnstudy.runner.sweep import TrialPruned
+from cnnstudy.runner.search.sweep import TrialPruned
 from cnnstudy.seeds import confirm_seed
 
 from helpers import make_image_folder, run_quiet_study, write_study

@@ -25,8 +25,8 @@ from cnnstudy.models.registry import cam_target, check_state_fits, create_model,
     resize_filter
 from cnnstudy.models.timm_zoo import list_matching
 from cnnstudy.report.weights import licence_note
-from cnnstudy.runner.fingerprint import differences
-from cnnstudy.runner.studyfile import load_study
+from cnnstudy.runner.planning.fingerprint import differences
+from cnnstudy.runner.planning.studyfile import load_study
 
 from helpers import make_image_folder
 from hubserver import HubServer, random_weights

@@ -111,7 +111,7 @@ def test_efficientnet_lite0_loads_its_shipped_weights_offline():
 def test_weights_from_a_cnnstudy_checkpoint_keep_its_input_normalization(tmp_path):
     from cnnstudy.config import RunConfig
     from cnnstudy.data.splits import Split
-    from cnnstudy.runner.run import build_model
+    from cnnstudy.runner.execution.run import build_model
 
     trained = create_model("cnn_slim", num_classes=3)
     stats = [[0.5, 0.5, 0.5], [0.25, 0.25, 0.25]]

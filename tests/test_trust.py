@@ -203,7 +203,7 @@ def test_force_never_deletes_outside_the_study_folder(copy, tmp_path):
 def test_a_second_writer_stops_at_once_naming_the_holder(copy):
     study, study_dir = copy
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\nfrom cnnstudy.runner.lock import study_lock\n"
+        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\nfrom cnnstudy.runner.planning.lock import study_lock\n"
          f"with study_lock(Path({str(study_dir)!r})):\n    print('held', flush=True)\n    time.sleep(60)"],
         stdout=subprocess.PIPE, text=True)
     try:

@@ -39,7 +39,7 @@ def run_study(path: str | Path, overrides: dict[str, Any] | list[str] | None = N
     {"phase4/cnn_head:train.lr": 0.01}); `datasets` as {"main": "/photos/food"}, like `--dataset`;
     `only` as "phase1/baseline,phase4" or a list; `force`, `offline`, `jobs`, `threads`, `executor`
     and `ray_address` as on the command line."""
-    from .runner.executors import Parallel
+    from .runner.execution.executors import Parallel
     from .runner.study import run_study as run
 
     pairs = [f"{key}={json.dumps(value)}" for key, value in overrides.items()] if isinstance(overrides, dict) \

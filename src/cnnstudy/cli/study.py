@@ -22,36 +22,36 @@ def study_name(path: str) -> str:
 
 def precheck_study(args: argparse.Namespace) -> None:
     """`run` and `data fetch --study`: the study file, its --set and --dataset pairs, before torch."""
-    from ..runner.precheck import check_study
-    from ..runner.scopes import parse_roles
+    from ..runner.planning.precheck import check_study
+    from ..runner.planning.scopes import parse_roles
 
     if getattr(args, "study", None):
         check_study(args.study, args.set, parse_roles(args.dataset))
 
 
 def check_study_folder(folder: str) -> None:
-    from ..runner.precheck import check_study_folder as check
+    from ..runner.planning.precheck import check_study_folder as check
 
     check(folder)
 
 
 def check_dataset_argument(spec: str) -> None:
-    from ..runner.precheck import check_dataset_argument as check
+    from ..runner.planning.precheck import check_dataset_argument as check
 
     check(spec)
 
 
 def precheck_init(args: argparse.Namespace) -> None:
-    from ..runner.precheck import check_init
-    from ..runner.scopes import parse_roles
+    from ..runner.planning.precheck import check_init
+    from ..runner.planning.scopes import parse_roles
 
     check_init(args.study, parse_roles(args.dataset))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ..fileio import Terminated
-    from ..runner.executors import Parallel
-    from ..runner.scopes import parse_roles
+    from ..runner.execution.executors import Parallel
+    from ..runner.planning.scopes import parse_roles
     from ..runner.study import run_study
 
     interruptible()
@@ -96,7 +96,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from ..data.sources import find_dataset, open_source
     from ..data.state import files_table, table_digest
     from ..fileio import write_json
-    from ..runner.inputs import offline_from_env
+    from ..runner.planning.inputs import offline_from_env
 
     interruptible()
     if find_dataset(args.data)[0] is None and args.data in CATALOGUE and not offline_from_env():
@@ -194,8 +194,8 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     if not args.study and not args.names:
         raise StudyError("name a dataset (cnnstudy data list) or pass --study FILE")
     if args.study:
-        from ..runner.inputs import ensure_inputs
-        from ..runner.scopes import parse_roles
+        from ..runner.planning.inputs import ensure_inputs
+        from ..runner.planning.scopes import parse_roles
         from ..runner.study import plan_study
 
         _, runs = plan_study(args.study, args.set, parse_roles(args.dataset))
@@ -209,7 +209,7 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
 
 def cmd_init(args: argparse.Namespace) -> int:
     from ..use.scaffold import init_study
-    from ..runner.scopes import parse_roles
+    from ..runner.planning.scopes import parse_roles
 
     interruptible()
     init_study(Path(args.study), parse_roles(args.dataset), args.hours, lambda line: print(line, flush=True))

@@ -13,7 +13,7 @@ from .study import positive
 
 def check_run_folder(args: argparse.Namespace) -> None:
     """predict, explain, export: the run folder exists, said before torch loads."""
-    from ..runner.precheck import check_run_folder as check
+    from ..runner.planning.precheck import check_run_folder as check
 
     check(args.run_dir)
 

@@ -43,7 +43,7 @@ def cache_key(source, items: list[str], size: int, known: dict | None = None, re
     """`known`: each item's (size, mtime) where already read (the split's files table), else stat."""
     dataset = str(source.root)
     fingerprints = [(item, *(known[item] if known else source.fingerprint(item))) for item in items]
-    # Bilinear without a crop keeps the key it always had, so caches built before filters and crops stay valid.
+    # Bilinear without a crop adds nothing to the key, so caches built before filters and crops existed stay valid.
     sized = [size] if resample == DEFAULT_FILTER else [size, resample]
     sized += [] if crop_pct is None else [f"crop_pct {crop_pct:g}"]
     return hashlib.sha1(json.dumps([dataset, *sized, fingerprints]).encode()).hexdigest()

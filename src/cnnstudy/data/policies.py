@@ -99,7 +99,7 @@ def draw_epoch(settings: AugmentConfig, seed: int, epoch: int, count: int, size:
         return np.random.default_rng(derive_seed(seed, "augment", epoch, PART_KEYS[part]))
 
     draws: dict = {}
-    if settings.policy == "seed":  # the seed's stream, as before parts existed: its runs keep their numbers
+    if settings.policy == "seed":  # the seed's stream, which runs made before parts existed drew from: same numbers
         draws["seed"] = affine_matrices(**sample_params(count, seeded_generator(seed, "augment", epoch)))
     elif settings.policy in SLOTS:
         draws["policy"] = _policy_draws(settings.policy, size, count, rng("policy"))

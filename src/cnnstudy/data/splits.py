@@ -54,7 +54,7 @@ class Split:
     def digest(self) -> str:
         """What the split is: its classes and the files (and labels) in each part. Not where it lies."""
         payload = {"classes": self.classes, **{part: getattr(self, part) for part in PARTS}}
-        if self.folds:  # without folds the digest is what it always was
+        if self.folds:  # without folds the digest covers classes and parts alone, as for splits made before folds
             payload.update(folds=self.folds, fold_val=self.fold_val, fold_seed=self.fold_seed)
         return hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()
 
@@ -114,7 +114,8 @@ def split_key(dataset: str, limit: int | None, fractions: tuple[float, float, fl
               classes: list[str] | None = None, folds: int | None = None, chosen: dict | None = None) -> str:
     """The split's file name. `chosen`: what else decides which images go where (label conflicts kept,
     the digest of data.exclude's list), only where set."""
-    # Without a class subset, folds or choices the key is what it always was, so existing studies find their splits.
+    # Without a class subset, folds or choices the key hashes only dataset, limit, fractions and seed, so
+    # splits saved before those settings existed are still found.
     parts = ([classes] if classes is not None or folds or chosen else []) + ([{"folds": folds}] if folds else [])
     parts += [chosen] if chosen else []
     digest = hashlib.sha1(json.dumps([dataset, limit, fractions, seed, *parts]).encode()).hexdigest()[:10]

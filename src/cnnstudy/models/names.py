@@ -1,5 +1,5 @@
 """Model names, known without importing torch: a study file's model names are checked in about a
-second (runner/precheck.py), before torch and torchvision load. tests/test_precheck.py pins these
+second (runner/planning/precheck.py), before torch and torchvision load. tests/test_precheck.py pins these
 lists to the registry's and to torchvision's own."""
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from . import plots
 from ..data.datacheck import check_sentence
 from ..data.labels import read_label_issues
 from ..fileio import read_json
-from ..runner.records import RunRecord
+from ..runner.results.records import RunRecord
 
 Blocks = list[tuple[str, object]]
 SHOWN_GROUPS, SHOWN_SUSPECTS = 8, 10

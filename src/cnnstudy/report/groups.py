@@ -1,5 +1,5 @@
 """A study's runs as the report sees them: each run's finished repeats gathered into a `Group`, read
-from the run folders alone (runner/records.py), with the headline numbers of each and the choices
+from the run folders alone (runner/results/records.py), with the headline numbers of each and the choices
 that must not look at test scores (the best run is chosen on validation accuracy)."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..runner.records import RunRecord
-from ..runner.sweep import BASE_SUFFIX
+from ..runner.results.records import RunRecord
+from ..runner.search.sweep import BASE_SUFFIX
 from .stats import mean_std_ci
 
 VERDICT_WORDS = {"overfit": "overfits", "fits well": "fits well", "underfit": "underfits",

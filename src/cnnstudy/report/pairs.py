@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..runner.sweep import base_name
+from ..runner.search.sweep import base_name
 from .groups import Group, best_by_validation, by_test_set, overfits
 
 SWEEP_KIND = "sweep: best vs base setting"

@@ -14,7 +14,7 @@ from pathlib import Path
 from .compare import comparisons, phase_compare
 from .groups import group_records, value_of
 from ..fileio import atomic_write_text
-from ..runner.records import RunRecord, collect_records, study_phases
+from ..runner.results.records import RunRecord, collect_records, study_phases
 from .render import markdown_table
 
 COLUMNS = ["phase", "run", "repeat", "seed", "model", "init", "dataset", "params", "trainable", "epochs",

@@ -6,8 +6,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ..runner.fingerprint import flatten
-from ..runner.sweep import STATE_FILE, TABLE_FILE, base_name
+from ..runner.planning.fingerprint import flatten
+from ..runner.search.sweep import STATE_FILE, TABLE_FILE, base_name
 from . import plots
 from .groups import Group
 

@@ -1,3 +1,3 @@
-"""A study, planned and carried out: validation and plans before anything trains (plan, fingerprint,
-lock, inputs), one run (run, artifacts, tracking), repeats, sweeps (sweep), the order of work
-(schedule) and who carries out each unit (units, executors: serial, local processes, Ray)."""
+"""A study, planned and carried out (study.run_study), in four parts: planning (everything decided
+before anything trains), execution (the order of work, one unit, one run, and who runs it), results
+(what a finished run leaves behind, read back) and search (sweeps)."""

@@ -2,7 +2,7 @@
 
 A `Dist` describes this process's place in the job (rank, world size, local rank); it is made once
 at start-up from torchrun's environment and passed down. Without torchrun it is the single process
-(rank 0 of 1) and every helper here does nothing, so a plain `cnnstudy run` behaves as before.
+(rank 0 of 1) and every helper here does nothing, so a plain `cnnstudy run` runs as one process, undistributed.
 
 Conventions: rank 0 alone writes files, prints and plots, and the others wait at a barrier; a step
 only rank 0 performs (fetching, making splits, taking the study lock) broadcasts its error, so that

@@ -169,9 +169,9 @@ def class_weight_tensor(train: TrainConfig, labels: list[int], num_classes: int)
 class CrossEntropy(nn.CrossEntropyLoss):
     """nn.CrossEntropyLoss whose class-weighted mean is the same for soft targets (mixup, cutmix) as
     for hard labels: torch divides a weighted batch of labels by the sum of the labels' weights but a
-    batch of probabilities by its size, so one-hot rows gave another loss than the labels they are
-    (1.2945 against 1.1651). Here soft rows are divided by their weight mass, sum_i sum_c w_c t_ic,
-    which is the labels' sum of weights for one-hot rows."""
+    batch of probabilities by its size. Here soft rows are divided by their weight mass,
+    sum_i sum_c w_c t_ic, which is the labels' sum of weights for one-hot rows, so one-hot rows cost
+    what their labels cost."""
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.weight is None or target.ndim == 1:

@@ -23,8 +23,8 @@ from ..data.transforms import normalize
 from ..training.devices import autocast, resolve_device
 from ..fileio import read_json, read_jsonl
 from ..models.registry import create_model
-from ..runner.records import read_run, study_runs
-from ..runner.repeats import best_fold, best_repeat
+from ..runner.results.records import read_run, study_runs
+from ..runner.planning.repeats import best_fold, best_repeat
 
 
 def resolve_run_dir(path: str | Path, run: str | None = None, flag: str = "run=") -> Path:

@@ -20,8 +20,8 @@ import numpy as np
 from ..config import StudyError
 from ..fileio import atomic_write_text
 from .budget import estimate, fit_budget, leave_out, measure, outcome_lines
-from ..runner.only import only_without
-from ..runner.precheck import check_init
+from ..runner.planning.only import only_without
+from ..runner.planning.precheck import check_init
 
 
 @dataclass

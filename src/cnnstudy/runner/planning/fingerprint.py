@@ -12,19 +12,19 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import RunConfig, TrainConfig, augment_settings
-from ..data.splits import Split
-from ..fileio import read_json, file_digest, write_json
-from ..models.weights import pretrained_input
+from ...config import RunConfig, TrainConfig, augment_settings
+from ...data.splits import Split
+from ...fileio import read_json, file_digest, write_json
+from ...models.weights import pretrained_input
 
 FILE = "fingerprint.json"
-# Settings added since cnnstudy 0.2, with the value that means what older runs did: a fingerprint
-# without the key was made with that value. (verdict.min_learned judges a finished run's history, not
-# its training: a run made before 0.4 is judged again with it when read, runner/records.rejudged.)
+# Keys a fingerprint written by an older cnnstudy may lack, each with the value such a run was made with: a
+# fingerprint without the key reads as having that value. (verdict.min_learned judges a finished run's history,
+# not its training: a run made before 0.4 is judged again with it when read, runner/results/records.rejudged.)
 ADDED_KEYS = {"data.classes": None, "sweep": None, "calibrate": False, "verdict.min_learned": 0.1,
               "data.split.folds": None}
-# The training recipe's settings (0.5), left out of a fingerprint while at their default: a config that
-# does not use them keeps the fingerprint it had, and the runs made before them are not stale.
+# The training recipe's settings, left out of a fingerprint while at their default: a config that does not
+# use them has the fingerprint it would have without them, so runs made before 0.5 are not stale.
 RECIPE_DEFAULTS = {key: field.default for key, field in TrainConfig.model_fields.items()
                    if key not in ("epochs", "batch_size", "lr", "weight_decay", "precision")}
 # Data settings left out of a fingerprint while at their default, so that runs made before them keep
@@ -32,11 +32,12 @@ RECIPE_DEFAULTS = {key: field.default for key, field in TrainConfig.model_fields
 DATA_DEFAULTS = {"conflicts": "leave_out", "exclude": None}
 OMITTED = {**{f"train.{key}": value for key, value in RECIPE_DEFAULTS.items()},
            **{f"data.{key}": value for key, value in DATA_DEFAULTS.items()}}
-# Since 0.5 weight decay spares normalization layers and biases; before, it decayed every parameter.
+# Marks a run with weight decay, which spares normalization layers and biases: a fingerprint without the mark
+# (a run made before 0.5, which decayed every parameter) differs, so that run is trained again.
 DECAY_KEY = "decay_spares"
-# Behaviour that 0.6 brought in line with the references, marked in the fingerprint of a run that uses
-# it: a run made before has no mark, so it is trained again rather than reused with numbers the
-# config no longer makes (runner/fingerprint.behaviour_marks).
+# Behaviours that follow the references (docs/references.md), marked in the fingerprint of a run that uses
+# them: a run made before 0.6 has no mark, so it is trained again rather than reused with numbers its
+# config does not make (behaviour_marks).
 BEHAVIOUR_KEY = "follows"
 
 
@@ -50,7 +51,7 @@ def make_fingerprint(cfg: RunConfig, split: Split, inputs: dict[str, dict], data
         config["train"][DECAY_KEY] = "normalization and biases"
     if marks := behaviour_marks(cfg):
         config["train"][BEHAVIOUR_KEY] = marks
-    if cfg.data.split.folds is None:  # as before folds existed: a single-split run keeps its fingerprint
+    if cfg.data.split.folds is None:  # no folds key: a single-split run's fingerprint matches one made before folds
         config["data"]["split"].pop("folds")
     return {"config": without_data_defaults(config),
             "split": {"dataset": split.dataset, "digest": split.digest, "data": data},
@@ -58,9 +59,10 @@ def make_fingerprint(cfg: RunConfig, split: Split, inputs: dict[str, dict], data
 
 
 def behaviour_marks(cfg: RunConfig) -> list[str]:
-    """The 0.6 behaviours this run's recipe uses: timm's no_weight_decay() names spared, the EMA's
-    warmup, min_delta choosing best.pt, class weights normalised over soft targets, crop and erase
-    boxes drawn as torchvision's get_params, a pretrained timm model evaluated with its crop_pct."""
+    """The marked behaviours (BEHAVIOUR_KEY) this run's recipe uses: timm's no_weight_decay() names
+    spared, the EMA's warmup, min_delta choosing best.pt, class weights normalised over soft targets,
+    crop and erase boxes drawn as torchvision's get_params, a pretrained timm model evaluated with its
+    crop_pct."""
     train, augment = cfg.train, augment_settings(cfg.augment)
     uses = {"timm no_weight_decay": train.weight_decay > 0 and cfg.model.name.startswith("timm/"),
             "ema warmup": train.ema is not None,

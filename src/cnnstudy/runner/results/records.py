@@ -10,9 +10,9 @@ from pathlib import Path
 
 import yaml
 
-from ..fileio import read_json, read_jsonl
-from .fingerprint import fingerprint_digest, read_fingerprint
-from .repeats import repeat_folders, run_label
+from ...fileio import read_json, read_jsonl
+from ..planning.fingerprint import fingerprint_digest, read_fingerprint
+from ..planning.repeats import repeat_folders, run_label
 
 
 @dataclass
@@ -71,18 +71,19 @@ def changed_folds(run_dir: Path, fingerprint: dict) -> list[str]:
 
 
 def rejudged(metrics: dict, run_dir: Path, config: dict) -> dict:
-    """A verdict that an older cnnstudy judged otherwise than this one, judged again from the run's
-    own history, config and split (all in its folder); its metrics.json is left as written. Before
-    0.4 a run at chance could read "overfit" (no "did not learn"); before 0.6 an early-stopped or EMA
-    run was judged at its last epoch, not at the one it is scored on (a pooled k-fold run: its folds)."""
+    """The run's metrics, its verdict judged again where an older cnnstudy judged otherwise than this one:
+    from the run's own history, config and split (all in its folder); its metrics.json is left as written.
+    A verdict without "chance" (a run made before 0.4, which could read "overfit" at chance) is checked for
+    "did not learn"; an early-stopped or EMA run's verdict without "epoch" (made before 0.6, at its last
+    epoch) is judged at the epoch the run is scored on (a pooled k-fold run: its folds)."""
     verdict, train = metrics["verdict"], (config or {}).get("train", {})
     last_epoch = "epoch" not in verdict and (train.get("early_stopping") or train.get("ema")) is not None
     if verdict["verdict"] == "diverged" or not ("chance" not in verdict or last_epoch):
         return metrics
     if not (run_dir / "split.json").exists():
         return _pooled_again(metrics, run_dir, config) if last_epoch and "folds" in metrics else metrics
-    from ..data.splits import Split
-    from ..training.metrics import chance_level, judged_at
+    from ...data.splits import Split
+    from ...training.metrics import chance_level, judged_at
 
     split = Split.load(run_dir / "split.json")
     chance = chance_level([label for _, label in split.train], len(split.classes))

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..config import RunConfig, StudyError
-from .sweep import BASE_SUFFIX, base_name
+from ...config import RunConfig, StudyError
+from ..search.sweep import BASE_SUFFIX, base_name
 
 
 def named_runs(runs: list[RunConfig], only: list[str]) -> set[str]:

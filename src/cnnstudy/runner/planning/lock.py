@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from ..config import StudyError
+from ...config import StudyError
 
 try:
     import fcntl

@@ -10,8 +10,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from ..config import RunConfig, StudyConfig, StudyError, deep_merge
-from ..models.names import unknown_model_problem
+from ...config import RunConfig, StudyConfig, StudyError, deep_merge
+from ...models.names import unknown_model_problem
 from .scopes import Scoped, apply_role, role_problems, split_overrides, with_roles
 
 
@@ -174,7 +174,7 @@ def _run_problems(merged: dict, typed: dict[str, str], roles: dict[str, dict], d
 def _name_problem(name: str, deep: bool) -> str | None:
     if not deep:
         return unknown_model_problem(name)
-    from ..models.registry import model_problem
+    from ...models.registry import model_problem
 
     return model_problem(name)
 
@@ -182,7 +182,7 @@ def _name_problem(name: str, deep: bool) -> str | None:
 def _weights_size(merged: dict) -> None:
     """data.image_size, where the run leaves it unset, is the size a timm model's pretrained weights were
     trained at (their pretrained_cfg's input size), as timm's own data config would choose."""
-    from ..models.registry import get_spec, model_problem
+    from ...models.registry import get_spec, model_problem
 
     model, data = merged.get("model"), merged.get("data")
     if not isinstance(model, dict) or not isinstance(data, dict) or "image_size" in data:
@@ -221,7 +221,7 @@ def load_study(path: str | Path, pairs: list[str] | None = None, datasets: dict[
     """The study, the runs whose settings validate, every problem found (the file's own keys, each
     run's, --set / --dataset pairs naming no phase, run or role of the study) and the ids of the runs
     that did not validate. `datasets`: roles replaced ({role: folder or name}). `deep` False: read
-    without importing torch (runner/precheck.py)."""
+    without importing torch (runner/planning/precheck.py)."""
     raw, lines = read_yaml(path), []
     scoped = split_overrides(pairs or [], *_names(raw))
     lines += scoped.problems

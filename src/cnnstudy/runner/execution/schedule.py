@@ -11,14 +11,14 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
-from ..config import StudyError
-from .fingerprint import checkpoint_inputs, make_fingerprint
-from .folds import pool_runs
-from .plan import Blocked, Job, RunPlan, SweepPlan, diverged_already, plan_repeats, stale_message, trial_plan
-from .repeats import source_checkpoint
+from ...config import StudyError
+from ..planning.fingerprint import checkpoint_inputs, make_fingerprint
+from ..results.folds import pool_runs
+from ..planning.plan import Blocked, Job, RunPlan, SweepPlan, diverged_already, plan_repeats, stale_message, trial_plan
+from ..planning.repeats import source_checkpoint
 from .run import remove_run_dir
-from .search import Sweep
-from .sweep import confirmed_config, sweep_units, trial_budget
+from ..search.trials import Sweep
+from ..search.sweep import confirmed_config, sweep_units, trial_budget
 from .units import Unit, UnitContext, finished_line, run_unit
 
 

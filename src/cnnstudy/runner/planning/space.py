@@ -9,15 +9,15 @@ from pathlib import Path
 
 import torch
 
-from ..config import RunConfig, StudyError
-from ..data.cache import cache_path, cache_root
-from ..data.loaders import train_eval_items
-from ..data.splits import PARTS
-from ..fileio import existing_parent, free_bytes
-from ..models.freeze import apply_freeze
-from ..models.registry import count_parameters, create_model, eval_crop, resize_filter
+from ...config import RunConfig, StudyError
+from ...data.cache import cache_path, cache_root
+from ...data.loaders import train_eval_items
+from ...data.splits import PARTS
+from ...fileio import existing_parent, free_bytes
+from ...models.freeze import apply_freeze
+from ...models.registry import count_parameters, create_model, eval_crop, resize_filter
 from .plan import Job, RunPlan, SweepPlan
-from .sweep import sweep_units
+from ..search.sweep import sweep_units
 
 PER_RUN_EXTRA = 3 * 2**20  # predictions, plots, history, config files
 MARGIN = 1.15  # estimates are rough: ask for 15 % more

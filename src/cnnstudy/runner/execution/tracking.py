@@ -22,9 +22,9 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-from ..config import StudyError, TrackingConfig
-from ..fileio import read_json, read_jsonl, write_json
-from .fingerprint import flatten
+from ...config import StudyError, TrackingConfig
+from ...fileio import read_json, read_jsonl, write_json
+from ..planning.fingerprint import flatten
 
 EPOCH_KEYS = ("train_loss", "train_acc", "train_eval_loss", "train_eval_acc", "val_loss", "val_acc", "seconds")
 FINAL_KEYS = {"test_acc": ("test", "accuracy"), "test_f1_macro": ("test", "f1_macro"),

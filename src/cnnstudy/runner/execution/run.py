@@ -10,28 +10,28 @@ from typing import Callable
 import torch
 import yaml
 
-from .artifacts import add_calibration, diverged_metrics, run_metrics, write_explanations, write_run_artifacts
-from ..models.checkpoint import FitState, check_same_split, load_checkpoint_file
-from ..config import RunConfig, StudyError
-from ..data.loaders import build_loaders
-from ..data.prepare import data_change
-from ..data.splits import Split
-from ..data.transforms import Stats
-from ..training.devices import choose_precision
-from ..training.distributed import SINGLE, Dist
-from ..training.engine import Loop, diverged_words, evaluate, fit, read_history
-from ..training.recipe import make_recipe, recipe_line
-from ..fileio import atomic_write_text, read_json, write_json
-from .fingerprint import checkpoint_inputs, differences, fingerprint_digest, make_fingerprint, \
+from ..results.artifacts import add_calibration, diverged_metrics, run_metrics, write_explanations, write_run_artifacts
+from ...models.checkpoint import FitState, check_same_split, load_checkpoint_file
+from ...config import RunConfig, StudyError
+from ...data.loaders import build_loaders
+from ...data.prepare import data_change
+from ...data.splits import Split
+from ...data.transforms import Stats
+from ...training.devices import choose_precision
+from ...training.distributed import SINGLE, Dist
+from ...training.engine import Loop, diverged_words, evaluate, fit, read_history
+from ...training.recipe import make_recipe, recipe_line
+from ...fileio import atomic_write_text, read_json, write_json
+from ..planning.fingerprint import checkpoint_inputs, differences, fingerprint_digest, make_fingerprint, \
     read_fingerprint, write_fingerprint
-from ..models.freeze import apply_freeze
-from ..models.registry import count_parameters, create_model, load_matching_state, model_state, normalization, \
+from ...models.freeze import apply_freeze
+from ...models.registry import count_parameters, create_model, load_matching_state, model_state, normalization, \
     eval_crop, resize_filter
-from ..models.weights import weights_facts
-from .force import MARK
-from .plan import RunPlan, check_removable
-from .repeats import source_checkpoint
-from ..seeds import derive_seed
+from ...models.weights import weights_facts
+from ..planning.force import MARK
+from ..planning.plan import RunPlan, check_removable
+from ..planning.repeats import source_checkpoint
+from ...seeds import derive_seed
 from .tracking import Tracking
 
 

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..config import TrackingConfig
-from ..training.engine import read_history
-from .plan import RunPlan
+from ...config import TrackingConfig
+from ...training.engine import read_history
+from ..planning.plan import RunPlan
 from .run import execute_run
-from .search import PruneWatch, TrialSpec
-from .sweep import TrialPruned, objective
+from ..search.trials import PruneWatch, TrialSpec
+from ..search.sweep import TrialPruned, objective
 from .tracking import Tracking
 
 LOG_FILE = "log.txt"

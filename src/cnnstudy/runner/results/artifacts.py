@@ -9,18 +9,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..report import plots
-from .._version import __version__
-from ..config import RunConfig
-from ..data.cache import resized_pixels
-from ..data.transforms import normalize
-from ..models.explain import class_activation_maps
-from ..models.registry import cam_layer_name
-from ..data.splits import PARTS, Split
-from ..fileio import atomic_write_bytes, atomic_write_text, write_json
-from ..training.calibration import calibration_report, reliability_bins, softmax
-from ..training.engine import diverged_words
-from ..training.metrics import chance_level, classification_metrics, epoch_line, judged_at, roc_curves
+from ...report import plots
+from ..._version import __version__
+from ...config import RunConfig
+from ...data.cache import resized_pixels
+from ...data.transforms import normalize
+from ...models.explain import class_activation_maps
+from ...models.registry import cam_layer_name
+from ...data.splits import PARTS, Split
+from ...fileio import atomic_write_bytes, atomic_write_text, write_json
+from ...training.calibration import calibration_report, reliability_bins, softmax
+from ...training.engine import diverged_words
+from ...training.metrics import chance_level, classification_metrics, epoch_line, judged_at, roc_curves
 
 GRID_SIZE = 16
 WRONG_SHOWN = 8  # the most confident mistakes, with their maps

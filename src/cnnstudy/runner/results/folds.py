@@ -5,7 +5,7 @@ predictions), beside f0 ... f<k-1>. To the report the folder is then a run like
 any other, scored on all N images; the per-fold numbers are kept under "folds".
 
 The pooled fingerprint.json lists the digest of every fold's own fingerprint, and the records check
-them (runner/records.py), so pooled numbers are never shown for folds that changed since.
+them (runner/results/records.py), so pooled numbers are never shown for folds that changed since.
 """
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.labels import rank_label_issues, write_label_issues
-from ..data.splits import Split, folds_digest
-from ..fileio import read_json, write_json
-from ..training.calibration import ece, nll, softmax
-from ..training.metrics import classification_metrics
+from ...data.labels import rank_label_issues, write_label_issues
+from ...data.splits import Split, folds_digest
+from ...fileio import read_json, write_json
+from ...training.calibration import ece, nll, softmax
+from ...training.metrics import classification_metrics
 from .artifacts import add_calibration, save_predictions, write_plots
-from .fingerprint import fingerprint_digest, read_fingerprint, without_data_defaults, write_fingerprint
+from ..planning.fingerprint import fingerprint_digest, read_fingerprint, without_data_defaults, write_fingerprint
 
 
 def pool_runs(plans: list) -> None:

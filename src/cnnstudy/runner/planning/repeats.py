@@ -7,7 +7,7 @@ of a repeated run is needed (`init_from`), the repeat with the best validation a
 (the lowest index on a tie).
 
 Folds (`data.split.folds: k`) add one level: each repeat's folder holds `f0` ... `f<k-1>`, each a
-complete run folder, beside the pooled out-of-fold results of all k (runner/folds.py). A run that
+complete run folder, beside the pooled out-of-fold results of all k (runner/results/folds.py). A run that
 starts from a folded run on the same folds starts each fold from the matching fold; from any other
 data, from the source's fold with the best validation accuracy.
 """
@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import RunConfig, StudyError
-from ..fileio import read_json
-from ..seeds import repeat_seed
+from ...config import RunConfig, StudyError
+from ...fileio import read_json
+from ...seeds import repeat_seed
 
 RESULT_FILES = ("metrics.json", "last.pt", "best.pt")
 

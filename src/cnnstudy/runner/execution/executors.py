@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import torch
 from tqdm import tqdm
 
-from ..fileio import Terminated, stop_on_sigterm
-from ..training.runtime import prepare_process, usable_cores
+from ...fileio import Terminated, stop_on_sigterm
+from ...training.runtime import prepare_process, usable_cores
 
 if TYPE_CHECKING:
     from .ray_executor import RayExecutor

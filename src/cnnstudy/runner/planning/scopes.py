@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 
-from ..config import RunConfig
+from ...config import RunConfig
 
 
 @dataclass
@@ -91,7 +91,7 @@ def apply_role(merged: dict, roles: dict[str, dict]) -> str | None:
 
 def parse_roles(pairs: list[str]) -> dict[str, str]:
     """`--dataset main=/photos/food` pairs as {role: dataset}."""
-    from ..config import StudyError
+    from ...config import StudyError
 
     found = {}
     for pair in pairs:

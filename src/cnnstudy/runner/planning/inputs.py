@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..config import RunConfig, StudyError
-from ..data.catalogue import CATALOGUE, fetch_dataset, manual_instructions
-from ..data.errors import DataError
-from ..data.sources import find_dataset
-from ..models.weights import needed_weights
+from ...config import RunConfig, StudyError
+from ...data.catalogue import CATALOGUE, fetch_dataset, manual_instructions
+from ...data.errors import DataError
+from ...data.sources import find_dataset
+from ...models.weights import needed_weights
 from .only import only_without
 
 
@@ -27,7 +27,7 @@ def missing_datasets(runs: list[RunConfig], base: Path) -> list[str]:
 
 def swept_choices(runs: list[RunConfig]) -> list[RunConfig]:
     """A run for every value a sweep may try (a swept model.name or model.pretrained needs its weights too)."""
-    from .sweep import check_sweep
+    from ..search.sweep import check_sweep
 
     return [trial for cfg in runs if cfg.sweep is not None for trial in check_sweep(cfg, f"run {cfg.run_id}")]
 

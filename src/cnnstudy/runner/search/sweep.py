@@ -22,11 +22,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..config import AugmentConfig, ParamRange, RunConfig, StudyError, SweepConfig
-from ..fileio import read_json
-from ..seeds import confirm_seed
-from .fingerprint import flatten
-from .studyfile import explain
+from ...config import AugmentConfig, ParamRange, RunConfig, StudyError, SweepConfig
+from ...fileio import read_json
+from ...seeds import confirm_seed
+from ..planning.fingerprint import flatten
+from ..planning.studyfile import explain
 
 BASE_SUFFIX = ".base"
 STATE_FILE, TABLE_FILE, STORAGE_FILE, TRIALS_DIR = "sweep.json", "sweep.csv", "sweep.db", "trials"

@@ -16,8 +16,8 @@ import time
 import uuid
 from pathlib import Path
 
-from ..config import RunConfig
-from ..fileio import atomic_write_text, read_json, write_json
+from ...config import RunConfig
+from ...fileio import atomic_write_text, read_json, write_json
 from .plan import Blocked, check_removable
 from .repeats import group_dir
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import RunConfig, StudyError
-from ..data.catalogue import CATALOGUE
-from ..data.errors import DataError
+from ...config import RunConfig, StudyError
+from ...data.catalogue import CATALOGUE
+from ...data.errors import DataError
 from .studyfile import load_study, merge_by_run, raise_problems
 
 
@@ -18,7 +18,7 @@ def dataset_problem(spec: str, base: Path, key: str = "data.dataset", opened: bo
     """What is wrong with the dataset `spec` names, if anything: no such folder, or (`opened`) no class
     folders in it (a catalogue dataset not on disk yet is fetched before training: nothing). `key`:
     the setting or argument that named it, for the fix."""
-    from ..data.sources import find_dataset, open_source, resolve_dataset
+    from ...data.sources import find_dataset, open_source, resolve_dataset
 
     if spec in CATALOGUE and find_dataset(spec, base)[0] is None:
         return None

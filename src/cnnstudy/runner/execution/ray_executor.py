@@ -10,8 +10,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import StudyError
-from ..training.runtime import prepare_process
+from ...config import StudyError
+from ...training.runtime import prepare_process
 
 
 def _ray_task(threads: int, fn: Callable, *args: Any) -> Any:

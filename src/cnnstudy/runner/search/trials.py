@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import RunConfig, StudyError, SweepConfig
-from ..fileio import atomic_write_text, write_json
-from ..seeds import derive_seed
+from ...config import RunConfig, StudyError, SweepConfig
+from ...fileio import atomic_write_text, write_json
+from ...seeds import derive_seed
 from .sweep import STATE_FILE, STORAGE_FILE, TABLE_FILE, TrialPruned, direction, grid_points, objective, \
     trial_budget
 
