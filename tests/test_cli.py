@@ -207,7 +207,7 @@ def test_a_run_name_ending_in_base_is_reserved_for_sweeps(tmp_path, image_folder
 
 def interrupting(monkeypatch, label: str):
     """Ctrl-C as the unit `label` is about to start (in this process: a serial study)."""
-    from cnnstudy.runner import units
+    from cnnstudy.runner.execution import units
 
     real = units.execute_run
 

@@ -204,9 +204,9 @@ def ema_update_fn(decay: float) -> Callable:
         step = ema_decay(decay, int(updates))
         if torch.is_floating_point(averaged[0]) or torch.is_complex(averaged[0]):
             torch._foreach_lerp_(averaged, current, 1 - step)
-        else:  # integer buffers (BatchNorm's num_batches_tracked), as torch's own EMA treats them
+        else:  # integer buffers (BatchNorm's num_batches_tracked) are copied, as timm's ModelEmaV3 does
             for mean, value in zip(averaged, current, strict=True):
-                mean.copy_(mean * step + value * (1 - step))
+                mean.copy_(value)
     return update
 
 
