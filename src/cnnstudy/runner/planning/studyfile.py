@@ -166,7 +166,7 @@ def _run_problems(merged: dict, typed: dict[str, str], roles: dict[str, dict], d
     name = (merged.get("model") or {}).get("name") if isinstance(merged.get("model"), dict) else None
     wrong_model = _name_problem(name, deep) if isinstance(name, str) else None
     given = typed.get("model") or typed.get("model.name")
-    if wrong_model and (cfg is None or given):  # a valid run's own model is checked with the rest (plan.py)
+    if wrong_model and (cfg is None or given):  # a valid run's own model is checked with the rest (checks.py)
         found.append(f"--set {given}: {wrong_model}" if given else f"model.name: {wrong_model}")
     return (cfg if not found else None), found
 

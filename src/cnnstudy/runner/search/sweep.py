@@ -12,7 +12,7 @@ the best setting is trained `confirm` times as the run itself and compared with 
 setting (`<run>.base`, as many repeats) by the report's comparison machinery.
 
 This module says what a sweep is (its keys checked, its trials' configs, its budget, its files);
-search.py holds Optuna's side (samplers, pruners, the Sweep that asks and tells, PruneWatch).
+trials.py holds Optuna's side (samplers, pruners, the Sweep that asks and tells, PruneWatch).
 """
 from __future__ import annotations
 
