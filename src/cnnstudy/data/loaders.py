@@ -186,7 +186,6 @@ def build_loaders(cfg: RunConfig, split: Split, source, device: torch.device, st
     parts = {name: getattr(split, name) for name in PARTS if name in parts and getattr(split, name)}
     settings = augment_settings(cfg.augment)
     balanced = cfg.train.sampler == "balanced"
-    sample = train_eval_rows(len(split.train), len(split.val), cfg.seed)
     if cfg.data.loader == "cached":
         def cached(items: list, crop: float | None):
             return cached_images(source, [item for item, _ in items], size, progress=progress, resample=resample,
@@ -197,7 +196,8 @@ def build_loaders(cfg: RunConfig, split: Split, source, device: torch.device, st
                                       seed=cfg.seed, rank=rank, world=world, balanced=balanced and name == "train",
                                       num_classes=classes)
                    for name, items in parts.items()}
-        if crop_pct is None:
+        if crop_pct is None:  # rows of the training array already cached
+            sample = train_eval_rows(len(split.train), len(split.val), cfg.seed)
             loaders["train_eval"] = CachedLoader(arrays["train"], [label for _, label in split.train], batch, stats,
                                                  device, subset=sample, rank=rank, world=world, num_classes=classes)
         else:  # the sample alone, at evaluation's crop, as val is seen
