@@ -56,3 +56,36 @@ def run_quiet_study(tmp: Path, phases: str, overrides: list[str], seed: int) -> 
     data = make_image_folder(tmp / "colors", per_class=10)
     study = write_study(tmp / "s.yaml", data, phases, extra_defaults=f"  seed: {seed}")
     return study, run_study(study, overrides, out_dir=tmp / "runs", log=lambda _: None)
+
+
+def chromium() -> str:
+    import shutil
+
+    found = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if not found:
+        pytest.skip("no Chromium on this machine (Debian: apt-get install chromium); .ci/run installs it")
+    return found
+
+
+def page_overflow(html: Path, width: int, profile: Path) -> tuple[int, int]:
+    """(the document's scrollWidth, its viewport width) of `html` laid out `width` CSS px wide in headless
+    Chromium. The page sits in an iframe of that width: a headless window is at least 500 px wide."""
+    import re
+    import subprocess
+
+    probe = html.parent / f"probe-{width}.html"
+    probe.write_text(f'<!doctype html><html><body style="margin:0"><iframe id="f" src="{html.name}" '
+                     f'style="width:{width}px;height:900px;border:0"></iframe><script>document.getElementById("f")'
+                     '.onload=function(){var d=this.contentDocument.documentElement;'
+                     'document.title=d.scrollWidth+"x"+d.clientWidth;}</script></body></html>')
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+             "--disable-component-update", "--disable-sync", "--allow-file-access-from-files",
+             f"--user-data-dir={profile}", "--window-size=1600,1000"]
+    try:
+        dom = subprocess.run([chromium(), *flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True,
+                             timeout=120).stdout
+    finally:
+        probe.unlink()
+    found = re.search(r"<title>(\d+)x(\d+)</title>", dom)
+    assert found, dom[-500:]
+    return int(found.group(1)), int(found.group(2))

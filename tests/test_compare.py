@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from cnnstudy.report.compare import comparisons, compare_pair
-from cnnstudy.report.findings import answer, calibration_notes
+from cnnstudy.report.answer import answer
+from cnnstudy.report.findings import calibration_notes
 from cnnstudy.report.groups import Group
 from cnnstudy.training.metrics import overfitting_verdict
 from cnnstudy.runner.results.records import RunRecord
@@ -18,6 +19,14 @@ def test_welch_matches_scipy():
 
     result = welch([0.80, 0.82, 0.81], [0.70, 0.73, 0.69])
     assert result["p"] == pytest.approx(st.ttest_ind([0.80, 0.82, 0.81], [0.70, 0.73, 0.69], equal_var=False).pvalue)
+
+
+EXPLAINED = {  # as training.metrics.overfitting_verdict words them
+    "overfit": "train accuracy 90.0% (eval mode, 64 un-augmented training images) vs validation 70.0%: gap 20.0 "
+               "points (limit 10)",
+    "fits well": "train accuracy 90.0% (eval mode, 64 un-augmented training images) vs validation 89.0%: gap 1.0 "
+                 "points (limit 10); validation loss 0.400 against its minimum 0.390 at epoch 2 (+3%, +0.010; "
+                 "overfit above +20% and +0.05)"}
 
 
 def make_group(tmp_path, run_id, correct_per_repeat, verdict="fits well", init="scratch", dataset="/d/colors",
@@ -37,9 +46,15 @@ def make_group(tmp_path, run_id, correct_per_repeat, verdict="fits well", init="
                    "split": {"digest": "same"}, "test": scores, "best_val_acc": correct.mean() if val is None else val,
                    "best_train_acc": 1.0, "seconds_per_epoch": 1.0, "seed": k,
                    "verdict": {"verdict": verdict, "gap": 0.2 if verdict == "overfit" else 0.01,
-                               "train_acc_used": 0.9}}
+                               "train_acc_used": 0.9, "explanation": EXPLAINED[verdict]}}
         records.append(RunRecord(run_id, k, run_dir, {}, metrics, None))
     return Group(run_id, run_id.split("/")[0], records)
+
+
+def said(answered) -> str:
+    """The answer's takeaway and items as one text."""
+    lead, items = answered
+    return " ".join([lead or "", *items])
 
 
 def phases(*names, compare=None):
@@ -58,7 +73,7 @@ def test_words_follow_the_numbers_and_each_pair_is_stated_once(tmp_path):
     confirmatory = [c for c in found if c["family"] == "confirmatory"]
     assert [(c["a"], c["b"]) for c in confirmatory] == [("p2/b", "p1/a"), ("p3/c", "p2/b")]
     assert confirmatory[1]["words"] == "better" and confirmatory[1]["ci"][0] > 0 and confirmatory[1]["level"] == 0.975
-    text = " ".join(answer([same, twin, better], found, phases("p1", "p2", "p3"), [], []))
+    text = said(answer([same, twin, better], found, phases("p1", "p2", "p3"), [], []))
     assert "b against p1/a: +0.0 points (97.5% CI " in text and "no clear difference (p = 1.00)" in text
     assert "c against p2/b: +" in text and ": better (p = " in text
 
@@ -71,9 +86,10 @@ def test_a_phase_compares_with_what_it_says_it_builds_on(tmp_path):
     found = comparisons([base, slim, reg], {"p1": ["previous"], "p2": ["previous"], "p3": ["p1"]})
     kinds = {(c["a"], c["b"]): c["kind"] for c in found if c["family"] == "confirmatory"}
     assert kinds == {("p2/slim", "p1/base"): "previous phase", ("p3/reg", "p1/base"): "against phase p1"}
-    text = " ".join(answer([base, slim, reg], found, phases("p1", "p2", "p3", compare={"p3": "p1"}), [], []))
+    text = said(answer([base, slim, reg], found, phases("p1", "p2", "p3", compare={"p3": "p1"}), [], []))
     assert "reg against p1/base: +" in text and "the overfitting is gone (gap 1.0 vs 20.0 points)" in text
-    assert "base overfits (train 90.0% vs validation 70.0%, gap 20.0 points)" in text
+    # the rule that fired, with the table's gap; no validation figure other than the table's
+    assert "base overfits (train-validation gap 20.0 points, limit 10)" in text
 
 
 def test_repeated_runs_are_compared_over_their_repeats(tmp_path):
@@ -84,7 +100,7 @@ def test_repeated_runs_are_compared_over_their_repeats(tmp_path):
     assert result["method"].startswith("Welch")
     found = comparisons([low, high], PREVIOUS)
     assert found[0]["words"] == "better"
-    text = " ".join(answer([low, high], found, phases("p1", "p2"), [], []))
+    text = said(answer([low, high], found, phases("p1", "p2"), [], []))
     assert "high against p1/low: +" in text and "the overfitting is gone" in text
 
 
@@ -121,8 +137,9 @@ def test_the_best_is_chosen_on_validation_not_on_test(tmp_path):
     found = comparisons([lucky, chosen], {"p4": ["best"]})
     assert [(c["kind"], c["a"], c["b"]) for c in found if c["family"] == "confirmatory"] == \
         [("best by validation", "p4/chosen", "p4/lucky")]
-    text = " ".join(answer([lucky, chosen], found, phases("p4", compare={"p4": "best"}), [], []))
-    assert "best by validation on colors: chosen (validation 80.0%" in text
+    text = said(answer([lucky, chosen], found, phases("p4", compare={"p4": "best"}), [], []))
+    assert "chosen, the best by validation on colors (80.0%), against lucky: -28.0 points" in text
+    assert text.startswith("The one stated comparison is clear: p4/chosen trails p4/lucky by 28.0 points")
     assert "Best by validation accuracy" not in text  # the phase's own item named it: not said twice
 
 
@@ -193,3 +210,51 @@ def test_a_tied_verdict_reads_the_same_in_the_words_and_the_gap_sentence():
     assert state(tied).startswith("plain overfits in 1 of 2 repeats (")
     assert gap_words(fixed, tied) == "; the overfitting is gone (gap 2.0 vs 15.0 points)"
     assert "repeats" not in state(fixed)
+
+
+def test_a_folded_run_is_said_with_the_rule_that_fired_and_the_tables_numbers(tmp_path):
+    from cnnstudy.report.findings import best_runs, state
+
+    group = make_group(tmp_path, "p1/folded", [np.ones(20, bool)], verdict="overfit")
+    group.first["verdict"]["explanation"] = (
+        "3 of 5 folds: overfit (f0 overfit, f1 fits well, f2 overfit, f3 overfit, f4 fits well); f0's numbers: "
+        "validation loss 1.016 against its minimum 0.657 at epoch 2 (+55%, +0.359; overfit above +20% and +0.05)")
+    said = state(group)
+    assert "overfits (f0: validation loss 1.016 against its minimum 0.657 at epoch 2 (+55%))" in said
+    assert "validation 6" not in said and "gap" not in said  # only the rule that fired, no other validation figure
+    assert best_runs([group], []) is None  # "best by validation" is never said of the only run on its images
+
+
+def test_each_lever_is_one_the_study_can_pull_with_a_number_behind_it(tmp_path):
+    from cnnstudy.report.settle import lever
+
+    rng = np.random.default_rng(9)
+    a = make_group(tmp_path, "p2/a", [rng.random(60) < 0.6])
+    b = make_group(tmp_path, "p1/b", [rng.random(60) < 0.6])
+    carved = {"digest": "same", "sizes": {"train": 240, "val": 60, "test": 60},
+              "origin": {"test": "carved from class folders: 15% of each class, seed 0"}}
+    for group in (a, b):
+        group.first["split"].update(carved)
+    c = comparisons([b, a], PREVIOUS)[0]
+    assert "5-fold cross-validation would test all 360 images instead of 60, detectable from about" in lever(c, a, b)
+    assert "`--set p1/b:data.split.folds=5 --set p2/a:data.split.folds=5`" in lever(c, a, b)
+    for group in (a, b):  # a dataset's own test/ folder: k-fold would refuse it, so it is not offered
+        group.first["split"]["origin"]["test"] = "test/"
+    assert lever(c, a, b) == "only more test images than these 60 could narrow it"
+    same = make_group(tmp_path, "p3/same", [a.test_predictions(0)[2]])  # right on the same images as a
+    same.first["split"].update(carved)
+    a.first["split"].update(carved)
+    tie = comparisons([a, same], {"p2": ["previous"], "p3": ["previous"]})[0]
+    assert lever(tie, same, a) == "only more test images than these 60 could narrow it"  # nothing to project
+
+
+def test_more_repeats_are_asked_of_a_swept_run_through_its_sweep(tmp_path):
+    from cnnstudy.report.settle import repeat_keys
+
+    rng = np.random.default_rng(10)
+    swept = make_group(tmp_path, "p4/head", [rng.random(50) < 0.6 for _ in range(3)])
+    swept.records[0].config["sweep"] = {"params": {"train.lr": {}}}
+    base = make_group(tmp_path, "p4/head.base", [rng.random(50) < 0.6 for _ in range(3)])
+    plain = make_group(tmp_path, "p4/conv", [rng.random(50) < 0.6 for _ in range(3)])
+    assert repeat_keys([base, swept], 10) == "--set p4/head:sweep.confirm=10"
+    assert repeat_keys([swept, plain], 10) == "--set p4/head:sweep.confirm=10 --set p4/conv:repeats=10"

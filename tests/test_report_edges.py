@@ -90,11 +90,41 @@ def test_every_comparison_says_what_its_interval_says_and_each_pair_once(edges):
 
 
 def test_the_answer_is_short(edges):
-    items = [line for line in report_answer(edges).splitlines() if line.startswith("- ")]
-    assert len(items) <= 5  # one per phase, then the best runs
-    assert items[-1].startswith("- Best by validation accuracy: ")
+    answer = report_answer(edges)
+    items = [line for line in answer.splitlines() if line.startswith("- ")]
+    assert len(items) <= 4  # one per phase, then the best runs
+    assert answer.lstrip().startswith("**In short.** ")
+    assert "Best by validation accuracy" not in answer or "grey" not in answer.split("Best by validation")[1]
+    assert len(answer.split()) < 200
+
+
+def test_the_page_fits_a_desktop_and_a_phone_without_scrolling_sideways(edges, tmp_path):
+    from helpers import page_overflow
+
+    html = edges / "report.html"
+    for width in (1400, 390):
+        scroll_width, viewport = page_overflow(html, width, tmp_path / "profile")
+        assert scroll_width <= viewport, (width, scroll_width, viewport)
+    page = html.read_text()
+    assert "prefers-color-scheme:dark" in page and "<meta name='viewport'" in page
+    assert page.count("<details><summary>") >= 4  # each run's section folded (and the per-class tables)
+    assert '<span class="tag good">better</span>' in page or '<span class="tag grey">no clear difference' in page
+
+
+def test_every_figure_fits_the_page_at_96_px_per_inch(edges):
+    from PIL import Image
+
+    from cnnstudy.report.plots import FIGURE_WIDTH
+
+    figures = list(edges.rglob("plots/*.png"))
+    assert len(figures) > 10 and (edges / "plots" / "forest.png") in figures
+    for figure in figures:
+        with Image.open(figure) as image:
+            inches = image.width / image.info["dpi"][0]
+        assert inches <= FIGURE_WIDTH + 0.11, (figure, inches)  # its margins included: within 960 px
 
 
 def report_answer(study_dir) -> str:
-    text = (study_dir / "report.md").read_text()
-    return text.split("## The answer", 1)[1].split("### Every run", 1)[0]
+    """The answer's words: its takeaway and items, up to the forest plot."""
+    text = (study_dir / "report.md").read_text().split("## The answer", 1)[1]
+    return min((text.split(end, 1)[0] for end in ("![forest]", "### What would settle it", "### Every run")), key=len)

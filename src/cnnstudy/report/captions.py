@@ -26,6 +26,9 @@ CAPTIONS = {
     "comparison.png": "Test accuracy of every run with its 95% interval (over repeats; Wilson's on the images "
                       "for a single run, marked W), beside its macro F1, per set of test images (validation "
                       "images, said in the panel's title, for runs without a held-out test split); dashed: chance.",
+    "forest.png": "Every stated comparison: the difference in test accuracy (dot) with its interval at the family's "
+                  "level (bar), grouped by phase; green better, red worse, grey no clear difference (the interval "
+                  "crosses zero); the test images of each at the right.",
     "val_curves.png": "Validation accuracy per epoch of every run: the mean over its repeats (and folds), their range shaded.",
     "sweep-": "Each trial's score on the validation images against each swept setting: dots finished, crosses "
               "stopped early (their last score), the star the best.",

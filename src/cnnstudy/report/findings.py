@@ -1,6 +1,6 @@
-"""The answer in words: one item per phase saying what it found against what it builds on, each
-claim with its difference, interval and p, then the best run of each set of test images (chosen on
-validation). Every number comes from the comparisons (compare.py) and the run folders; the words
+"""The sentences the answer is made of (answer.py puts them together): a comparison with its
+difference, interval and p, a run's verdict with the rule that fired, the best run of each set of test
+images (chosen on validation). Every number comes from the comparisons (compare.py) and the run folders; the words
 follow the adjusted p, and the interval printed beside them is the one that agrees with it.
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _gap(group: Group) -> str:
     return f"{group.mean('gap') * 100:.1f}"
 
 
-def _named(group: Group, phase: str, other: Group | None = None) -> str:
+def named_in(group: Group, phase: str, other: Group | None = None) -> str:
     """A run as a sentence of its own phase names it; a verdict that changes how to read it, and the
     repeat it stands in with against a single run (its first, r0), added."""
     name = group.name if group.phase == phase else group.run_id
@@ -50,19 +50,52 @@ def _named(group: Group, phase: str, other: Group | None = None) -> str:
     return name + (f" ({', '.join(notes)})" if notes else "")
 
 
+RULES = [  # (pattern in a verdict's explanation, its short form): the rule that fired, with its numbers
+    (re.compile(r"train accuracy ([\d.]+%) \(.*?\) vs validation ([\d.]+%): gap (-?[\d.]+) points \(limit (\d+)\)"),
+     r"train-validation gap \3 points, limit \4"),
+    (re.compile(r"validation loss (-?[\d.]+) against its minimum (-?[\d.]+) at epoch (\d+) \(\+(\d+)%.*"),
+     r"validation loss \1 against its minimum \2 at epoch \3 (+\4%)"),
+    (re.compile(r"train accuracy ([\d.]+%) \(.*?\) is below (\d+%).*"), r"train accuracy \1, below \2"),
+    (re.compile(r"train accuracy ([\d.]+%) \(.*?\) is near chance \(([\d.]+%).*"),
+     r"train accuracy \1, near chance (\2)"),
+]
+
+
+def top_level(text: str) -> list[str]:
+    """`text` split at the "; " outside parentheses (an explanation's reasons)."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and text.startswith("; ", i):
+            parts.append(text[start:i])
+            start = i + 2
+    return parts + [text[start:]]
+
+
+def rule_words(verdict: dict) -> str:
+    """The rule that fired, short, with the numbers of the verdict's own explanation (a pooled k-fold
+    verdict's example fold, a scored epoch that is not the last said)."""
+    explanation = verdict.get("explanation") or ""
+    head, _, explanation = explanation.rpartition("'s numbers: ")
+    fold = f"{top_level(head)[-1]}: " if head else ""
+    epoch = re.search(r" \(at epoch (\d+), the scored one\)$", explanation)
+    explanation = explanation[:epoch.start()] if epoch else explanation
+    parts = []
+    for part in top_level(explanation):
+        pattern, short = next(((p, s) for p, s in RULES if p.fullmatch(part)), (None, None))
+        parts.append(pattern.sub(short, part) if pattern else part)
+    return fold + "; ".join(parts) + (f" (at epoch {epoch.group(1)}, the scored one)" if epoch else "")
+
+
 def state(group: Group) -> str:
-    """What one run found on its own: its verdict with the numbers behind it, and its test score."""
-    if group.verdict == "did not learn":
-        chance = group.first["verdict"].get("chance")
-        return (f"{group.name} did not learn (train accuracy {group.mean('train_eval_acc') * 100:.1f}%" +
-                (f", chance {chance * 100:.1f}%" if chance is not None else "") + ")")
-    train = group.mean("train_eval_acc")
-    detail = f"train {train * 100:.1f}% vs validation {(train - group.mean('gap')) * 100:.1f}%, gap {_gap(group)} points" \
-        if train is not None else f"gap {_gap(group)} points"
+    """What one run found on its own: its verdict with the rule that fired (of its first repeat with
+    that verdict), and its test score as the table shows it."""
+    index = next(k for k, m in enumerate(group.metrics) if m["verdict"]["verdict"] == group.verdict)
+    which = f"r{group.records[index].repeat}: " if len(group.records) > 1 else ""
     where = f" on {group.test_images} {group.dataset_name} images{folded_words(group)}" if group.test_key \
         else " (no held-out test split)"
-    return (f"{group.name} {VERDICT_WORDS.get(group.verdict, group.verdict)}{verdict_share(group)} ({detail}); "
-            f"test accuracy {_acc(group)}{where}")
+    return (f"{group.name} {VERDICT_WORDS.get(group.verdict, group.verdict)}{verdict_share(group)} "
+            f"({which}{rule_words(group.metrics[index]['verdict'])}); test accuracy {_acc(group)}{where}")
 
 
 def gap_words(a: Group, b: Group) -> str:
@@ -82,46 +115,21 @@ def claim(c: dict, by_id: dict[str, Group], phase: str) -> str:
         return sweep_setting_words(a, b, c, phase) + f": {describe(c)}"
     if c["kind"] == SCRATCH_KIND:
         note = f"; {c['note']}" if c["note"] else f", the same {a.first['model']}"
-        return (f"{_named(a, phase, b)} ({INIT_WORDS[a.init_kind]}) against {_named(b, phase, a)} (from "
+        return (f"{named_in(a, phase, b)} ({INIT_WORDS[a.init_kind]}) against {named_in(b, phase, a)} (from "
                 f"scratch{note}): {describe(c)}")
     which = ", which overfits" if c["kind"] == GAP_KIND else ""
-    return f"{_named(a, phase, b)} against {_named(b, phase, a)}{which}: {describe(c)}{gap_words(a, b)}"
+    return f"{named_in(a, phase, b)} against {named_in(b, phase, a)}{which}: {describe(c)}{gap_words(a, b)}"
 
 
-def best_claims(found: list[dict], by_id: dict[str, Group], phase: str) -> list[str]:
-    """A phase's best run by validation, confirmed on test against each of its other runs."""
-    sentences = []
-    for best_id in dict.fromkeys(c["a"] for c in found if c["kind"] == BEST_KIND):
-        best = by_id[best_id]
-        against = "; ".join(f"against {_named(by_id[c['b']], phase, best)}: {describe(c)}" for c in found
-                            if c["kind"] == BEST_KIND and c["a"] == best_id)
-        sentences.append(f"best by validation on {best.dataset_name}: {best.name} (validation "
-                         f"{best.mean('val_acc') * 100:.1f}%, test {_acc(best)}), {against}")
-    return sentences
-
-
-def phase_item(phase: dict, members: list[Group], found: list[dict], by_id: dict[str, Group]) -> str | None:
-    names = {g.run_id for g in members}
-    mine = [c for c in found if c["family"] == CONFIRMATORY and c["a"] in names]
-    claims = [claim(c, by_id, phase["name"]) for c in mine if c["kind"] != BEST_KIND]
-    claims += best_claims(mine, by_id, phase["name"])
-    told = {c["a"] for c in mine} | {c["b"] for c in mine}
-    claims += [state(g) for g in members if g.run_id not in told and not g.is_base]
-    if not claims:  # e.g. only a sweep's base setting has finished: nothing to say yet
-        return None
-    title = f": {phase['title'].rstrip('.')}" if phase.get("title") else ""
-    return f"**{phase['name']}{title}.** " + ". ".join(claims) + "."  # run names keep their case
-
-
-def best_runs(groups: list[Group], found: list[dict]) -> str | None:
-    """The best run by validation of each set of test images that no phase item has named already
-    (`compare: best`), among the runs that learned something."""
-    named = {c["a"] for c in found if c["kind"] == BEST_KIND}
+def best_runs(groups: list[Group], found: list[dict], named: set[str] | None = None) -> str | None:
+    """The best run by validation of each set of test images shared by two or more runs that learned
+    something, unless a phase item has named it already (`named`; by default the `compare: best` picks)."""
+    named = {c["a"] for c in found if c["kind"] == BEST_KIND} if named is None else named
     sets = by_test_set([g for g in groups if not g.is_base and g.verdict not in ("did not learn", "diverged")])
     picks = []
     for members in sets.values():
         best = best_by_validation(members)
-        if best is None or best.run_id in named:
+        if best is None or best.run_id in named or len(members) < 2:
             continue
         picks.append(f"{best.run_id} on the {best.test_images} {best.dataset_name} test images{folded_words(best, ' of')} (validation "
                      f"{best.mean('val_acc') * 100:.1f}%, test {_acc(best)})")
@@ -149,16 +157,6 @@ def diverged(records: list, runs: list[tuple[dict, dict]]) -> list[str]:
     not_run = f"; not run: {', '.join(skipped)}" if skipped else ""
     return [f"Diverged: {', '.join(words)}{not_run}. A diverged run is scored from its last good checkpoint, "
             "where it has one (its section says which)."]
-
-
-def answer(groups: list[Group], found: list[dict], phases: list[dict], records: list,
-           runs: list[tuple[dict, dict]]) -> list[str]:
-    """The answer: divergence first, one item per phase, then the best run of each set of test images."""
-    if not groups:
-        return diverged(records, runs) + ["No run has finished yet."]
-    by_id = {g.run_id: g for g in groups}
-    items = [phase_item(phase, [g for g in groups if g.phase == phase["name"]], found, by_id) for phase in phases]
-    return diverged(records, runs) + [item for item in items + [best_runs(groups, found)] if item]
 
 
 def calibration_notes(groups: list[Group], found: list[dict]) -> list[str]:

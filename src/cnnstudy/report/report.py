@@ -1,27 +1,22 @@
 """The study report, rebuilt from the run folders alone: report.md and a self-contained report.html.
 
-It leads with the answer (findings in words, the comparison table with mean ± std over repeats,
-test scores and validation curves of every run, differences with their uncertainty), then gives
-each phase's runs in detail, then every run (and repeat) in one table.
+It leads with the answer (overview.py: a takeaway, one item per phase, the forest plot, what would
+settle each open comparison, every run in one table), then the data check, each phase's runs in
+detail (folded in HTML), the exploratory per-class comparisons, and every run (and repeat) in one table.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from . import plots
-from .compare import CONFIRMATORY, EXPLORATORY, comparisons, phase_compare
+from .compare import comparisons, phase_compare
 from .datacheck import data_lines, data_section, gather, leak_notes
-from ..fileio import atomic_write_text, read_jsonl
-from .findings import answer, calibration_notes, points
+from ..fileio import atomic_write_text
 from .groups import Group, group_records
-from .pairs import BEST_KIND, SWEEP_KIND
-from .perclass import class_sentences, class_table
+from .overview import answer_blocks, exploratory_blocks
+from ..runner.results.progress import running_note
 from ..runner.results.records import RunRecord, collect_records, study_phases, study_roles, study_runs
 from .render import to_html, to_markdown
 from .runs import repeated_blocks, run_blocks
-from .stats import format_p, wilson
 from .sweeps import sweep_blocks
 from .summary import COLUMNS, SUMMARY_NOTE, summary_rows
 
@@ -39,151 +34,30 @@ def phase_blocks(study_dir: Path, records: dict[str, list[RunRecord]], groups: d
                 blocks.append(("p", phase["description"]))
         run_id = f"{phase['name']}/{run['name']}"
         if run.get("sweep"):
-            blocks += sweep_blocks(study_dir, run, run_id)
+            blocks += folded(sweep_blocks(study_dir, run, run_id))
         if run.get("repeats", 1) > 1:
-            blocks += repeated_blocks(records[run_id], groups.get(run_id), run["model"]["name"])
+            blocks += folded(repeated_blocks(records[run_id], groups.get(run_id), run["model"]["name"]),
+                             groups.get(run_id))
         else:
-            blocks += run_blocks(records[run_id][0], run["model"]["name"])
+            blocks += folded(run_blocks(records[run_id][0], run["model"]["name"]), groups.get(run_id))
     return blocks
 
 
-GROUP_COLUMNS = ["run", "init", "dataset", "repeats", "test acc %", "macro F1 %", "ECE %", "val acc %", "gap",
-                 "verdict"]
-DIFF_COLUMNS = ["run", "against", "test images", "difference", "CI", "p", "in words", "method"]
-
-
-def group_rows(groups: list[Group], leaks: dict[str, str] | None = None) -> list[dict]:
-    """Every run in one row: its scores (mean ± std over repeats) and its verdict; `leaks`: run id -> its
-    accuracy without test images that have a copy on the training side, shown beside its own."""
-    rows = []
-    for g in groups:
-        verdicts = [m["verdict"]["verdict"] for m in g.metrics]
-        counts = ", ".join(f"{v} ×{verdicts.count(v)}" for v in dict.fromkeys(verdicts)) if len(verdicts) > 1 \
-            else verdicts[0]
-        rows.append({"run": g.run_id, "init": g.first["init"], "dataset": g.dataset_name, "repeats": len(g.records),
-                     "test acc %": (g.mean_std_text("test_acc") or "(no test split)")
-                     + (f" ({leaks[g.run_id]})" if g.run_id in (leaks or {}) else ""),
-                     "macro F1 %": g.mean_std_text("f1"), "ECE %": g.mean_std_text("ece"),
-                     "val acc %": g.mean_std_text("val_acc"), "gap": g.mean_std_text("gap"), "verdict": counts})
-    return rows
-
-
-def diff_rows(found: list[dict], family: str) -> list[dict]:
-    return [{"run": c["a"] + (f" [{c['class']}]" if "class" in c else ""), "against": f"{c['b']} ({c['kind']})",
-             "test images": f"{c['test_images']} {c['dataset']}", "difference": f"{points(c['diff'])} points",
-             "CI": "—" if c["ci"] is None else f"{points(c['ci'][0])} to {points(c['ci'][1])} ({c['level'] * 100:.3g}%)",
-             "p": "—" if c["p"] is None else format_p(c["p"]), "in words": c["words"],
-             "method": c["method"] + (f"; {c['note']}" if c["note"] else "")}
-            for c in found if c["family"] == family]
-
-
-def family_note(found: list[dict], family: str) -> str:
-    members = [c for c in found if c["family"] == family]
-    tested = sum(c["p"] is not None for c in members)
-    level = members[0]["level"] * 100 if members else 95.0
-    return (f"The {tested} tested {family} comparison(s) are one family: each p is multiplied by {tested} "
-            f"(Bonferroni, capped at 1) and each interval is at the matching {level:.3g}% level, so an interval "
-            "excludes zero exactly when its p is below 0.05; the words follow both. comparisons.csv keeps the raw p.")
-
-
-def answer_blocks(study_dir: Path, records: list[RunRecord], groups: list[Group], found: list[dict],
-                  leaks: dict[str, str]) -> Blocks:
-    """`leaks`: run id -> its accuracy without leaked test images (datacheck.leak_notes)."""
-    phases, runs = study_phases(study_dir), study_runs(study_dir)
-    blocks: Blocks = [("h2", "The answer"), ("ul", answer(groups, found, phases, records, runs)),
-                      ("h3", "Every run"), ("table", (group_rows(groups, leaks), GROUP_COLUMNS)),
-                      ("p", "Verdicts are explained, with their numbers, in each run's section (docs/verdict.md).")]
-    blocks += [("img", figure) for figure in study_plots(study_dir, groups)]
-    if any(c["family"] == CONFIRMATORY for c in found):
-        blocks += [("h3", "Differences on the same test images"),
-                   ("table", (diff_rows(found, CONFIRMATORY), DIFF_COLUMNS)), ("p", family_note(found, CONFIRMATORY))]
-    blocks += [("p", sentence) for sentence in calibration_notes(groups, found)]
-    blocks += exploratory_blocks(groups, found)
-    by_id = {g.run_id: g for g in groups}
-    panels = [side_by_side(study_dir, by_id[c["a"]], by_id[c["b"]]) for c in found
-              if c["family"] == CONFIRMATORY and c["kind"] not in (SWEEP_KIND, BEST_KIND)]
-    panels = [path for path in panels if path is not None]
-    if panels:
-        blocks += [("h3", "Where each run looks, on the same test images (Grad-CAM, predicted class)"),
-                   *[("img", path) for path in panels]]
-    return blocks
-
-
-def exploratory_blocks(groups: list[Group], found: list[dict]) -> Blocks:
-    """Per-class recall of the runs on each test set, and each phase step split by class: exploratory."""
-    blocks: Blocks = []
-    sentences = class_sentences(groups, found)
-    if sentences:
-        blocks += [("h3", "By class (exploratory)"), ("ul", sentences),
-                   ("table", (diff_rows(found, EXPLORATORY), DIFF_COLUMNS)), ("p", family_note(found, EXPLORATORY))]
-    for title, rows, columns in class_table(groups):
-        blocks += [("h3", title), ("table", (rows, columns))]
-    return blocks
-
-
-def side_by_side(study_dir: Path, a: Group, b: Group, shown: int = 6) -> Path | None:
-    """Both runs' stored maps of the same grid images (their representative repeats), one column each."""
-    found = {}
-    for group in (b, a):
-        path = group.records[group.representative].run_dir / "explanations.npz"
-        if not path.exists():
-            return None
-        with np.load(path) as arrays:
-            found[group.run_id] = {key: arrays[key] for key in ("ids", "kind", "pixels", "maps", "targets")}
-    grids = {run: {str(i): k for k, (i, kind) in enumerate(zip(v["ids"], v["kind"])) if kind == "grid"}
-             for run, v in found.items()}
-    common = [i for i in grids[b.run_id] if i in grids[a.run_id]][:shown]
-    if not common:
-        return None
-    first = found[b.run_id]
-    rows = [grids[b.run_id][i] for i in common]
-    classes = a.first["classes"]
-    return plots.plot_cam_side_by_side(first["pixels"][rows],
-                                       {run: v["maps"][[grids[run][i] for i in common]] for run, v in found.items()},
-                                       [classes[int(t)] for t in first["targets"][rows]],
-                                       study_dir / "plots" / f"cam-{a.run_id.replace('/', '-')}-vs-"
-                                                             f"{b.run_id.replace('/', '-')}.png")
-
-
-def comparison_panels(groups: list[Group]) -> list[dict]:
-    """The runs of each set of test images (runs without a held-out test split apart, on validation)."""
-    panels = []
-    panel_of = {g.run_id: g.test_key or ("val", g.first["dataset"], g.first["split"]["digest"]) for g in groups}
-    for panel in dict.fromkeys(panel_of.values()):
-        members = [g for g in groups if panel_of[g.run_id] == panel]
-        key = members[0].test_key
-        first = members[0].first
-        part, n = first["scored_on"], first[first["scored_on"]]["n"]
-        title = f"{Path(first['dataset']).name}: {n} {'test' if key else 'validation (not held out)'} images, " \
-                f"{len(first['classes'])} classes"
-        acc = []
-        for g in members:
-            stats = g.summary("test_acc" if key else "val_acc")
-            if stats["ci95"]:  # a t-interval over repeats can leave [0, 1]; accuracy cannot
-                acc.append((stats["mean"], *np.clip(stats["ci95"], 0.0, 1.0).tolist()))
-            else:
-                accuracy = g.first[part]["accuracy"]
-                acc.append((accuracy, *wilson(round(accuracy * n), n)))
-        panels.append({"title": title, "runs": [g.run_id for g in members], "acc": acc,
-                       "f1": [g.summary("f1")["mean"] or 0.0 for g in members],
-                       "wilson": [len(g.records) == 1 for g in members], "chance": 1 / len(first["classes"])})
-    return panels
-
-
-def fold_folders(record: RunRecord) -> list[Path]:
-    """The folders holding a run's training histories: its folds' for a k-fold run."""
-    folds = record.metrics.get("folds")
-    return [record.run_dir / f"f{j}" for j in range(folds["k"])] if folds else [record.run_dir]
-
-
-def study_plots(study_dir: Path, groups: list[Group]) -> list[Path]:
-    """The comparison bars and every run's validation curve."""
-    if not groups:
-        return []
-    bars = plots.plot_comparison_panels(comparison_panels(groups), study_dir / "plots" / "comparison.png")
-    curves = {g.run_id: [[row["val_acc"] for row in read_jsonl(folder / "history.jsonl")]
-                         for r in g.records for folder in fold_folders(r)] for g in groups}
-    return [bars, plots.plot_val_curves(curves, study_dir / "plots" / "val_curves.png")]
+def folded(blocks: Blocks, group: Group | None = None) -> Blocks:
+    """A run's section folded under its title (in HTML), the title carrying its verdict and test score;
+    a repeated run's names its repeats' verdicts and their mean, above the section of its best repeat."""
+    if not blocks or blocks[0][0] != "h3":
+        return blocks
+    if group is None:
+        return [("fold", blocks[0][1]), *blocks[1:], ("endfold", "")]
+    score = group.mean_std_text("test_acc")
+    score = f", test {score}%" if score else ""
+    if len(group.records) == 1:
+        return [("fold", f"{blocks[0][1]}: {group.verdict}{score}"), *blocks[1:], ("endfold", "")]
+    verdicts = [m["verdict"]["verdict"] for m in group.metrics]
+    counts = ", ".join(f"{v} ×{verdicts.count(v)}" for v in dict.fromkeys(verdicts))
+    return [("fold", f"{group.name} — {group.first['model']} ({group.first['init']}), {len(group.records)} repeats: "
+                     f"{counts}{score}"), *blocks, ("endfold", "")]
 
 
 def roles_blocks(study_dir: Path, records: list[RunRecord]) -> Blocks:
@@ -219,10 +93,12 @@ def build_report(study_dir: str | Path) -> tuple[Path, Path]:
     groups = group_records(records)
     found = comparisons(groups, phase_compare(study_phases(study_dir)))
     checked = gather(study_dir, records)  # the data check's files and predictions read once
-    blocks: Blocks = [("h1", f"Study report: {study_dir.name}"), *roles_blocks(study_dir, records),
+    running = running_note(study_dir)
+    blocks: Blocks = [*([("note", running)] if running else []), ("h1", f"Study report: {study_dir.name}"),
+                      *roles_blocks(study_dir, records),
                       *data_lines(checked), *answer_blocks(study_dir, records, groups, found, leak_notes(checked)),
                       *data_section(study_dir, checked), *phase_blocks(study_dir, by_run, {g.run_id: g for g in groups}),
-                      ("h2", "All runs"), ("p", SUMMARY_NOTE), ("table", (summary_rows(records), COLUMNS))]
+                      *exploratory_blocks(groups, found), ("h2", "All runs"), ("p", SUMMARY_NOTE), ("table", (summary_rows(records), COLUMNS))]
     atomic_write_text(study_dir / "report.md", to_markdown(blocks, study_dir))
     atomic_write_text(study_dir / "report.html", to_html(blocks, f"cnnstudy: {study_dir.name}"))
     return study_dir / "report.md", study_dir / "report.html"
