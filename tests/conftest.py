@@ -37,6 +37,9 @@ def _private_environment(tmp_path_factory):
     mp.delenv("CNNSTUDY_MIRROR", raising=False)
     mp.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf-home")))  # timm's weights: never the user's cache
     mp.setenv("HF_HUB_OFFLINE", "1")
+    # No background report rebuilds (a child process loading torch per finished run): the summary is
+    # rebuilt in the driver instead; tests/test_status.py turns them on where it checks them.
+    mp.setenv("CNNSTUDY_LIVE_REPORT", "0")
     mp.delenv("HF_ENDPOINT", raising=False)
     yield
     mp.undo()

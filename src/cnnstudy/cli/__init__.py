@@ -1,4 +1,5 @@
-"""Command line: cnnstudy run | report | inspect | predict | explain | export | models | data list | data fetch.
+"""Command line: cnnstudy run | report | status | inspect | predict | explain | export | models | data
+list | data fetch.
 
 Exit codes, a contract for scripts: 0 everything done; 1 some inputs failed (predict, explain and
 inspect list each on stderr and still write the rest); 2 bad usage or configuration, found before
@@ -19,6 +20,7 @@ from .exits import BAD_USAGE, INTERRUPTED, TERMINATED, stop_now
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .status import add_status_command
     from .study import add_data_commands, add_study_commands
     from .use import add_run_commands
 
@@ -28,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cnnstudy {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_study_commands(sub)
+    add_status_command(sub)
     add_run_commands(sub)
     add_data_commands(sub)
     return parser

@@ -16,6 +16,7 @@ from ..planning.fingerprint import checkpoint_inputs, make_fingerprint
 from ..results.folds import pool_runs
 from ..planning.plan import Blocked, Job, RunPlan, SweepPlan, diverged_already, plan_repeats, stale_message, trial_plan
 from ..planning.repeats import source_checkpoint
+from .recorder import ProgressRecorder, finished_state
 from .run import remove_run_dir
 from ..search.trials import Sweep
 from ..search.sweep import confirmed_config, sweep_units, trial_budget
@@ -66,13 +67,29 @@ def unit_count(works: list[RunWork]) -> int:
 
 class Scheduler:
     def __init__(self, works: list[RunWork], executor, ctx: UnitContext, log: Callable[[str], None],
-                 after_run: Callable[[], None]) -> None:
+                 after_run: Callable[[], None], progress: ProgressRecorder | None = None) -> None:
         self.works, self.executor, self.ctx, self.log, self.after_run = works, executor, ctx, log, after_run
         self.running: dict[Future, tuple[RunWork, Unit]] = {}
         self.total, self.finished, self.bar = unit_count(works), 0, None
+        self.progress = progress or ProgressRecorder(ctx.study_dir, ctx.study_name, executor.slots, executor.name)
         for work in works:
             if work.blocked:
                 log(f"not run: {work.run_id}: {work.blocked}")
+                self.progress.block(work.run_id, work.blocked)
+            self._known(work)
+        self.progress.save()
+
+    def _known(self, work: RunWork) -> None:
+        """The progress file learns a run's units: its plans, and the units a sweep has still to draw."""
+        for plan in work.plans:
+            self.progress.add(plan.label, work.run_id, plan.run_dir, plan.cfg.train.epochs)
+        trials = confirm = epochs = 0
+        if work.sweep is not None:
+            cfg, budget = work.sweep.cfg, trial_budget(work.sweep.cfg.sweep)
+            trials = budget - (len(work.search.trials()) if work.search is not None else 0)
+            confirm, epochs = sweep_units(cfg) - budget, cfg.train.epochs
+        self.progress.waiting(work.run_id, "trials still to draw", trials, epochs)
+        self.progress.waiting(work.run_id, "the best setting's units, after the search", confirm, epochs)
 
     def run(self) -> None:
         bar = self.bar = tqdm(total=self.total, desc="units", dynamic_ncols=True, disable=self.executor.slots == 1)
@@ -84,8 +101,16 @@ class Scheduler:
                 ready, _ = wait(list(self.running), return_when=FIRST_COMPLETED)
                 for future in ready:
                     work, unit = self.running.pop(future)
-                    self._complete(work, unit, future.result())  # a run's failure stops the study here
+                    self._complete(work, unit, self._result(future, unit))
                     bar.update(1)
+
+    def _result(self, future: Future, unit: Unit) -> dict:
+        """The unit's result; a run's failure stops the study here, recorded as the unit's."""
+        try:
+            return future.result()
+        except Exception as err:
+            self.progress.finish(unit.label, "failed", f"{type(err).__name__}: {err}")
+            raise
 
     def _fill(self) -> None:
         by_id = {w.run_id: w for w in self.works}
@@ -95,15 +120,27 @@ class Scheduler:
                 work.blocked = f"it starts from {source.run_id}, which " + \
                     ("diverged" if source.blocked is None else "was not run")
                 self.log(f"not run: {work.run_id}: {work.blocked}")
+                self.progress.block(work.run_id, work.blocked)
             if work.done or (source is not None and not source.done):
                 continue
             while len(self.running) < self.executor.slots:
                 unit = self._next_unit(work)
                 if unit is None:
                     break
+                self._starting(work, unit)
                 # A worker writes its lines to the run folder; this process logs where it was asked to.
                 args = (unit, self.ctx) if self.ctx.worker else (unit, self.ctx, self.log)
                 self.running[self.executor.submit(run_unit, *args)] = (work, unit)
+
+    def _starting(self, work: RunWork, unit: Unit) -> None:
+        """Recorded as running before it is handed over (the serial executor runs it within submit);
+        a serial study's console says which unit of how many, and how long the study has left."""
+        self.progress.add(unit.label, work.run_id, unit.plan.run_dir, unit.plan.cfg.train.epochs)
+        self._known(work)  # a trial just drawn, or the confirmation after a search
+        self.progress.start(unit.label)
+        if self.executor.slots == 1 and unit.plan.action != "skip":
+            self.log(f"run {self.finished + 1} of {self.total}: {unit.label} ({self.progress.left_words()} "
+                     "for the study)")
 
     def _next_unit(self, work: RunWork) -> Unit | None:
         if work.sweep is not None:
@@ -152,10 +189,11 @@ class Scheduler:
 
     def _complete(self, work: RunWork, unit: Unit, result: dict) -> None:
         self.finished += 1
+        self.progress.finish(unit.label, *finished_state(result))
         if unit.trial is not None:  # a trial's line counts the trials of its sweep, as they finish
             work.search.record(unit.trial.number, result)
             done = sum(t.state.is_finished() for t in work.search.trials())
-            self.log(finished_line(result, done, work.search.budget))
+            self.log(f"{finished_line(result, done, work.search.budget)}; {self.progress.left_words()}")
             return
         work.completed += 1
         work.diverged += bool(result.get("diverged"))
@@ -164,7 +202,7 @@ class Scheduler:
             work.pooled_diverged = diverged_already(self.ctx.study_dir, work.plans[0].cfg)
         self.after_run()
         if self.executor.slots > 1:
-            self.log(finished_line(result, self.finished, self.total))
+            self.log(f"{finished_line(result, self.finished, self.total)}; {self.progress.left_words()}")
 
     def _check_all_done(self) -> None:
         pending = [w.run_id for w in self.works if not w.done]
