@@ -100,7 +100,8 @@ def test_the_report_splits_a_phase_step_by_class_as_an_exploratory_family(finish
     assert all(r["family_size"] == "3" and float(r["p"]) == min(1.0, 3 * float(r["p_raw"])) for r in by_class)
     assert [r["family"] for r in rows if r["kind"] != "by class"] == ["confirmatory"]  # its own family of one
     text = (study_dir / "report.md").read_text()
-    assert "### By class (exploratory)" in text and "- p3/reg vs p1/base by class: helped most " in text
+    assert "## By class (exploratory)" in text and "- p3/reg vs p1/base by class: helped most " in text
+    assert text.index("## By class (exploratory)") > text.index("## p3")  # after the phases, not the answer
     assert "confusions that grew most: " in text and "Per-class accuracy (recall, %) on the" in text
     assert "| class | p1/base | p3/reg |" in text
 

@@ -13,6 +13,7 @@ from .compare import CONFIRMATORY
 from .findings import best_runs, claim, describe, named_in, diverged, state
 from .groups import Group
 from .pairs import BEST_KIND, GAP_KIND, PHASE_KINDS, SCRATCH_KIND, SWEEP_KIND
+from .sweeps import sweep_setting_words
 from .settle import FOLDS, detectable_range, held_out, split_images, unsettled
 
 # The comparison a phase asks about, by kind: what it says it builds on first, its sweep last.
@@ -66,6 +67,9 @@ def phase_item(phase: dict, members: list[Group], found: list[dict], by_id: dict
 def clear_words(c: dict, by_id: dict[str, Group]) -> str:
     a, b = by_id[c["a"]], by_id[c["b"]]
     verb = "beats" if c["words"] == "better" else "trails"
+    if c["kind"] == SWEEP_KIND:  # what the sweep chose, against the setting it started from
+        return (f"{sweep_setting_words(a, b, c, '')}: the chosen setting {verb} the base by {abs(c['diff']) * 100:.1f} "
+                f"points on {c['test_images']} {c['dataset']} test images")
     return f"{a.run_id} {verb} {b.run_id} by {abs(c['diff']) * 100:.1f} points on {c['test_images']} {c['dataset']} test images"
 
 

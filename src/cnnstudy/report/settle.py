@@ -7,7 +7,9 @@ from __future__ import annotations
 from .compare import CONFIRMATORY
 from .findings import points
 from .groups import Group
+from .pairs import SWEEP_KIND
 from .power import detectable
+from .sweeps import sweep_setting_words
 from ..runner.search.sweep import BASE_SUFFIX
 
 FOLDS = 5
@@ -88,7 +90,8 @@ def settle_items(found: list[dict], by_id: dict[str, Group]) -> list[str]:
             (f", {sum(c['test']['mcnemar'][:2])} right for only one of the two" if "mcnemar" in c["test"] else
              f", {len(a.records)} and {len(b.records)} repeats")
         change = lever(c, a, b)
-        items.append(f"**{c['a']} vs {c['b']}** ({sample}): {detectable_words(c)}. {change[0].upper()}{change[1:]}.")
+        named = sweep_setting_words(a, b, c, "") if c["kind"] == SWEEP_KIND else f"{c['a']} vs {c['b']}"
+        items.append(f"**{named}** ({sample}): {detectable_words(c)}. {change[0].upper()}{change[1:]}.")
     return items
 
 
