@@ -234,6 +234,10 @@ def test_estimate_arithmetic():
     slow = UnitView("p/big", "p/big", "done", 2, 2, 38.0, started=0.0, finished=38.0)  # 19 s an epoch
     trials = UnitView("p/s: trials still to draw", "p/s", "queued", 5, count=4)
     assert BASE_SUFFIX == SWEEP_BASE and estimate_left([base, slow, trials], 1, now=0.0) == pytest.approx(4 * 5 * 1.0)
+    # Trials the pruner stopped after 1 and 3 of their 5 epochs: the ones to draw are expected to train 40 %.
+    pruned = [UnitView(f"p/s/t00{k}", "p/s", "pruned", 5, n, float(n), started=0.0, finished=float(n))
+              for k, n in enumerate((1, 3))]
+    assert estimate_left([base, slow, *pruned, trials], 1, now=0.0) == pytest.approx(4 * 5 * 0.4 * 1.0)
     assert [format_duration(s) for s in (4, 36, 59, 754, 3 * 3600 + 300, 50 * 3600)] == \
         ["a few seconds", "40 s", "1 min", "13 min", "3 h 05 min", "2 d 2 h"]
 

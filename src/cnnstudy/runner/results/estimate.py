@@ -7,6 +7,8 @@ the study's mean. Every unit also pays a fixed cost outside its epochs (building
 plots), measured as a finished unit's wall time less its epochs: its run's least, else the median of
 the runs'. The first unit on each slot also paid once for starting its worker and filling the data
 cache: it counts only until a later unit is measured.
+A queued unit of a run whose finished units stopped early (pruned trials, early stopping) is expected
+to train the share of its epochs they trained on average.
 The units are then dealt to the study's slots in study order, each to the slot that frees first
 (what the scheduler does), and the last slot to finish is the estimate. Waits for a source run
 (`init_from`) are left out, so where they matter the estimate is low.
@@ -52,6 +54,16 @@ def fixed_costs(units: Sequence, slots: int) -> tuple[float, dict[str, float]]:
     return (costs[len(costs) // 2] if costs else 0.0), by_run
 
 
+def trained_shares(units: Sequence) -> dict[str, float]:
+    """Per run (its own units only, not a sweep's base), the mean share of their planned epochs its
+    finished units trained: below 1 where trials were pruned or early stopping ended them."""
+    shares: dict[str, list[float]] = {}
+    for unit in units:
+        if unit.state in ("done", "pruned") and unit.epochs > 0 and unit.trained:
+            shares.setdefault(unit.run, []).append(min(1.0, unit.trained / unit.epochs))
+    return {run: sum(values) / len(values) for run, values in shares.items()}
+
+
 def unit_left(unit, rate: float, cost: float, now: float) -> float:
     """Seconds `unit` still needs: its remaining epochs, and its fixed cost; a running unit has spent
     part of both already, but never needs less than its remaining epochs."""
@@ -72,9 +84,11 @@ def estimate_left(units: Sequence, slots: int, now: float) -> float | None:
     if study_rate is None:
         return None
     study_cost, run_costs = fixed_costs(units, slots)
+    shares = trained_shares(units)
 
     def need(unit) -> float:
-        return unit_left(unit, unit.rate or run_rates.get(run_of(unit), study_rate),
+        share = shares.get(unit.run, 1.0) if unit.state == "queued" else 1.0
+        return unit_left(unit, share * (unit.rate or run_rates.get(run_of(unit), study_rate)),
                          run_costs.get(run_of(unit), study_cost), now)
 
     running = [need(u) for u in unfinished if u.state == RUNNING]
