@@ -22,6 +22,8 @@ def test_welch_matches_scipy():
 
 
 EXPLAINED = {  # as training.metrics.overfitting_verdict words them
+    "did not learn": "train accuracy 50.0% (eval mode, 64 un-augmented training images) is near chance (50.0%, the "
+                     "commonest class; below 55.0%, 10% of the way to 100%): the model learned nothing of the training set",
     "overfit": "train accuracy 90.0% (eval mode, 64 un-augmented training images) vs validation 70.0%: gap 20.0 "
                "points (limit 10)",
     "fits well": "train accuracy 90.0% (eval mode, 64 un-augmented training images) vs validation 89.0%: gap 1.0 "
@@ -240,12 +242,12 @@ def test_each_lever_is_one_the_study_can_pull_with_a_number_behind_it(tmp_path):
     assert "`--set p1/b:data.split.folds=5 --set p2/a:data.split.folds=5`" in lever(c, a, b)
     for group in (a, b):  # a dataset's own test/ folder: k-fold would refuse it, so it is not offered
         group.first["split"]["origin"]["test"] = "test/"
-    assert lever(c, a, b) == "only more test images than these 60 could narrow it"
+    assert lever(c, a, b) == "Only more test images than these 60 could narrow it"
     same = make_group(tmp_path, "p3/same", [a.test_predictions(0)[2]])  # right on the same images as a
     same.first["split"].update(carved)
     a.first["split"].update(carved)
     tie = comparisons([a, same], {"p2": ["previous"], "p3": ["previous"]})[0]
-    assert lever(tie, same, a) == "only more test images than these 60 could narrow it"  # nothing to project
+    assert lever(tie, same, a) == "Only more test images than these 60 could narrow it"  # nothing to project
 
 
 def test_more_repeats_are_asked_of_a_swept_run_through_its_sweep(tmp_path):
@@ -258,3 +260,18 @@ def test_more_repeats_are_asked_of_a_swept_run_through_its_sweep(tmp_path):
     plain = make_group(tmp_path, "p4/conv", [rng.random(50) < 0.6 for _ in range(3)])
     assert repeat_keys([base, swept], 10) == "--set p4/head:sweep.confirm=10"
     assert repeat_keys([swept, plain], 10) == "--set p4/head:sweep.confirm=10 --set p4/conv:repeats=10"
+
+
+def test_a_run_that_did_not_learn_is_named_even_when_its_comparison_is_only_counted(tmp_path):
+    rng = np.random.default_rng(11)
+    lucky = make_group(tmp_path, "p4/lucky", [rng.random(100) < 0.9], val=0.60)
+    chosen = make_group(tmp_path, "p4/chosen", [rng.random(100) < 0.7], val=0.80)
+    flat = make_group(tmp_path, "p4/flat", [rng.random(100) < 0.5], val=0.50, verdict="did not learn")
+    found = comparisons([lucky, chosen, flat], {"p4": ["best"]})
+    lead, items = answer([lucky, chosen, flat], found, phases("p4", compare={"p4": "best"}), [], [])
+    assert items[0].startswith("**p4.** chosen, the best by validation on colors (80.0%), against lucky")
+    assert "Its other comparison (" in items[0] and "flat" not in items[0]  # counted, drawn in the forest plot
+    assert items[1] == "Did not learn: p4/flat (train accuracy 50.0%, near chance (50.0%))."
+    from cnnstudy.report.settle import settle_items
+    said = " ".join(settle_items(found, {g.run_id: g for g in (lucky, chosen, flat)}))
+    assert "(+14.0 points on 100 colors test images" in said and "p4/flat did not learn: its training comes first" in said

@@ -107,7 +107,7 @@ def test_a_serial_study_records_every_unit_and_says_run_k_of_n(study_file, tmp_p
     assert len(trials) == 2 and all("left" in line for line in trials[:1]) and trials[1].endswith("left")
 
 
-def test_two_jobs_record_progress_in_the_driver(study_file, tmp_path):
+def test_two_jobs_record_progress_in_the_driver(study_file, tmp_path, monkeypatch):
     lines = []
     study_dir = run_study(study_file, ["train.epochs=1"], out_dir=tmp_path / "runs", log=lines.append,
                           parallel=Parallel(jobs=2, threads=1))
@@ -126,6 +126,16 @@ def test_two_jobs_record_progress_in_the_driver(study_file, tmp_path):
     assert live.process.wait(120) == 0, (study_dir / live_report.LOG_FILE).read_text()
     assert (study_dir / "report.md").stat().st_mtime_ns > before
     live.close()
+    # A rebuild that a new `cnnstudy run` overtook (its progress file now another run's) writes nothing.
+    from cnnstudy.report import report as report_module
+
+    def overtaken(folder):
+        write_json(folder / "progress.json", {**read_json(folder / "progress.json"), "pid": 1, "started": time.time()})
+        return None
+    monkeypatch.setattr(report_module, "running_note", overtaken)
+    before = (study_dir / "report.md").stat().st_mtime_ns
+    report_module.build_report(study_dir)
+    assert (study_dir / "report.md").stat().st_mtime_ns == before
 
 
 @pytest.mark.parametrize("stop", [RuntimeError("out of memory"), KeyboardInterrupt()])

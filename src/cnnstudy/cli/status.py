@@ -79,13 +79,13 @@ def summary_lines(view) -> list[str]:
 
 def basis(view) -> str:
     """What the estimate rests on, and where it is rough."""
-    from ..runner.results.estimate import UNFINISHED, measured_rates
+    from ..runner.results.estimate import UNFINISHED, measured_rates, run_of
 
     _, rates = measured_rates(view.units)
     words = [f"from {sum(u.trained for u in view.units if u.seconds > 0)} measured epoch(s), {view.slots} at once"]
     if not view.count("done", "pruned"):
         words.append("rough until a unit has finished")
-    unmeasured = sum(u.count for u in view.units if u.state in UNFINISHED and u.run not in rates)
+    unmeasured = sum(u.count for u in view.units if u.state in UNFINISHED and run_of(u) not in rates)
     if unmeasured:
         words.append(f"{unmeasured} unit(s) of runs not measured yet counted at the study's mean epoch")
     return "; ".join(words)

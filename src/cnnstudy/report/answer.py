@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 
 from .compare import CONFIRMATORY
-from .findings import best_runs, claim, describe, named_in, diverged, state
+from .findings import best_runs, claim, describe, diverged, named_in, rule_words, state
 from .groups import Group
 from .pairs import BEST_KIND, GAP_KIND, PHASE_KINDS, SCRATCH_KIND, SWEEP_KIND
 from .sweeps import sweep_setting_words
@@ -45,7 +45,9 @@ def others_words(others: list[dict]) -> str:
     return f"Its other {len(others)} comparisons ({listed}) are in the plot below"
 
 
-def phase_item(phase: dict, members: list[Group], found: list[dict], by_id: dict[str, Group]) -> str | None:
+def phase_item(phase: dict, members: list[Group], found: list[dict],
+               by_id: dict[str, Group]) -> tuple[str | None, set[str]]:
+    """The phase's sentence(s), and the runs they name."""
     names = {g.run_id for g in members}
     mine = [c for c in found if c["family"] == CONFIRMATORY and c["a"] in names]
     if mine:
@@ -53,15 +55,24 @@ def phase_item(phase: dict, members: list[Group], found: list[dict], by_id: dict
         said = best_claim(first, by_id, phase["name"]) if first["kind"] == BEST_KIND else \
             claim(first, by_id, phase["name"])
         others = [c for c in mine if c is not first]
-        sentences = [said] + ([others_words(others)] if others else [])
+        sentences, named = [said] + ([others_words(others)] if others else []), {first["a"], first["b"]}
     else:
         runs = [g for g in members if not g.is_base]
         sentences = [state(g) for g in runs[:2]] + \
             ([f"{len(runs) - 2} more run(s) in the table below"] if len(runs) > 2 else [])
+        named = {g.run_id for g in runs[:2]}
     if not sentences:
-        return None
+        return None, set()
     title = f": {phase['title'].rstrip('.')}" if phase.get("title") else ""
-    return f"**{phase['name']}{title}.** " + ". ".join(sentences) + "."  # run names keep their case
+    return f"**{phase['name']}{title}.** " + ". ".join(sentences) + ".", named  # run names keep their case
+
+
+def unlearned(groups: list[Group], named: set[str]) -> list[str]:
+    """One sentence naming the runs that did not learn and no phase item named."""
+    runs = [g for g in groups if g.verdict == "did not learn" and g.run_id not in named]
+    if not runs:
+        return []
+    return ["Did not learn: " + "; ".join(f"{g.run_id} ({rule_words(g.first['verdict'])})" for g in runs) + "."]
 
 
 def clear_words(c: dict, by_id: dict[str, Group]) -> str:
@@ -86,7 +97,8 @@ def takeaway(groups: list[Group], found: list[dict]) -> str | None:
         said = [f"{head} clear: " + "; ".join(clear_words(c, by_id) for c in clear[:2])
                 + (f"; and {len(clear) - 2} more" if len(clear) > 2 else "")]
     else:
-        said = ["The one stated comparison shows no clear difference" if len(stated) == 1 else
+        said = [f"The one stated comparison {'cannot be tested' if stated[0]['p'] is None else 'shows no clear difference'}"
+                if len(stated) == 1 else
                 f"None of the {len(stated)} stated comparisons shows a clear difference"]
     span = detectable_range(found)
     if open_ and span:
@@ -121,7 +133,7 @@ def next_step(open_: list[dict], by_id: dict[str, Group]) -> list[str]:
 def training_advice(groups: list[Group]) -> list[str]:
     """"Train longer" where runs underfit: their verdicts say so (not of a run early stopping ended:
     more epochs were there to take)."""
-    runs = [g for g in groups if not g.is_base]
+    runs = groups  # every row of the table, a sweep's base setting too
     under = [g for g in runs if g.verdict == "underfit"
              and (g.first.get("stopped") or {}).get("reason") != "early_stopping"]
     if not under:
@@ -133,13 +145,15 @@ def training_advice(groups: list[Group]) -> list[str]:
 
 def answer(groups: list[Group], found: list[dict], phases: list[dict], records: list,
            runs: list[tuple[dict, dict]]) -> tuple[str | None, list[str]]:
-    """(the takeaway, the items): divergence first, one item per phase, then the best run of each set
-    of test images that no phase item named."""
+    """(the takeaway, the items): divergence first, one item per phase, the runs that did not learn and
+    the best run of each shared set of test images, where no phase item named them."""
     if not groups:
         return None, diverged(records, runs) + ["No run has finished yet."]
     by_id = {g.run_id: g for g in groups}
-    items = [phase_item(phase, [g for g in groups if g.phase == phase["name"]], found, by_id) for phase in phases]
-    named = {c["a"] for c in found if c["family"] == CONFIRMATORY}
-    return takeaway(groups, found), diverged(records, runs) + [item for item in items + [best_runs(groups, found, named)]
-                                                             if item]
-
+    items, named = [], set()
+    for phase in phases:
+        item, mentioned = phase_item(phase, [g for g in groups if g.phase == phase["name"]], found, by_id)
+        items += [item] if item else []
+        named |= mentioned
+    best = best_runs(groups, found, named)
+    return takeaway(groups, found), diverged(records, runs) + items + unlearned(groups, named) + ([best] if best else [])

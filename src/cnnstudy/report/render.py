@@ -119,7 +119,7 @@ def _text(text: str, tags: bool = False) -> str:
     if not tags:
         return text
     text = re.sub(r"(: )(better|worse|no clear difference)\b", lambda m: m.group(1) + _tag(TAGGED.match(m.group(2))), text)
-    return re.sub(r"(?<=\w |: )(overfits?|underfits?|fits well|did not learn|diverged)(?=[ ,;:.)(]|$)",
+    return re.sub(r"(?:(?<=\w )|(?<=: )|(?<=\())(overfits?|underfits?|fits well|did not learn|diverged)(?=[ ,;:.)(]|$)",
                   lambda m: _tag(TAGGED.match(m.group(1))), text)
 
 

@@ -13,7 +13,7 @@ from .datacheck import data_lines, data_section, gather, leak_notes
 from ..fileio import atomic_write_text
 from .groups import Group, group_records
 from .overview import answer_blocks, exploratory_blocks
-from ..runner.results.progress import running_note
+from ..runner.results.progress import running_note, session_of
 from ..runner.results.records import RunRecord, collect_records, study_phases, study_roles, study_runs
 from .render import to_html, to_markdown
 from .runs import repeated_blocks, run_blocks
@@ -82,8 +82,11 @@ def roles_blocks(study_dir: Path, records: list[RunRecord]) -> Blocks:
 
 
 def build_report(study_dir: str | Path) -> tuple[Path, Path]:
-    """Write report.md and report.html into the study folder; needs only the files a study wrote."""
+    """Write report.md and report.html into the study folder; needs only the files a study wrote. A
+    build that a new `cnnstudy run` of the study overtook (its progress file now another run's) writes
+    nothing: that run's own reports follow."""
     study_dir = Path(study_dir)
+    session = session_of(study_dir)
     if not (study_dir / "study.yaml").exists():
         raise FileNotFoundError(f"{study_dir} is not a study folder (no study.yaml); pass runs/<study>")
     records = collect_records(study_dir)  # every run folder read once
@@ -99,6 +102,7 @@ def build_report(study_dir: str | Path) -> tuple[Path, Path]:
                       *data_lines(checked), *answer_blocks(study_dir, records, groups, found, leak_notes(checked)),
                       *data_section(study_dir, checked), *phase_blocks(study_dir, by_run, {g.run_id: g for g in groups}),
                       *exploratory_blocks(groups, found), ("h2", "All runs"), ("p", SUMMARY_NOTE), ("table", (summary_rows(records), COLUMNS))]
-    atomic_write_text(study_dir / "report.md", to_markdown(blocks, study_dir))
-    atomic_write_text(study_dir / "report.html", to_html(blocks, f"cnnstudy: {study_dir.name}"))
+    if session_of(study_dir) == session:
+        atomic_write_text(study_dir / "report.md", to_markdown(blocks, study_dir))
+        atomic_write_text(study_dir / "report.html", to_html(blocks, f"cnnstudy: {study_dir.name}"))
     return study_dir / "report.md", study_dir / "report.html"

@@ -62,21 +62,26 @@ def repeat_keys(groups: list[Group], repeats: int) -> str:
                     if keys)
 
 
-def lever(c: dict, a: Group, b: Group) -> str:
-    """The change to the study that would narrow this comparison's interval, with its projected effect."""
+def lever(c: dict, a: Group, b: Group, alike: list[Group] | None = None) -> str:
+    """The change to the study that would narrow this comparison's interval, with its projected effect;
+    `alike`: every run on the same test images (k-fold must fold them all, or they no longer share any)."""
     test, level = c["test"], c["level"]
+    lost = [g for g in (a, b) if g.verdict in ("did not learn", "diverged")]
+    if lost:
+        said = " and ".join(f"{g.run_id} {g.verdict}" for g in lost)
+        return f"{said}: its training comes first; more test images would not make this a fair comparison"
     if "mcnemar" in test:
         n, total = test["mcnemar"][2], split_images(a)
         projected = detectable(test, level, images=total) if held_out(c, a, b) else None
         if projected is None:  # no lever this study has: said, with nothing to run
-            return f"only more test images than these {n} could narrow it"
-        keys = run_keys([b, a], "data.split.folds", FOLDS)
+            return f"Only more test images than these {n} could narrow it"
+        keys = run_keys(alike or [b, a], "data.split.folds", FOLDS)
         return (f"{FOLDS}-fold cross-validation would test all {total} images instead of {n}, detectable from about "
                 f"{points_text(projected)}: `{keys}`")
     repeats = max(MORE_REPEATS, 2 * max(len(a.records), len(b.records)))
     projected = detectable(test, level, repeats=repeats)
     if projected is None:
-        return "more repeats would not narrow it: the repeats do not vary"
+        return "More repeats would not narrow it: the repeats do not vary"
     return (f"{repeats} repeats each would average out more of the seeds' spread, detectable from about "
             f"{points_text(projected)}: `{repeat_keys([b, a], repeats)}`")
 
@@ -89,9 +94,9 @@ def settle_items(found: list[dict], by_id: dict[str, Group]) -> list[str]:
         sample = f"{points(c['diff'])} points on {c['test_images']} {c['dataset']} test images" + \
             (f", {sum(c['test']['mcnemar'][:2])} right for only one of the two" if "mcnemar" in c["test"] else
              f", {len(a.records)} and {len(b.records)} repeats")
-        change = lever(c, a, b)
+        change = lever(c, a, b, [g for g in by_id.values() if g.test_key == a.test_key])
         named = sweep_setting_words(a, b, c, "") if c["kind"] == SWEEP_KIND else f"{c['a']} vs {c['b']}"
-        items.append(f"**{named}** ({sample}): {detectable_words(c)}. {change[0].upper()}{change[1:]}.")
+        items.append(f"**{named}** ({sample}): {detectable_words(c)}. {change}.")
     return items
 
 

@@ -15,6 +15,7 @@ import torch
 from ..training.distributed import SINGLE, Dist
 from .execution.carry import carry_out, carry_out_together
 from .execution.executors import Parallel, make_executor
+from .execution.live_report import rebuild_detached
 from .execution.tracking import Tracking
 from .planning.force import end_force
 from .planning.lock import StudyLock
@@ -60,7 +61,11 @@ def run_study(study_path: str | Path, overrides: list[str] | None = None, out_di
             carry_out_together(jobs, study, study_dir, log, dist)
         else:
             carry_out(jobs, study, study_dir, executor, log)
-        report = dist.on_main(lambda: build_report(study_dir))
+        try:
+            report = dist.on_main(lambda: build_report(study_dir))
+        except BaseException:  # Ctrl-C or a failure here: the report on disk still says "running"
+            dist.on_main(lambda: rebuild_detached(study_dir))
+            raise
         dist.on_main(lambda: end_force(study_dir))
         if dist.main:
             Tracking(study.tracking, study_dir, study.name, log).log_report(list(report))

@@ -36,6 +36,13 @@ def child_environment() -> dict[str, str]:
             "CUDA_VISIBLE_DEVICES": "", "TQDM_DISABLE": "1"}
 
 
+def rebuild_detached(study_dir: Path) -> None:
+    """One rebuild left to finish on its own, where rebuilds are on: the study's last report was
+    interrupted, and the one on disk was built while the study still ran."""
+    if live_report_enabled():
+        LiveReport(study_dir).last()
+
+
 class LiveReport:
     """Background rebuilds of one study's report, one at a time, coalesced."""
 

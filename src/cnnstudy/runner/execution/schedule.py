@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from ...config import StudyError
 from ..planning.fingerprint import checkpoint_inputs, make_fingerprint
 from ..results.folds import pool_runs
+from ..results.estimate import TRIALS_TO_DRAW
 from ..planning.plan import Blocked, Job, RunPlan, SweepPlan, diverged_already, plan_repeats, stale_message, trial_plan
 from ..planning.repeats import source_checkpoint
 from .recorder import ProgressRecorder, finished_state
@@ -88,7 +89,7 @@ class Scheduler:
             cfg, budget = work.sweep.cfg, trial_budget(work.sweep.cfg.sweep)
             trials = budget - (len(work.search.trials()) if work.search is not None else 0)
             confirm, epochs = sweep_units(cfg) - budget, cfg.train.epochs
-        self.progress.waiting(work.run_id, "trials still to draw", trials, epochs)
+        self.progress.waiting(work.run_id, TRIALS_TO_DRAW, trials, epochs)
         self.progress.waiting(work.run_id, "the best setting's units, after the search", confirm, epochs)
 
     def run(self) -> None:

@@ -7,8 +7,8 @@ the study's mean. Every unit also pays a fixed cost outside its epochs (building
 plots), measured as a finished unit's wall time less its epochs: its run's least, else the median of
 the runs'. The first unit on each slot also paid once for starting its worker and filling the data
 cache: it counts only until a later unit is measured.
-A queued unit of a run whose finished units stopped early (pruned trials, early stopping) is expected
-to train the share of its epochs they trained on average.
+A sweep's trials still to draw are expected to train the share of their epochs that its finished
+trials trained on average (the pruner stops many early); its confirmation units train all of theirs.
 The units are then dealt to the study's slots in study order, each to the slot that frees first
 (what the scheduler does), and the last slot to finish is the estimate. Waits for a source run
 (`init_from`) are left out, so where they matter the estimate is low.
@@ -16,10 +16,12 @@ The units are then dealt to the study's slots in study order, each to the slot t
 from __future__ import annotations
 
 import heapq
+import re
 from typing import Sequence
 
 RUNNING = "running"
 UNFINISHED = ("queued", "running", "interrupted")  # what a study still has to train
+TRIALS_TO_DRAW = "trials still to draw"  # the recorder's words for a sweep's trials not drawn yet
 BASE_SUFFIX = ".base"  # runner.search.sweep.BASE_SUFFIX (a test holds them equal); not imported: status stays light
 
 
@@ -54,12 +56,17 @@ def fixed_costs(units: Sequence, slots: int) -> tuple[float, dict[str, float]]:
     return (costs[len(costs) // 2] if costs else 0.0), by_run
 
 
+def is_trial(unit) -> bool:
+    """A sweep's trial (<run>/t003) or its trials still to draw."""
+    return bool(re.fullmatch(r"t\d+", unit.label.rsplit("/", 1)[-1])) or unit.label.endswith(TRIALS_TO_DRAW)
+
+
 def trained_shares(units: Sequence) -> dict[str, float]:
-    """Per run (its own units only, not a sweep's base), the mean share of their planned epochs its
-    finished units trained: below 1 where trials were pruned or early stopping ended them."""
+    """Per swept run, the mean share of their planned epochs its finished trials trained (below 1
+    where the pruner stopped them)."""
     shares: dict[str, list[float]] = {}
     for unit in units:
-        if unit.state in ("done", "pruned") and unit.epochs > 0 and unit.trained:
+        if is_trial(unit) and unit.state in ("done", "pruned") and unit.epochs > 0 and unit.trained:
             shares.setdefault(unit.run, []).append(min(1.0, unit.trained / unit.epochs))
     return {run: sum(values) / len(values) for run, values in shares.items()}
 
@@ -87,7 +94,7 @@ def estimate_left(units: Sequence, slots: int, now: float) -> float | None:
     shares = trained_shares(units)
 
     def need(unit) -> float:
-        share = shares.get(unit.run, 1.0) if unit.state == "queued" else 1.0
+        share = shares.get(unit.run, 1.0) if unit.state == "queued" and is_trial(unit) else 1.0
         return unit_left(unit, share * (unit.rate or run_rates.get(run_of(unit), study_rate)),
                          run_costs.get(run_of(unit), study_cost), now)
 

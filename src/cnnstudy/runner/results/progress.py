@@ -232,6 +232,12 @@ def left_words(view: StudyView) -> str:
     return f"{words} left" if words == "a few seconds" else f"about {words} left"
 
 
+def session_of(study_dir: Path) -> tuple | None:
+    """Which `cnnstudy run` of the study its progress file belongs to (pid, host, start), or None."""
+    progress = read_progress(Path(study_dir))
+    return None if progress is None else (progress.get("pid"), progress.get("host"), progress.get("started"))
+
+
 def running_note(study_dir: Path) -> str | None:
     """The report's first line while its study is not finished (running, or stopped part-way), else
     None: a finished study, or a folder without a progress file."""
