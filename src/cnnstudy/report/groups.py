@@ -148,6 +148,12 @@ def overfits(group: Group) -> bool:
     return group.verdict == "overfit"
 
 
+def verdict_counts(group: Group) -> str:
+    """"overfit ×1, underfit ×2": each verdict its repeats got, in order of first appearance."""
+    verdicts = [m["verdict"]["verdict"] for m in group.metrics]
+    return ", ".join(f"{v} ×{verdicts.count(v)}" for v in dict.fromkeys(verdicts))
+
+
 def verdict_share(group: Group) -> str:
     """" in 1 of 2 repeats" where the repeats do not all share the run's verdict, else ""."""
     verdicts = [m["verdict"]["verdict"] for m in group.metrics]

@@ -12,7 +12,7 @@ from .answer import answer
 from .compare import CONFIRMATORY, EXPLORATORY
 from .findings import calibration_notes, points
 from .forest import forest_rows, plot_forest
-from .groups import Group
+from .groups import Group, verdict_counts
 from .pairs import BEST_KIND, SWEEP_KIND
 from .perclass import class_sentences, class_table
 from .settle import settle_items
@@ -33,9 +33,7 @@ def group_rows(groups: list[Group], leaks: dict[str, str] | None = None) -> list
     accuracy without test images that have a copy on the training side, shown beside its own."""
     rows = []
     for g in groups:
-        verdicts = [m["verdict"]["verdict"] for m in g.metrics]
-        counts = ", ".join(f"{v} ×{verdicts.count(v)}" for v in dict.fromkeys(verdicts)) if len(verdicts) > 1 \
-            else verdicts[0]
+        counts = verdict_counts(g) if len(g.records) > 1 else g.first["verdict"]["verdict"]
         rows.append({"run": g.run_id, "init": g.first["init"], "dataset": g.dataset_name, "repeats": len(g.records),
                      "test acc %": (g.mean_std_text("test_acc") or "(no test split)")
                      + (f" ({leaks[g.run_id]})" if g.run_id in (leaks or {}) else ""),

@@ -11,7 +11,7 @@ from pathlib import Path
 from .compare import comparisons, phase_compare
 from .datacheck import data_lines, data_section, gather, leak_notes
 from ..fileio import atomic_write_text
-from .groups import Group, group_records
+from .groups import Group, group_records, verdict_counts
 from .overview import answer_blocks, exploratory_blocks
 from ..runner.results.progress import running_note, session_of
 from ..runner.results.records import RunRecord, collect_records, study_phases, study_roles, study_runs
@@ -54,10 +54,8 @@ def folded(blocks: Blocks, group: Group | None = None) -> Blocks:
     score = f", test {score}%" if score else ""
     if len(group.records) == 1:
         return [("fold", f"{blocks[0][1]}: {group.verdict}{score}"), *blocks[1:], ("endfold", "")]
-    verdicts = [m["verdict"]["verdict"] for m in group.metrics]
-    counts = ", ".join(f"{v} ×{verdicts.count(v)}" for v in dict.fromkeys(verdicts))
     return [("fold", f"{group.name} — {group.first['model']} ({group.first['init']}), {len(group.records)} repeats: "
-                     f"{counts}{score}"), *blocks, ("endfold", "")]
+                     f"{verdict_counts(group)}{score}"), *blocks, ("endfold", "")]
 
 
 def roles_blocks(study_dir: Path, records: list[RunRecord]) -> Blocks:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .captions import RUN_PLOTS
-from .groups import Group
+from .groups import Group, verdict_counts
 from .weights import weights_blocks
 from ..runner.results.records import RunRecord
 
@@ -97,8 +97,7 @@ def repeated_blocks(records: list[RunRecord], group: Group | None, model_name: s
     if group is None:
         return [("h3", f"{records[0].run_id.split('/')[1]} ({model_name})"), ("p", "No repeat has finished yet.")]
     best = group.records[group.representative]
-    verdicts = [m["verdict"]["verdict"] for m in group.metrics]
-    counts = ", ".join(f"{v} ×{verdicts.count(v)}" for v in dict.fromkeys(verdicts))
+    counts = verdict_counts(group)
     stats = group.summary("test_acc")
     low, high = np.clip(stats["ci95"], 0.0, 1.0) if stats["ci95"] else (None, None)
     interval = f" (95% CI {low * 100:.1f}–{high * 100:.1f})" if stats["ci95"] else ""
