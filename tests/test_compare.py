@@ -224,7 +224,7 @@ def test_a_folded_run_is_said_with_the_rule_that_fired_and_the_tables_numbers(tm
     said = state(group)
     assert "overfits (f0: validation loss 1.016 against its minimum 0.657 at epoch 2 (+55%))" in said
     assert "validation 6" not in said and "gap" not in said  # only the rule that fired, no other validation figure
-    assert best_runs([group], []) is None  # "best by validation" is never said of the only run on its images
+    assert best_runs([group], set()) is None  # "best by validation" is never said of the only run on its images
 
 
 def test_each_lever_is_one_the_study_can_pull_with_a_number_behind_it(tmp_path):

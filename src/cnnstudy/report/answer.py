@@ -155,5 +155,5 @@ def answer(groups: list[Group], found: list[dict], phases: list[dict], records: 
         item, mentioned = phase_item(phase, [g for g in groups if g.phase == phase["name"]], found, by_id)
         items += [item] if item else []
         named |= mentioned
-    best = best_runs(groups, found, named)
+    best = best_runs(groups, named)
     return takeaway(groups, found), diverged(records, runs) + items + unlearned(groups, named) + ([best] if best else [])

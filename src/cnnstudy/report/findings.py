@@ -9,7 +9,7 @@ import re
 
 from .compare import CONFIRMATORY
 from .groups import VERDICT_WORDS, Group, best_by_validation, by_test_set, overfits, verdict_share
-from .pairs import BEST_KIND, GAP_KIND, INIT_WORDS, SCRATCH_KIND, SWEEP_KIND
+from .pairs import GAP_KIND, INIT_WORDS, SCRATCH_KIND, SWEEP_KIND
 from .stats import format_p
 from .sweeps import sweep_setting_words
 
@@ -121,10 +121,9 @@ def claim(c: dict, by_id: dict[str, Group], phase: str) -> str:
     return f"{named_in(a, phase, b)} against {named_in(b, phase, a)}{which}: {describe(c)}{gap_words(a, b)}"
 
 
-def best_runs(groups: list[Group], found: list[dict], named: set[str] | None = None) -> str | None:
+def best_runs(groups: list[Group], named: set[str]) -> str | None:
     """The best run by validation of each set of test images shared by two or more runs that learned
-    something, unless a phase item has named it already (`named`; by default the `compare: best` picks)."""
-    named = {c["a"] for c in found if c["kind"] == BEST_KIND} if named is None else named
+    something, unless a phase item has named it already (`named`)."""
     sets = by_test_set([g for g in groups if not g.is_base and g.verdict not in ("did not learn", "diverged")])
     picks = []
     for members in sets.values():

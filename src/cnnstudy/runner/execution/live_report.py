@@ -6,8 +6,9 @@ no GPU), its output in <study>/.live-report.log. At most one runs at a time: a u
 while one runs asks for one more, started when it ends (however many asked meanwhile). When the
 study ends the one running is stopped (SIGTERM: it finishes the file it is writing), since the
 study's own last report follows at once; a study that stops part-way (Ctrl-C, a failure) starts one
-last rebuild that outlives it, so that the report says where the study stopped instead of "still running". CNNSTUDY_LIVE_REPORT=0 turns it off (the test suite does):
-the summary is then rebuilt in the driver after each run, as before.
+last rebuild that outlives it, so that the report says where the study stopped instead of "still
+running". CNNSTUDY_LIVE_REPORT=0 turns it off (the test suite does): the summary is then rebuilt in
+the driver after each run, as before.
 """
 from __future__ import annotations
 

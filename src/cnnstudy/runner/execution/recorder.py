@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 from ...fileio import write_json
-from ..results.progress import PROGRESS_FILE, StudyView, history_facts, left_words, lock_file_holder, view_progress
+from ..planning.lock import lock_file_holder
+from ..results.progress import PROGRESS_FILE, StudyView, history_facts, left_words, view_progress
 
 FORMAT = 1
 

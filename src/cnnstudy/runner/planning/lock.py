@@ -11,6 +11,7 @@ import os
 import socket
 import time
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
@@ -22,11 +23,12 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 LOCK_FILE = ".lock"
+SINCE_FORMAT = "%Y-%m-%d %H:%M:%S %z"  # the lock file's "since", written and read back alike
 
 
 def _holder() -> dict:
     return {"pid": os.getpid(), "host": socket.gethostname(),
-            "since": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+            "since": time.strftime(SINCE_FORMAT)}
 
 
 def _describe(path: Path) -> str:
@@ -35,6 +37,32 @@ def _describe(path: Path) -> str:
         return f"pid {holder['pid']} on {holder['host']}, running since {holder['since']}"
     except (OSError, ValueError, KeyError):
         return "another process (its details could not be read)"
+
+
+def lock_file_holder(study_dir: Path) -> dict | None:
+    """What the study's .lock names: the pid, host and start (`since`, seconds) of the run that last took it."""
+    try:
+        holder = json.loads((Path(study_dir) / LOCK_FILE).read_text(encoding="utf-8"))
+        since = datetime.strptime(holder["since"], SINCE_FORMAT).timestamp()
+        return {"pid": int(holder["pid"]), "host": holder["host"], "since": since}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def lock_holder(study_dir: Path) -> dict | None:
+    """The run holding the study's lock now, or None: the lock is free, or that cannot be told here
+    (no /proc/locks, or a file system whose locks it does not show)."""
+    try:
+        stat = (Path(study_dir) / LOCK_FILE).stat()
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    device = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
+    for line in table.splitlines():  # "1: FLOCK  ADVISORY  WRITE 4242 fe:00:2155474 0 EOF"; "->": a waiter
+        fields = line.split()
+        if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == device:
+            return lock_file_holder(study_dir)
+    return None
 
 
 class StudyLock:

@@ -10,16 +10,14 @@ making splits): told from /proc/locks, read without touching the lock, where the
 """
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 from ...fileio import read_json, read_jsonl
-from ..planning.lock import LOCK_FILE
+from ..planning.lock import lock_holder
 from .estimate import estimate_left, format_duration
 
 PROGRESS_FILE = "progress.json"
@@ -97,32 +95,6 @@ def driver_alive(pid: int | None, host: str | None) -> bool | None:
     except PermissionError:  # someone else's process: it exists
         return True
     return True
-
-
-def lock_file_holder(study_dir: Path) -> dict | None:
-    """What the study's .lock names: the pid, host and start (`since`, seconds) of the run that last took it."""
-    try:
-        holder = json.loads((Path(study_dir) / LOCK_FILE).read_text(encoding="utf-8"))
-        since = datetime.strptime(holder["since"], "%Y-%m-%d %H:%M:%S %z").timestamp()
-        return {"pid": int(holder["pid"]), "host": holder["host"], "since": since}
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def lock_holder(study_dir: Path) -> dict | None:
-    """The run holding the study's lock now, or None: the lock is free, or that cannot be told here
-    (no /proc/locks, or a file system whose locks it does not show)."""
-    try:
-        stat = (Path(study_dir) / LOCK_FILE).stat()
-        table = Path("/proc/locks").read_text()
-    except OSError:
-        return None
-    device = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
-    for line in table.splitlines():  # "1: FLOCK  ADVISORY  WRITE 4242 fe:00:2155474 0 EOF"; "->": a waiter
-        fields = line.split()
-        if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == device:
-            return lock_file_holder(study_dir)
-    return None
 
 
 def history_facts(run_dir: Path) -> tuple[int, float]:
